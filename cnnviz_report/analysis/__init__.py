@@ -1,0 +1,1 @@
+"""TensorFlow work that returns numpy: kernels, feature maps, gradient-ascent images."""

@@ -1,0 +1,142 @@
+"""Activation maximisation: the input image each filter likes most (Erhan 2009; keras.io).
+
+The method is the seeds' (keras.io "Visualizing what convnets learn"): start from grey noise,
+ascend the mean activation of one filter with l2-normalised gradients, leave a border out of the
+loss, then deprocess. Three things differ on purpose:
+
+* filters are optimised together, one canvas per filter in a batch, through a model truncated
+  at the layer (the same result as one at a time, a fraction of the calls);
+* the canvas lives in pixel space (0..255 RGB) and the model's own preprocessing is applied
+  inside the gradient, so the step size means the same for every model and colours come out
+  in RGB even for caffe-style (BGR) models;
+* the value ascended is the layer's output before its own activation (lucid's ``_pre_relu``):
+  from grey noise many ReLU filters start at exactly zero, get no gradient and stay noise.
+  The number shown on each tile is still the layer's real (post-activation) output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..inspection import LayerInfo
+from .activations import layer_chain
+
+# keras.io: lr 10 on a 180x180x3 canvas scaled to [-1, 1] is an RMS step of this many pixel levels
+_KERAS_IO_PIXELS = 180 * 180 * 3
+_PIXEL_LEVELS_PER_UNIT = 127.5
+
+
+@dataclass(frozen=True)
+class AscentSettings:
+    steps: int = 30
+    learning_rate: float = 10.0  # on the keras.io scale (see module docstring)
+    batch_size: int = 16
+    noise_amplitude: float = 10.0  # grey 128 +- this many pixel levels, as the seeds start
+    crop_fraction: float = 25 / 180  # keras.io crops 25 px of a 180 px canvas for display
+    seed: int = 0
+    pre_activation: bool = True  # ascend the value before the layer's own ReLU (lucid's _pre_relu)
+
+
+@dataclass(frozen=True)
+class AscentResult:
+    filter_indices: tuple[int, ...]
+    images: np.ndarray  # uint8 (F, h, w, C), deprocessed and border-cropped
+    activations: np.ndarray  # float32 (F,), mean layer output (border excluded) on the final canvas
+
+
+def _activation_border(size: int) -> int:
+    """Pixels of the activation map left out of the loss at each edge (keras.io leaves 2)."""
+    return 2 if size >= 12 else (1 if size >= 6 else 0)
+
+
+def deprocess(canvas: np.ndarray, crop: int) -> np.ndarray:
+    """keras.io's deprocess_image: standardise, scale to 0.15 std around grey, crop, to uint8."""
+    image = canvas.astype(np.float64)
+    image = image - image.mean()
+    image = image / (image.std() + 1e-5) * 0.15 + 0.5
+    if crop > 0 and image.shape[0] > 2 * crop and image.shape[1] > 2 * crop:
+        image = image[crop:-crop, crop:-crop]
+    return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def _make_step(objective_chain, reported_chain, preprocess, channels_first: bool, step_norm: float):
+    """The ascent step (on the objective, pre-activation where possible) and the measurement."""
+    import tensorflow as tf
+
+    def forward(chain, canvas):
+        x = preprocess(canvas)
+        if channels_first:
+            x = tf.transpose(x, (0, 3, 1, 2))
+        for stage in chain:
+            x = stage(x, training=False)
+        if channels_first:
+            x = tf.transpose(x, (0, 2, 3, 1))
+        return x
+
+    def filter_means(chain, canvas, one_hot):
+        activation = forward(chain, canvas)
+        border = _activation_border(int(activation.shape[1]))
+        if border:
+            activation = activation[:, border:-border, border:-border, :]
+        # One filter per canvas: the mean over space of that canvas's own filter.
+        return tf.einsum("bhwc,bc->b", activation, one_hot) / float(
+            activation.shape[1] * activation.shape[2]
+        )
+
+    @tf.function(reduce_retracing=True)
+    def step(canvas, one_hot):
+        with tf.GradientTape() as tape:
+            tape.watch(canvas)
+            loss = tf.reduce_sum(filter_means(objective_chain, canvas, one_hot))
+        grads = tape.gradient(loss, canvas)
+        grads = tf.math.l2_normalize(grads, axis=[1, 2, 3])
+        return canvas + step_norm * grads
+
+    @tf.function(reduce_retracing=True)
+    def measure(canvas, one_hot):
+        return filter_means(reported_chain, canvas, one_hot)
+
+    return step, measure
+
+
+def maximise_filters(
+    model,
+    info: LayerInfo,
+    filter_indices: list[int],
+    canvas_hw: tuple[int, int],
+    channels: int,
+    preprocess,
+    settings: AscentSettings = AscentSettings(),
+) -> AscentResult:
+    """Gradient ascent on each filter of ``filter_indices`` of layer ``info``, in batches."""
+    import tensorflow as tf
+
+    height, width = canvas_hw
+    pixels = height * width * channels
+    step_norm = settings.learning_rate * _PIXEL_LEVELS_PER_UNIT * float(np.sqrt(pixels / _KERAS_IO_PIXELS))
+    step, measure = _make_step(
+        layer_chain(model, info, pre_activation=settings.pre_activation),
+        layer_chain(model, info),
+        preprocess,
+        info.data_format == "channels_first",
+        step_norm,
+    )
+    rng = np.random.default_rng([settings.seed, info.index])
+    crop = int(round(min(height, width) * settings.crop_fraction))
+    images, activations = [], []
+    for start in range(0, len(filter_indices), settings.batch_size):
+        chunk = filter_indices[start : start + settings.batch_size]
+        noise = rng.uniform(-1.0, 1.0, size=(len(chunk), height, width, channels))
+        canvas = tf.constant(128.0 + settings.noise_amplitude * noise, dtype=tf.float32)
+        one_hot = tf.one_hot(chunk, depth=info.filters, dtype=tf.float32)
+        for _ in range(settings.steps):
+            canvas = step(canvas, one_hot)
+        activations.append(measure(canvas, one_hot).numpy())
+        images.extend(deprocess(c, crop) for c in canvas.numpy())
+    return AscentResult(
+        filter_indices=tuple(filter_indices),
+        images=np.stack(images),
+        activations=np.concatenate(activations).astype(np.float32),
+    )

@@ -1,0 +1,357 @@
+"""Orchestration: load, inspect, gather every picture into a staging folder, write pages, swap.
+
+Nothing is written into the user's output folder until the whole site exists in a staging
+folder beside it; then the old site (only ever one this tool made) is swapped out in two renames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import __version__, paths, render
+from .config import ReportConfig
+from .errors import OutputDirError, UsageError
+from .inspection import LayerInfo, ModelInfo, inspect_model
+from .loading import InputImage, LoadedModel, demo_image_path, file_sha256, load_images, load_model
+from .render import ImageAsset
+
+MOSAIC_FILTERS = 64
+FEATURE_GRID_CHANNELS = 64
+
+
+# --------------------------------------------------------------------------- plain records
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Step ``step`` of ``total`` is starting; ``subject`` is a layer name (or "site")."""
+
+    step: int
+    total: int
+    subject: str
+    phase: str
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    index: int
+    name: str
+    slug: str
+    source: str
+    sha256: str
+    original: ImageAsset
+
+
+@dataclass(frozen=True)
+class FeatureAssets:
+    """What one conv layer made of one image."""
+
+    image_index: int
+    grid: ImageAsset
+    mean: ImageAsset
+    belt: ImageAsset
+    channels: int
+    grid_channels: int
+    constant_channels: int
+
+
+@dataclass
+class LayerReport:
+    info: LayerInfo
+    slug: str
+    filters: ImageAsset | None = None
+    filters_rgb: ImageAsset | None = None
+    filter_note: str = ""
+    filters_shown: int = 0
+    channels_shown: int = 0
+    channels_total: int = 0
+    mosaic: ImageAsset | None = None
+    mosaic_filters: int = 0
+    mosaic_dead: tuple[int, ...] = ()
+    features: list[FeatureAssets] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything the pages show, as plain data."""
+
+    title: str
+    model: ModelInfo
+    model_name: str
+    model_source: str
+    weights: str
+    preprocess: str
+    input_hw: tuple[int, int] | None
+    layers: tuple[LayerReport, ...]
+    images: tuple[ImageReport, ...]
+    not_drawn: tuple[LayerInfo, ...]
+    settings: dict
+    version: str = __version__
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out_dir: str
+    report: Report
+    seconds: float
+
+
+# --------------------------------------------------------------------------- output folder
+
+
+def _refuse_output(out: str) -> None:
+    """Refuse folders the tool did not make; only an empty folder or an old site may be replaced."""
+    real = os.path.realpath(out)
+    if real in (os.path.realpath(os.sep), os.path.realpath(os.path.expanduser("~")), os.path.realpath(".")):
+        raise OutputDirError(out, "refusing to write a site over this folder; name a new folder")
+    if os.path.exists(real) and not os.path.isdir(real):
+        raise OutputDirError(out, "exists and is not a folder")
+    if os.path.isdir(real) and os.listdir(real):
+        if not os.path.isfile(os.path.join(real, paths.MARKER_FILE)):
+            raise OutputDirError(
+                out,
+                f"folder is not empty and holds no {paths.MARKER_FILE}, so it was not made by "
+                "cnnviz_report; choose a new or empty folder",
+            )
+
+
+def _staging_dir(out: str) -> str:
+    parent, name = os.path.split(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    staging = os.path.join(parent, f".{name}.cnnviz-staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    return staging
+
+
+def _swap_in(staging: str, out: str) -> None:
+    out = os.path.abspath(out)
+    if os.path.isdir(out):
+        old = f"{os.path.dirname(out)}/.{os.path.basename(out)}.cnnviz-old-{os.getpid()}"
+        os.rename(out, old)
+        os.rename(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, out)
+
+
+# --------------------------------------------------------------------------- gathering
+
+
+def select_layers(model_info: ModelInfo, names: tuple[str, ...]) -> list[LayerInfo]:
+    """The conv layers to draw: all of them, or those named (plain or path-qualified names)."""
+    conv = list(model_info.conv_layers)
+    if not names:
+        return conv
+    by_name = {}
+    for layer in conv:
+        by_name.setdefault(layer.name, layer)
+        by_name[layer.qualified_name] = layer
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        listed = ", ".join(layer.qualified_name for layer in conv[:20]) + (" ..." if len(conv) > 20 else "")
+        raise UsageError("--layers", f"no conv layer named {', '.join(unknown)} (conv layers: {listed})")
+    wanted = {by_name[n].index for n in names}
+    return [layer for layer in conv if layer.index in wanted]
+
+
+def _image_reports(images: list[InputImage], root: str) -> list[ImageReport]:
+    reports = []
+    for image in images:
+        slug = paths.image_slug(image.index, image.name)
+        asset = render.save_png(image.original, root, paths.image_original(slug), f"input image {image.name}")
+        reports.append(ImageReport(image.index, image.name, slug, image.source, file_sha256(image.source), asset))
+    return reports
+
+
+def _draw_filters(model, report: LayerReport, max_filters: int, root: str) -> None:
+    from .analysis.weights import kernel_view
+
+    view = kernel_view(model, report.info)
+    grid = render.filter_grid(view.kernel, max_filters=max_filters)
+    name = report.info.name
+    report.filters = render.save_png(
+        grid.image, root, paths.layer_asset(report.slug, "filters"),
+        f"kernels of {name}: a row per filter, a column per input channel",
+    )
+    report.filters_shown, report.channels_shown = grid.filters_shown, grid.channels_shown
+    report.channels_total = grid.channels_total
+    report.filter_note = view.note
+    rgb = render.filter_rgb_grid(view.kernel, max_filters=max_filters)
+    if rgb is not None:
+        report.filters_rgb = render.save_png(
+            rgb, root, paths.layer_asset(report.slug, "filters-rgb"), f"kernels of {name} as colour tiles"
+        )
+
+
+def _draw_features(report: LayerReport, image: ImageReport, fmap: np.ndarray, root: str) -> None:
+    name = report.info.name
+    grid = render.feature_grid(fmap, FEATURE_GRID_CHANNELS)
+    strip = render.belt(fmap)
+    report.features.append(
+        FeatureAssets(
+            image_index=image.index,
+            grid=render.save_png(
+                grid.image, root, paths.layer_asset(report.slug, "fmaps", image.slug),
+                f"first {grid.channels_shown} feature maps of {name} for {image.name}",
+            ),
+            mean=render.save_png(
+                render.mean_map(fmap), root, paths.layer_asset(report.slug, "mean", image.slug),
+                f"mean feature map of {name} for {image.name}",
+            ),
+            belt=render.save_png(
+                strip.image, root, paths.layer_asset(report.slug, "belt", image.slug),
+                f"all {strip.channels} standardised channels of {name} for {image.name}",
+            ),
+            channels=strip.channels,
+            grid_channels=grid.channels_shown,
+            constant_channels=strip.constant_channels,
+        )
+    )
+
+
+def _draw_mosaic(loaded: LoadedModel, report: LayerReport, config: ReportConfig, root: str) -> None:
+    from .analysis.ascent import AscentSettings, maximise_filters
+
+    info = report.info
+    count = min(MOSAIC_FILTERS, config.max_filters, info.filters or 0)
+    if count == 0 or config.ascent_steps == 0:
+        return
+    result = maximise_filters(
+        loaded.model, info, list(range(count)), loaded.input_hw, loaded.channels, loaded.preprocess,
+        AscentSettings(steps=config.ascent_steps, learning_rate=config.ascent_learning_rate, seed=config.seed),
+    )
+    dead = tuple(int(f) for f, a in zip(result.filter_indices, result.activations) if not a > 0)
+    labels = [
+        f"{f} dead" if f in dead else f"{f}  {a:.3g}" for f, a in zip(result.filter_indices, result.activations)
+    ]
+    image = render.mosaic(result.images, labels, [f in dead for f in result.filter_indices])
+    report.mosaic = render.save_png(
+        image, root, paths.layer_asset(report.slug, "mosaic"),
+        f"gradient-ascent images of the first {count} filters of {info.name}",
+    )
+    report.mosaic_filters, report.mosaic_dead = count, dead
+
+
+def _batches(images: list[InputImage], size: int):
+    for start in range(0, len(images), size):
+        yield images[start : start + size]
+
+
+def _gather(loaded, model_info, selected, images, image_reports, config, root, notify) -> list[LayerReport]:
+    from .analysis.activations import FeatureProbe
+
+    reports = [LayerReport(info, paths.layer_slug(info.index, info.name)) for info in selected]
+    image_layers = [r for r in reports if r.info.takes_images and loaded.input_hw is not None]
+    for report in reports:
+        notify(report.info.name, "filters")
+        _draw_filters(loaded.model, report, config.max_filters, root)
+    if images and image_layers:
+        probe = FeatureProbe(loaded.model, [r.info for r in image_layers])
+        for batch in _batches(images, config.image_batch_size):
+            pixels = np.stack([image.pixels for image in batch])
+            model_input = np.asarray(loaded.preprocess(pixels), dtype=np.float32)
+            if loaded.model.inputs and _channels_first_input(loaded.model):
+                model_input = np.moveaxis(model_input, -1, 1)
+            maps = probe(model_input)
+            for report in image_layers:
+                notify(report.info.name, f"feature maps, images {batch[0].index + 1}-{batch[-1].index + 1}")
+                for position, image in enumerate(batch):
+                    _draw_features(report, image_reports[image.index], maps[report.info.index][position], root)
+            del maps
+    for report in image_layers:
+        notify(report.info.name, "gradient ascent")
+        _draw_mosaic(loaded, report, config, root)
+    return reports
+
+
+def _channels_first_input(model) -> bool:
+    first = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"][:1]
+    return bool(first) and getattr(first[0], "data_format", None) == "channels_first"
+
+
+def _settings(config: ReportConfig) -> dict:
+    settings = asdict(config)
+    settings["images"] = list(config.images)
+    settings["layers"] = list(config.layers)
+    settings.pop("out")
+    return settings
+
+
+def _write_manifest(report: Report, loaded: LoadedModel, root: str) -> None:
+    manifest = {
+        "tool": "cnnviz_report",
+        "version": report.version,
+        "model": {"name": report.model_name, "source": report.model_source, "weights": report.weights,
+                  "file_sha256": loaded.file_sha256},
+        "images": [{"name": i.name, "sha256": i.sha256, "page": paths.image_page(i.slug)} for i in report.images],
+        "layers": [{"name": r.info.qualified_name, "page": paths.layer_page(r.slug)} for r in report.layers],
+        "settings": report.settings,
+    }
+    with open(os.path.join(root, paths.MARKER_FILE), "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
+def _count_steps(selected: list[LayerInfo], n_images: int, config: ReportConfig, takes_images: bool) -> int:
+    image_layers = sum(1 for layer in selected if layer.takes_images) if takes_images else 0
+    batches = -(-n_images // config.image_batch_size)
+    ascent = image_layers if config.ascent_steps else 0
+    return len(selected) + image_layers * batches + ascent + 1
+
+
+def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None = None) -> BuildResult:
+    """Build the whole report for ``config`` into ``config.out``; silent unless given ``progress``."""
+    started = time.monotonic()
+    config.validate()
+    _refuse_output(config.out)
+    loaded = load_model(config)
+    image_args = config.images or ((demo_image_path(),) if config.model is None else ())
+    if image_args and loaded.input_hw is None:
+        raise UsageError("--images", f"{loaded.name} does not take 2-D images (input {loaded.model.inputs[0].shape})")
+    images = load_images(image_args, loaded.input_hw, loaded.channels) if image_args else []
+    model_info = inspect_model(loaded.model)
+    selected = select_layers(model_info, config.layers)
+
+    total = _count_steps(selected, len(images), config, loaded.input_hw is not None)
+    done = [0]
+
+    def notify(subject: str, phase: str) -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(Progress(done[0], total, subject, phase))
+
+    staging = _staging_dir(config.out)
+    try:
+        image_reports = _image_reports(images, staging)
+        layers = _gather(loaded, model_info, selected, images, image_reports, config, staging, notify)
+        report = Report(
+            title=config.title or f"{loaded.name}: what the convolution layers see",
+            model=model_info,
+            model_name=loaded.name,
+            model_source=loaded.source,
+            weights=loaded.weights_label,
+            preprocess=loaded.preprocess_mode,
+            input_hw=loaded.input_hw,
+            layers=tuple(layers),
+            images=tuple(image_reports),
+            not_drawn=tuple(layer for layer in selected if not layer.takes_images),
+            settings=_settings(config),
+        )
+        notify("site", "pages")
+        from .site import write_site
+
+        write_site(report, staging)
+        _write_manifest(report, loaded, staging)
+        _swap_in(staging, config.out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return BuildResult(os.path.abspath(config.out), report, time.monotonic() - started)

@@ -1,0 +1,164 @@
+"""Command line: argparse, console progress, exit codes and one-line errors.
+
+TensorFlow is imported only once a build starts, so ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from . import __version__
+from .config import PREPROCESS_MODES, ReportConfig
+from .errors import CnnvizError
+
+PROG = "cnnviz_report"
+
+EPILOG = """examples:
+  python -m cnnviz_report build                       the bundled demo model and photograph
+  python -m cnnviz_report build vgg16 --images bird.jpg --out vgg16-site
+  python -m cnnviz_report build vgg16 --weights none --images photos/   (offline, random weights)
+  python -m cnnviz_report build my_model.keras --images a.png b.png --layers conv1 conv2
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Turn a convolutional neural network into a browsable static website.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    build = commands.add_parser(
+        "build",
+        help="build a report site for a model",
+        description="Build a static site: filter grids, feature maps, image belts and "
+        "gradient-ascent mosaics for every convolution layer, with layer shape tables.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    build.add_argument(
+        "model", nargs="?", metavar="MODEL",
+        help="a keras.applications name (vgg16, resnet50v2, mobilenetv2, efficientnetb0, convnext_tiny, "
+        "...; any case) or a .keras/.h5 model file; omit it for the bundled demo model",
+    )
+    build.add_argument(
+        "--images", nargs="+", default=[], metavar="IMG",
+        help="image files (JPEG, PNG, BMP, GIF, WebP, TIFF) or folders of them; each is resized to the "
+        "model's input size (the demo uses a photograph of Grace Hopper when none are given)",
+    )
+    build.add_argument("--out", default="cnnviz-site", metavar="DIR",
+                       help="folder for the site (default: %(default)s); an existing site made by this "
+                       "tool is replaced, any other non-empty folder is refused")
+    build.add_argument(
+        "--weights", metavar="imagenet|none|PATH",
+        help="for application names: imagenet (default; from the Keras cache ~/.keras/models or a "
+        "download), none (random initialisation, works offline) or a weights file; for model files: "
+        "a weights file to load on top",
+    )
+    build.add_argument("--layers", nargs="+", default=[], metavar="NAME",
+                       help="draw only these conv layers (default: every conv layer)")
+    build.add_argument("--max-filters", type=int, default=64, metavar="N",
+                       help="at most N filters per layer in filter grids and mosaics (default: %(default)s)")
+    build.add_argument("--title", metavar="TEXT", help="title of the site (default: the model's name)")
+    build.add_argument("--seed", type=int, default=0, metavar="N",
+                       help="random seed for the gradient-ascent noise (default: %(default)s)")
+    build.add_argument(
+        "--preprocess", choices=PREPROCESS_MODES, default="auto",
+        help="how pixels 0..255 are fed to the model: auto (default: the application's own "
+        "preprocess_input; for model files 'raw' if the model starts with a Rescaling layer, else "
+        "'unit'), raw (0..255), unit (0..1), tf (-1..1), caffe or torch (ImageNet mean/std)",
+    )
+    build.add_argument("--ascent-steps", type=int, default=30, metavar="N",
+                       help="gradient-ascent steps per filter; 0 skips the mosaics (default: %(default)s)")
+    build.add_argument("--ascent-lr", type=float, default=10.0, metavar="LR",
+                       help="gradient-ascent step size on the keras.io scale (default: %(default)s)")
+    build.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    build.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> ReportConfig:
+    return ReportConfig(
+        model=args.model,
+        images=tuple(args.images),
+        out=args.out,
+        weights=args.weights,
+        layers=tuple(args.layers),
+        max_filters=args.max_filters,
+        title=args.title,
+        seed=args.seed,
+        preprocess=args.preprocess,
+        ascent_steps=args.ascent_steps,
+        ascent_learning_rate=args.ascent_lr,
+    )
+
+
+class ConsoleProgress:
+    """``[ 3/41] block1_conv2: feature maps  (ETA 1m20s)`` on stderr as each step starts."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.started = time.monotonic()
+
+    def __call__(self, event) -> None:
+        elapsed = time.monotonic() - self.started
+        eta = ""
+        completed = event.step - 1  # an event announces the step now starting
+        if completed > 0:
+            remaining = elapsed / completed * (event.total - completed)
+            eta = f"  (ETA {int(remaining // 60)}m{int(remaining % 60):02d}s)"
+        width = len(str(event.total))
+        print(f"[{event.step:>{width}}/{event.total}] {event.subject}: {event.phase}{eta}", file=self.stream, flush=True)
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up lines (absl, CUDA probing) kept off the console."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    except ImportError:
+        pass  # reported properly when the build needs it
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command != "build":
+        parser.print_help()
+        return 2
+    if not args.debug:
+        _import_tensorflow_quietly()
+    try:
+        from .build import build_site
+
+        result = build_site(_config(args), progress=None if args.quiet else ConsoleProgress())
+    except CnnvizError as error:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; the previous site, if any, is untouched", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug or an environment problem: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {type(error).__name__}: {' '.join(str(error).split())[:400]} "
+              "(run with --debug for a traceback)", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        index = os.path.join(result.out_dir, "index.html")
+        print(f"Built {len(result.report.layers)} conv-layer pages in {result.seconds:.1f} s: {index}")
+    return 0

@@ -1,0 +1,55 @@
+"""What a build is asked to do, as one frozen value checked before any heavy work starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+PREPROCESS_MODES = ("auto", "raw", "unit", "tf", "caffe", "torch")
+WEIGHT_KEYWORDS = ("imagenet", "none")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Every setting of one build. ``model=None`` means the bundled demo model."""
+
+    model: str | None = None
+    images: tuple[str, ...] = ()
+    out: str = "cnnviz-site"
+    weights: str | None = None  # None: the source's own (imagenet for names, the file's for files)
+    layers: tuple[str, ...] = ()
+    max_filters: int = 64
+    title: str | None = None
+    seed: int = 0
+    preprocess: str = "auto"
+    ascent_steps: int = 30
+    ascent_learning_rate: float = 10.0
+    image_batch_size: int = 8
+
+    def validate(self) -> "ReportConfig":
+        """Raise one UsageError listing every problem found, or return self."""
+        problems = []
+        if self.max_filters < 1:
+            problems.append(f"--max-filters must be at least 1, got {self.max_filters}")
+        if self.ascent_steps < 0:
+            problems.append(f"--ascent-steps must be 0 or more, got {self.ascent_steps}")
+        if not self.ascent_learning_rate > 0:
+            problems.append(f"--ascent-lr must be positive, got {self.ascent_learning_rate}")
+        if self.image_batch_size < 1:
+            problems.append(f"image batch size must be at least 1, got {self.image_batch_size}")
+        if self.preprocess not in PREPROCESS_MODES:
+            problems.append(
+                f"--preprocess must be one of {', '.join(PREPROCESS_MODES)}, got {self.preprocess!r}"
+            )
+        if self.weights is not None and self.weights.lower() not in WEIGHT_KEYWORDS:
+            if not os.path.isfile(self.weights):
+                problems.append(f"--weights {self.weights}: no such file")
+        if self.model is None and self.weights is not None and self.weights.lower() == "imagenet":
+            problems.append("--weights imagenet needs an application name such as vgg16")
+        if not self.out.strip():
+            problems.append("--out must name a folder")
+        if problems:
+            raise UsageError("options", "; ".join(problems))
+        return self

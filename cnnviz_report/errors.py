@@ -1,0 +1,36 @@
+"""The few exception types the tool raises on purpose.
+
+Every message names the file, layer or option at fault and says why, so the CLI can print it
+as one line: ``cnnviz_report: error: <subject>: <reason>``.
+"""
+
+from __future__ import annotations
+
+
+class CnnvizError(Exception):
+    """A failure the user can act on. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+    def __init__(self, subject: str, reason: str):
+        self.subject = subject
+        self.reason = reason
+        super().__init__(f"{subject}: {reason}")
+
+
+class UsageError(CnnvizError):
+    """Bad options or bad input files: the user's to fix (exit code 2)."""
+
+    exit_code = 2
+
+
+class ModelLoadError(UsageError):
+    """A model name, model file or weights file that cannot be used."""
+
+
+class ImageLoadError(UsageError):
+    """An input image that cannot be read."""
+
+
+class OutputDirError(UsageError):
+    """An output folder the tool refuses to write into."""

@@ -1,0 +1,276 @@
+"""Walk a Keras model, nested sub-models included, into plain LayerInfo records.
+
+Everything downstream (tables, file names, what to draw) works from these records, which hold
+no TensorFlow objects. A layer is found again with :func:`resolve_layer` from its ``path`` (the
+names of the sub-models around it) and its name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+CONV_KINDS = {
+    # class name -> kind; subclasses are found through the MRO
+    "Conv1D": "conv1d",
+    "Conv2D": "conv2d",
+    "Conv3D": "conv3d",
+    "DepthwiseConv1D": "depthwise1d",
+    "DepthwiseConv2D": "depthwise",
+    "SeparableConv1D": "separable1d",
+    "SeparableConv2D": "separable",
+    "Conv1DTranspose": "transpose1d",
+    "Conv2DTranspose": "transpose",
+    "Conv3DTranspose": "transpose3d",
+}
+IMAGE_CONV_KINDS = ("conv2d", "depthwise", "separable", "transpose")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of the layer table. Conv layers carry what is needed to draw them."""
+
+    index: int  # position in the walk; top-level indices equal model.layers indices
+    name: str
+    path: tuple[str, ...]  # names of the enclosing sub-models, outermost first
+    depth: int
+    type_name: str
+    output_shape: tuple
+    params: int
+    kernel_shape: tuple | None = None  # separable convs: the depthwise kernel
+    pointwise_shape: tuple | None = None  # separable convs only
+    filters: int | None = None
+    conv_kind: str | None = None
+    data_format: str = "channels_last"
+    receptive_field: tuple | None = None  # per spatial axis, in input pixels
+    effective_stride: tuple | None = None  # per spatial axis, input pixels per output step
+    is_submodel: bool = False
+    not_drawn_reason: str | None = None  # conv layers whose images cannot be drawn
+
+    @property
+    def is_conv(self) -> bool:
+        return self.conv_kind is not None
+
+    @property
+    def qualified_name(self) -> str:
+        return "/".join(self.path + (self.name,))
+
+    @property
+    def takes_images(self) -> bool:
+        """Feature maps and gradient ascent apply (a 2-D conv reachable from an image input)."""
+        return self.conv_kind in IMAGE_CONV_KINDS and self.not_drawn_reason is None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    input_shape: tuple
+    output_shape: tuple
+    total_params: int
+    trainable_params: int
+    layers: tuple[LayerInfo, ...]
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.total_params - self.trainable_params
+
+    @property
+    def conv_layers(self) -> tuple[LayerInfo, ...]:
+        return tuple(layer for layer in self.layers if layer.is_conv)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def conv_kind(layer) -> str | None:
+    for cls in type(layer).__mro__:
+        kind = CONV_KINDS.get(cls.__name__)
+        if kind and cls.__module__.startswith("keras"):
+            return kind
+    return None
+
+
+def _is_model(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.Model)
+
+
+def _shape(tensors) -> tuple:
+    shapes = tuple(tuple(t.shape) for t in tensors)
+    return shapes[0] if len(shapes) == 1 else shapes
+
+
+def _count(weights) -> int:
+    return int(sum(math.prod(w.shape) for w in weights))
+
+
+def _kernel_shape(layer) -> tuple | None:
+    if conv_kind(layer) in ("separable", "separable1d"):
+        return tuple(layer.depthwise_kernel.shape)
+    kernel = getattr(layer, "kernel", None)
+    return tuple(kernel.shape) if kernel is not None and hasattr(kernel, "shape") else None
+
+
+def _out_channels(layer, output_shape) -> int | None:
+    fmt = getattr(layer, "data_format", "channels_last")
+    if not output_shape or not isinstance(output_shape[0], (int, type(None))):
+        return None
+    return output_shape[1] if fmt == "channels_first" else output_shape[-1]
+
+
+def _first_node(layer, known: dict):
+    """The first call of ``layer`` whose inputs are all known tensors of the graph being walked."""
+    for node in layer._inbound_nodes:
+        if all(id(t) in known for t in node.input_tensors):
+            return node
+    return None
+
+
+# --------------------------------------------------------------------------- receptive field
+
+
+def _spatial(shape: tuple) -> tuple:
+    return tuple(shape[1:-1])
+
+
+def _rf_step(layer, states: list, node) -> tuple | None:
+    """(receptive field, jump) after ``layer`` from its inputs' states; None when not spatial."""
+    if not states or any(s is None for s in states):
+        return None
+    rank = len(states[0][0])
+    if any(len(s[0]) != rank for s in states):
+        return None
+    rf = tuple(max(s[0][a] for s in states) for a in range(rank))
+    jump = tuple(max(s[1][a] for s in states) for a in range(rank))
+    name = type(layer).__name__
+    kernel = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
+    strides = getattr(layer, "strides", None)
+    in_shape = tuple(node.input_tensors[0].shape)
+    out_shape = tuple(node.output_tensors[0].shape)
+    if name.startswith("Global") or len(out_shape) != len(in_shape):
+        return None
+    if kernel is not None and strides is not None and len(kernel) == rank:
+        dilation = getattr(layer, "dilation_rate", (1,) * rank) or (1,) * rank
+        if "Transpose" in name:
+            new_jump = tuple(j / s for j, s in zip(jump, strides))
+            new_rf = tuple(r + (math.ceil(k / s) - 1) * j for r, k, s, j in zip(rf, kernel, strides, jump))
+            return new_rf, new_jump
+        new_rf = tuple(r + d * (k - 1) * j for r, k, d, j in zip(rf, kernel, dilation, jump))
+        return new_rf, tuple(j * s for j, s in zip(jump, strides))
+    if name.startswith("UpSampling"):
+        size = layer.size if isinstance(layer.size, tuple) else (layer.size,) * rank
+        return rf, tuple(j / s for j, s in zip(jump, size))
+    if name.startswith(("ZeroPadding", "Cropping")) or _spatial(in_shape) == _spatial(out_shape):
+        return rf, jump
+    return None
+
+
+def _walk_rf(model, input_states: list, results: dict, known: dict) -> list:
+    """Propagate (rf, jump) states through ``model``; nested models are walked in place."""
+    for tensor, state in zip(model.inputs, input_states):
+        known[id(tensor)] = state
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        node = _first_node(layer, known)
+        if node is None:
+            results[id(layer)] = None
+            continue
+        states = [known[id(t)] for t in node.input_tensors]
+        if _is_model(layer):
+            outputs = _walk_rf(layer, states, results, known)
+            results[id(layer)] = outputs[0] if outputs else None
+        else:
+            state = _rf_step(layer, states, node)
+            results[id(layer)] = state
+            outputs = [state] * len(node.output_tensors)
+        for tensor, state in zip(node.output_tensors, outputs):
+            known[id(tensor)] = state
+    return [known.get(id(t)) for t in model.outputs]
+
+
+def receptive_fields(model) -> dict:
+    """id(layer) -> (receptive field, effective stride) per spatial axis, or None."""
+    results: dict = {}
+    starts = []
+    for tensor in model.inputs:
+        rank = len(tensor.shape) - 2
+        starts.append(((1,) * rank, (1,) * rank) if rank >= 1 else None)
+    _walk_rf(model, starts, results, {})
+    return results
+
+
+def _as_number(values: tuple | None) -> tuple | None:
+    if values is None:
+        return None
+    return tuple(int(v) if float(v).is_integer() else round(float(v), 3) for v in values)
+
+
+# --------------------------------------------------------------------------- the walk
+
+
+def _layer_rows(model, path: tuple, depth: int, fields: dict, rows: list, known: dict) -> None:
+    for tensor in model.inputs:
+        known[id(tensor)] = True
+    for layer in model.layers:
+        node = _first_node(layer, known) if layer._inbound_nodes else None
+        outputs = node.output_tensors if node is not None else getattr(layer, "_outputs", None) or []
+        if type(layer).__name__ == "InputLayer":
+            outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
+        output_shape = _shape(outputs) if outputs else ()
+        kind = conv_kind(layer)
+        state = fields.get(id(layer))
+        reason = None
+        if kind is not None and kind not in IMAGE_CONV_KINDS:
+            reason = f"{type(layer).__name__} feature maps are not 2-D images; only its kernels are drawn"
+        elif kind is not None and node is None:
+            reason = "layer is not connected to the model input"
+        rows.append(
+            LayerInfo(
+                index=len(rows),
+                name=layer.name,
+                path=path,
+                depth=depth,
+                type_name=type(layer).__name__,
+                output_shape=output_shape,
+                params=layer.count_params() if layer.built else 0,
+                kernel_shape=_kernel_shape(layer) if kind or hasattr(layer, "kernel") else None,
+                pointwise_shape=(
+                    tuple(layer.pointwise_kernel.shape) if kind in ("separable", "separable1d") else None
+                ),
+                filters=_out_channels(layer, output_shape) if kind else None,
+                conv_kind=kind,
+                data_format=getattr(layer, "data_format", None) or "channels_last",
+                receptive_field=_as_number(state[0]) if state else None,
+                effective_stride=_as_number(state[1]) if state else None,
+                is_submodel=_is_model(layer),
+                not_drawn_reason=reason,
+            )
+        )
+        for tensor in outputs:
+            known[id(tensor)] = True
+        if _is_model(layer):
+            _layer_rows(layer, path + (layer.name,), depth + 1, fields, rows, known)
+
+
+def inspect_model(model) -> ModelInfo:
+    """Every layer in model order, sub-models expanded right after their own row."""
+    rows: list[LayerInfo] = []
+    _layer_rows(model, (), 0, receptive_fields(model), rows, {})
+    return ModelInfo(
+        name=model.name,
+        input_shape=_shape(model.inputs),
+        output_shape=_shape(model.outputs),
+        total_params=int(model.count_params()),
+        trainable_params=_count(model.trainable_weights),
+        layers=tuple(rows),
+    )
+
+
+def resolve_layer(model, info: LayerInfo):
+    """The live Keras layer behind ``info``."""
+    holder = model
+    for name in info.path:
+        holder = holder.get_layer(name)
+    return holder.get_layer(info.name)

@@ -1,0 +1,359 @@
+"""Model names and files -> a Keras model; image files -> arrays at the model's input size.
+
+This is the only module that touches the user's model and image files. Model files are loaded
+with ``safe_mode=True`` and ``compile=False``: the report never needs an optimizer, and safe mode
+refuses to deserialise arbitrary Python code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import ReportConfig
+from .errors import ImageLoadError, ModelLoadError, UsageError
+
+DEMO_MODEL_RESOURCE = ("cnnviz_report.demo", "demo_cnn.keras")
+MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+DEFAULT_FREE_SIZE = 224  # used when a model accepts any spatial size
+DISPLAY_MAX_SIDE = 1024  # originals are kept for display, scaled down to this
+DOWNLOAD_TIMEOUT_S = 15
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready Keras model plus what is needed to feed it pixels."""
+
+    model: object  # keras.Model; typed loosely so this module's users need not import keras
+    name: str
+    source: str  # "demo", "application" or "file"
+    weights_label: str
+    preprocess_mode: str
+    preprocess: Callable  # float pixels (N, H, W, C) in 0..255 -> model input; numpy or tensor
+    input_hw: tuple[int, int] | None  # None when the model does not take images
+    channels: int | None
+    file_path: str | None = None
+    file_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One user image: the original for display and the pixels at the model's input size."""
+
+    index: int
+    name: str
+    source: str
+    original: np.ndarray  # uint8 (H, W, 3), at most DISPLAY_MAX_SIDE on its longer side
+    pixels: np.ndarray  # float32 (H, W, C) in 0..255 at the model's input size
+
+
+# --------------------------------------------------------------------------- applications
+
+
+def _normalise_app_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def application_names() -> dict[str, str]:
+    """Normalised name ('convnexttiny') -> keras.applications constructor name ('ConvNeXtTiny')."""
+    import keras
+
+    return {
+        _normalise_app_name(attr): attr
+        for attr in dir(keras.applications)
+        if attr[:1].isupper() and callable(getattr(keras.applications, attr))
+    }
+
+
+def is_model_file_argument(model: str) -> bool:
+    """True when MODEL names a path rather than an application."""
+    return (
+        model.lower().endswith(MODEL_FILE_SUFFIXES)
+        or os.sep in model
+        or "/" in model
+        or os.path.exists(model)
+    )
+
+
+def keras_cache_dir() -> Path:
+    """Where keras.utils.get_file keeps downloaded weights (honours KERAS_HOME)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def _application_preprocess(constructor_name: str) -> Callable:
+    import keras
+
+    constructor = getattr(keras.applications, constructor_name)
+    module_name = constructor.__module__.rsplit(".", 1)[-1]
+    return getattr(keras.applications, module_name).preprocess_input
+
+
+def _load_application(name: str, weights: str | None) -> tuple[object, str, Callable]:
+    import keras
+
+    names = application_names()
+    constructor_name = names.get(_normalise_app_name(name))
+    if constructor_name is None:
+        valid = ", ".join(sorted(n.lower() for n in names.values()))
+        raise ModelLoadError(name, f"not a model file and not a keras.applications name ({valid})")
+    constructor = getattr(keras.applications, constructor_name)
+    weights = "imagenet" if weights is None else weights
+    if weights.lower() == "none":
+        model = constructor(weights=None)
+        label = "none (random initialisation)"
+    elif weights.lower() == "imagenet":
+        model = _construct_with_imagenet_weights(constructor, name)
+        label = f"imagenet (Keras cache {keras_cache_dir()})"
+    else:
+        try:
+            model = constructor(weights=weights)
+        except Exception as exc:  # Keras raises ValueError/OSError with long texts
+            raise ModelLoadError(weights, f"cannot load as {name} weights: {_first_line(exc)}")
+        label = os.path.basename(weights)
+    return model, label, _application_preprocess(constructor_name)
+
+
+def _construct_with_imagenet_weights(constructor: Callable, name: str):
+    """Build with ImageNet weights from the Keras cache or a download; fail fast and clearly."""
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return constructor(weights="imagenet")
+    except Exception as exc:
+        message = _first_line(exc)
+        url = re.search(r"https?://\S+?\.h5", str(exc))
+        missing = url.group(0).rsplit("/", 1)[-1] if url else "the ImageNet weights file"
+        raise ModelLoadError(
+            name,
+            f"ImageNet weights file {missing} is not in {keras_cache_dir()} and could not be "
+            f"downloaded ({message}); put the file there, or build offline with "
+            f"--weights none or --weights PATH",
+        ) from exc
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+
+
+# --------------------------------------------------------------------------- model files
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_model_file(path: str):
+    import keras
+
+    if os.path.isdir(path):
+        raise ModelLoadError(
+            path,
+            "is a folder (a TensorFlow SavedModel?); convert it to a .keras file first, e.g. "
+            "load it in the Keras version that wrote it and call model.save('model.keras')",
+        )
+    if not os.path.isfile(path):
+        raise ModelLoadError(path, "no such model file")
+    if not path.lower().endswith(MODEL_FILE_SUFFIXES):
+        raise ModelLoadError(path, f"unknown model file type (use {', '.join(MODEL_FILE_SUFFIXES)})")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelLoadError(path, f"cannot load model: {_first_line(exc)}") from exc
+
+
+def _demo_model_path() -> str:
+    package, filename = DEMO_MODEL_RESOURCE
+    return str(resources.files(package) / filename)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+def _starts_with_rescaling(model) -> bool:
+    """True when the model scales its own input (a Rescaling/Normalization layer up front)."""
+    for layer in model.layers[:4]:
+        if type(layer).__name__ in ("Rescaling", "Normalization"):
+            return True
+    return False
+
+
+def _preprocess_for_mode(mode: str) -> Callable:
+    def raw(x):
+        return x
+
+    def unit(x):
+        return x / 255.0
+
+    def tf_mode(x):
+        return x / 127.5 - 1.0
+
+    def imagenet_mode(x):
+        from keras.applications import imagenet_utils
+
+        if isinstance(x, np.ndarray):
+            x = x.copy()
+        return imagenet_utils.preprocess_input(x, data_format="channels_last", mode=mode)
+
+    return {"raw": raw, "unit": unit, "tf": tf_mode}.get(mode, imagenet_mode)
+
+
+def _input_geometry(model, subject: str) -> tuple[tuple[int, int] | None, int | None]:
+    if len(model.inputs) != 1:
+        raise ModelLoadError(subject, f"has {len(model.inputs)} inputs; only single-input models are supported")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4:
+        return None, None  # Conv1D/Conv3D models: weights are drawn, images do not apply
+    _, height, width, channels = shape
+    if channels is None:
+        raise ModelLoadError(subject, f"input shape {shape} has no fixed channel count")
+    return (height or DEFAULT_FREE_SIZE, width or DEFAULT_FREE_SIZE), int(channels)
+
+
+def load_model(config: ReportConfig) -> LoadedModel:
+    """Resolve config.model (None = demo, a path, or an application name) into a LoadedModel."""
+    weights = config.weights
+    if config.model is None:
+        path = _demo_model_path()
+        model, source, name, label = _load_model_file(path), "demo", "cnnviz demo CNN", "bundled"
+        app_preprocess = None
+    elif is_model_file_argument(config.model):
+        path = config.model
+        model, source, label = _load_model_file(path), "file", "from the model file"
+        name, app_preprocess = os.path.basename(path), None
+    else:
+        path = None
+        model, label, app_preprocess = _load_application(config.model, weights)
+        source, name = "application", model.name
+
+    if source != "application" and weights is not None:
+        if weights.lower() in ("none", "imagenet"):
+            raise UsageError("--weights", f"'{weights}' applies only to keras.applications names")
+        try:
+            model.load_weights(weights)
+        except Exception as exc:
+            raise ModelLoadError(weights, f"cannot load these weights into {name}: {_first_line(exc)}")
+        label = os.path.basename(weights)
+
+    mode = config.preprocess
+    if mode == "auto":
+        if app_preprocess is not None:
+            mode, preprocess = "application", app_preprocess
+        else:
+            mode = "raw" if _starts_with_rescaling(model) else "unit"
+            preprocess = _preprocess_for_mode(mode)
+    else:
+        preprocess = _preprocess_for_mode(mode)
+
+    input_hw, channels = _input_geometry(model, config.model or name)
+    return LoadedModel(
+        model=model,
+        name=name,
+        source=source,
+        weights_label=label,
+        preprocess_mode=mode,
+        preprocess=preprocess,
+        input_hw=input_hw,
+        channels=channels,
+        file_path=path,
+        file_sha256=file_sha256(path) if path else None,
+    )
+
+
+# --------------------------------------------------------------------------- images
+
+
+def demo_image_path() -> str:
+    """Grace Hopper's portrait, shipped with matplotlib's sample data."""
+    from matplotlib import cbook
+
+    return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def expand_image_arguments(arguments: tuple[str, ...]) -> list[str]:
+    """Files as given, folders as their image files in sorted order; missing paths fail."""
+    paths: list[str] = []
+    for argument in arguments:
+        if os.path.isdir(argument):
+            found = sorted(
+                os.path.join(argument, entry)
+                for entry in os.listdir(argument)
+                if entry.lower().endswith(IMAGE_SUFFIXES)
+                and os.path.isfile(os.path.join(argument, entry))
+            )
+            if not found:
+                raise ImageLoadError(argument, "folder holds no image files")
+            paths.extend(found)
+        elif os.path.isfile(argument):
+            paths.append(argument)
+        else:
+            raise ImageLoadError(argument, "no such file or folder")
+    return paths
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB, compositing transparency onto white."""
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
+        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: str, index: int, size_hw: tuple[int, int], channels: int) -> InputImage:
+    """Read one image, apply EXIF orientation, resize to the model size, keep the original."""
+    try:
+        with Image.open(path) as opened:
+            opened.seek(0)
+            rgb = _to_rgb(ImageOps.exif_transpose(opened))
+            rgb.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageLoadError(path, f"cannot read image: {_first_line(exc)}") from exc
+    display = rgb.copy()
+    display.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.LANCZOS)
+    height, width = size_hw
+    resized = rgb.resize((width, height), Image.Resampling.BILINEAR)
+    if channels == 1:
+        pixels = np.asarray(resized.convert("L"), dtype=np.float32)[:, :, None]
+    elif channels == 3:
+        pixels = np.asarray(resized, dtype=np.float32)
+    else:
+        raise ImageLoadError(path, f"the model wants {channels}-channel input; images give 1 or 3")
+    return InputImage(
+        index=index,
+        name=os.path.basename(path),
+        source=path,
+        original=np.asarray(display, dtype=np.uint8),
+        pixels=pixels,
+    )
+
+
+def load_images(arguments: tuple[str, ...], size_hw: tuple[int, int], channels: int) -> list[InputImage]:
+    return [
+        load_image(path, index, size_hw, channels)
+        for index, path in enumerate(expand_image_arguments(arguments))
+    ]

@@ -1,0 +1,64 @@
+"""The only place output file names and relative URLs are made.
+
+Layer and image names are user data (they may hold ``../``, ``<script>`` or any unicode), so a
+file name is built from the item's index plus a sanitised, length-capped form of its name and is
+never the raw name. URLs between pages are always relative, so a site works from ``file://`` and
+under a GitHub Pages sub-path.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import unicodedata
+
+MAX_SLUG_CHARS = 48
+
+_UNSAFE = re.compile(r"[^a-z0-9_.-]+")
+
+INDEX_PAGE = "index.html"
+STYLESHEET = "static/style.css"
+MARKER_FILE = "cnnviz-manifest.json"
+
+
+def sanitise(name: str) -> str:
+    """ASCII-only, lower-case, path-free form of ``name``; never empty, never dots only."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    slug = _UNSAFE.sub("-", ascii_name.lower()).strip("-.")
+    slug = re.sub(r"-{2,}", "-", slug)[:MAX_SLUG_CHARS].strip("-.")
+    return slug or "unnamed"
+
+
+def layer_slug(index: int, name: str) -> str:
+    """``003-block1_conv2`` from a layer's walk index and name."""
+    return f"{index:03d}-{sanitise(name)}"
+
+
+def image_slug(index: int, name: str) -> str:
+    """``01-bird`` from an image's position and file name (its extension dropped)."""
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    return f"{index + 1:02d}-{sanitise(stem)}"
+
+
+def layer_page(layer_slug_: str) -> str:
+    return f"layers/{layer_slug_}.html"
+
+
+def layer_asset(layer_slug_: str, kind: str, image_slug_: str | None = None) -> str:
+    """Site path of one picture of a layer: ``layers/003-x/fmaps-01-bird.png``."""
+    suffix = f"-{image_slug_}" if image_slug_ else ""
+    return f"layers/{layer_slug_}/{kind}{suffix}.png"
+
+
+def image_page(image_slug_: str) -> str:
+    return f"images/{image_slug_}.html"
+
+
+def image_original(image_slug_: str) -> str:
+    return f"images/{image_slug_}.png"
+
+
+def relative_url(from_page: str, to_path: str) -> str:
+    """URL of site path ``to_path`` as seen from the page at site path ``from_page``."""
+    start = posixpath.dirname(from_page) or "."
+    return posixpath.relpath(to_path, start)

@@ -1,0 +1,281 @@
+"""numpy arrays -> tiled uint8 pictures -> PNG files. No TensorFlow here.
+
+Every picture the seeds draw with one matplotlib subplot per tile is drawn here as one array:
+tiles are normalised, scaled to a readable size (nearest-neighbour when enlarging, so kernel
+pixels stay visible), labelled, and laid out on a grid with gaps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+GAP = 2
+BACKGROUND = 255
+LABEL_HEIGHT = 13
+FEATURE_TILE = 112  # feature-map tiles are scaled towards this many pixels
+BELT_TILE_MAX = 128
+BELT_TILE_MIN = 48
+BELT_ROW = 16
+KERNEL_CELL = 24  # a kernel is enlarged to about this many pixels
+CONSTANT_GREY = 128
+
+
+@dataclass(frozen=True)
+class ImageAsset:
+    """A picture written into the site: where it is and how to show it."""
+
+    path: str  # site-relative, '/'-separated
+    width: int
+    height: int
+    alt: str
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def unit_range(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Scale to [0, 1] by min and max; a constant (or all non-finite) array gives zeros, True."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(values.shape), True
+    low, high = values[finite].min(), values[finite].max()
+    if high <= low:
+        return np.zeros(values.shape), True
+    scaled = (np.where(finite, values, low) - low) / (high - low)
+    return scaled, False
+
+
+def standardise(channel: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Seed 003's display transform: (x - mean) / std * 64 + 128, clipped, uint8.
+
+    A constant channel has no std; it is drawn flat grey and reported as constant.
+    """
+    values = np.asarray(channel, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.full(values.shape, CONSTANT_GREY, np.uint8), True
+    values = np.where(finite, values, values[finite].mean())
+    std = values.std()
+    if std <= 1e-12 * max(1.0, abs(values.mean())):
+        return np.full(values.shape, CONSTANT_GREY, np.uint8), True
+    scaled = (values - values.mean()) / std * 64.0 + 128.0
+    return np.clip(scaled, 0, 255).astype(np.uint8), False
+
+
+def to_uint8(unit: np.ndarray) -> np.ndarray:
+    return (np.clip(unit, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+@lru_cache(maxsize=4)
+def _colormap_lut(name: str) -> np.ndarray:
+    from matplotlib import colormaps
+
+    return (colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+def colorize(unit: np.ndarray, colormap: str = "viridis") -> np.ndarray:
+    """[0, 1] values -> uint8 RGB through a matplotlib colour map (as the seeds' imshow)."""
+    return _colormap_lut(colormap)[to_uint8(unit)]
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def scale_tile(tile: np.ndarray, target: int) -> np.ndarray:
+    """Enlarge by a whole factor (nearest) or shrink by a whole factor (box) towards ``target``."""
+    height, width = tile.shape[:2]
+    side = max(height, width)
+    if side < target:
+        factor = max(1, target // side)
+        return np.repeat(np.repeat(tile, factor, axis=0), factor, axis=1)
+    factor = math.ceil(side / target)
+    if factor <= 1:
+        return tile
+    size = (max(1, width // factor), max(1, height // factor))
+    return np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.BOX))
+
+
+def _as_rgb(tile: np.ndarray) -> np.ndarray:
+    return np.repeat(tile[:, :, None], 3, axis=2) if tile.ndim == 2 else tile
+
+
+def tile_grid(tiles: list[np.ndarray], columns: int, gap: int = GAP, background: int = BACKGROUND) -> np.ndarray:
+    """Lay equal-size tiles row by row, ``gap`` pixels apart; grey tiles stay 2-D when all are."""
+    if not tiles:
+        raise ValueError("tile_grid needs at least one tile")
+    colour = any(t.ndim == 3 for t in tiles)
+    tiles = [_as_rgb(t) if colour else t for t in tiles]
+    height, width = tiles[0].shape[:2]
+    columns = max(1, min(columns, len(tiles)))
+    rows = math.ceil(len(tiles) / columns)
+    shape = (rows * height + (rows - 1) * gap, columns * width + (columns - 1) * gap)
+    canvas = np.full(shape + ((3,) if colour else ()), background, np.uint8)
+    for position, tile in enumerate(tiles):
+        row, column = divmod(position, columns)
+        top, left = row * (height + gap), column * (width + gap)
+        canvas[top : top + height, left : left + width] = tile
+    return canvas
+
+
+@lru_cache(maxsize=2)
+def _font(size: int = 11):
+    return ImageFont.load_default(size=size)
+
+
+def add_caption(tile: np.ndarray, text: str, marked: bool = False) -> np.ndarray:
+    """A band of LABEL_HEIGHT pixels above the tile with ``text``; red text when ``marked``."""
+    rgb = _as_rgb(tile)
+    band = Image.new("RGB", (rgb.shape[1], LABEL_HEIGHT), (255, 255, 255))
+    ImageDraw.Draw(band).text((1, 0), text, fill=(200, 0, 0) if marked else (40, 40, 40), font=_font())
+    return np.concatenate([np.asarray(band), rgb], axis=0)
+
+
+def add_axis_labels(grid: np.ndarray, cell: int, rows: int, columns: int, gap: int = GAP) -> np.ndarray:
+    """Numbers the rows on the left and the columns on top of a grid of ``cell``-pixel cells."""
+    rgb = _as_rgb(grid)
+    left, top = 26, LABEL_HEIGHT + 2
+    canvas = Image.new("RGB", (rgb.shape[1] + left, rgb.shape[0] + top), (255, 255, 255))
+    canvas.paste(Image.fromarray(rgb), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(10 if cell < 16 else 11)
+    step_rows = 1 if cell >= 12 else 4
+    for row in range(0, rows, step_rows):
+        draw.text((1, top + row * (cell + gap) + max(0, cell // 2 - 6)), str(row), fill=(60, 60, 60), font=font)
+    step_columns = 1 if cell >= 20 else (2 if cell >= 10 else 8)
+    for column in range(0, columns, step_columns):
+        draw.text((left + column * (cell + gap) + 1, 1), str(column), fill=(60, 60, 60), font=font)
+    return np.asarray(canvas)
+
+
+# --------------------------------------------------------------------------- the pictures
+
+
+@dataclass(frozen=True)
+class FilterGrid:
+    image: np.ndarray
+    filters_shown: int
+    filters_total: int
+    channels_shown: int
+    channels_total: int
+
+
+def _kernel_cell_factor(kh: int, kw: int) -> int:
+    return max(1, KERNEL_CELL // max(kh, kw))
+
+
+def filter_grid(kernel: np.ndarray, max_filters: int = 64, max_channels: int = 32) -> FilterGrid:
+    """Seed 000/001's picture: a row per filter, a column per input channel, grey, [0, 1] per layer.
+
+    The normalisation uses the whole layer's kernel, so tiles compare across the grid. With a
+    single input channel (depthwise kernels) the filters wrap into rows of 16 instead.
+    """
+    kh, kw, channels, filters = kernel.shape
+    unit, _ = unit_range(kernel)
+    shown_filters, shown_channels = min(filters, max_filters), min(channels, max_channels)
+    factor = _kernel_cell_factor(kh, kw)
+    cells = []
+    for f in range(shown_filters):
+        for c in range(shown_channels):
+            cell = to_uint8(unit[:, :, c, f])
+            cells.append(np.repeat(np.repeat(cell, factor, axis=0), factor, axis=1))
+    if shown_channels == 1:
+        columns = min(16, shown_filters)
+        grid = tile_grid(cells, columns)
+        image = add_axis_labels(grid, kh * factor, math.ceil(shown_filters / columns), columns)
+    else:
+        grid = tile_grid(cells, shown_channels)
+        image = add_axis_labels(grid, kh * factor, shown_filters, shown_channels)
+    return FilterGrid(image, shown_filters, filters, shown_channels, channels)
+
+
+def filter_rgb_grid(kernel: np.ndarray, max_filters: int = 64) -> np.ndarray | None:
+    """Kernels that read 3 channels as colour tiles (8 to a row, numbered); None otherwise."""
+    kh, kw, channels, filters = kernel.shape
+    if channels != 3:
+        return None
+    unit, _ = unit_range(kernel)
+    factor = max(_kernel_cell_factor(kh, kw), 48 // max(kh, kw))
+    tiles = []
+    for f in range(min(filters, max_filters)):
+        tile = to_uint8(unit[:, :, :, f])
+        tile = np.repeat(np.repeat(tile, factor, axis=0), factor, axis=1)
+        tiles.append(add_caption(tile, str(f)))
+    return tile_grid(tiles, 8, gap=4)
+
+
+@dataclass(frozen=True)
+class FeatureGrid:
+    image: np.ndarray
+    channels_shown: int
+    constant_channels: tuple[int, ...]
+
+
+def feature_grid(fmap: np.ndarray, count: int = 64, columns: int = 8) -> FeatureGrid:
+    """Seed 002's 8x8 grid: the first ``count`` channels, each scaled on its own, numbered."""
+    channels = min(count, fmap.shape[-1])
+    tiles, constant = [], []
+    for c in range(channels):
+        unit, is_constant = unit_range(fmap[:, :, c])
+        tile = scale_tile(colorize(unit), FEATURE_TILE)
+        if is_constant:
+            tile = np.full_like(tile, 200)
+            constant.append(c)
+        tiles.append(add_caption(tile, f"{c}" + (" const" if is_constant else ""), marked=is_constant))
+    return FeatureGrid(tile_grid(tiles, columns, gap=3), channels, tuple(constant))
+
+
+def mean_map(fmap: np.ndarray, target: int = 224) -> np.ndarray:
+    """Seed 002's mean over all channels, coloured and scaled towards ``target`` pixels."""
+    unit, _ = unit_range(fmap.mean(axis=-1))  # non-finite pixels draw as the minimum
+    return scale_tile(colorize(unit), target)
+
+
+@dataclass(frozen=True)
+class Belt:
+    image: np.ndarray
+    channels: int
+    constant_channels: int
+
+
+def belt(fmap: np.ndarray, per_row: int = BELT_ROW) -> Belt:
+    """Seed 003's image belt, working: every channel standardised and laid side by side.
+
+    Up to ``per_row`` channels make one strip; more wrap into rows of ``per_row``.
+    """
+    height, width, channels = fmap.shape
+    side = max(height, width)
+    tiles, constant = [], 0
+    for c in range(channels):
+        tile, is_constant = standardise(fmap[:, :, c])
+        constant += is_constant
+        tiles.append(scale_tile(tile, BELT_TILE_MIN) if side < BELT_TILE_MIN else scale_tile(tile, BELT_TILE_MAX))
+    return Belt(tile_grid(tiles, per_row, gap=1), channels, constant)
+
+
+def mosaic(images: np.ndarray, labels: list[str], marked: list[bool] | None = None,
+           columns: int = 8, margin: int = 5, target: int = 128) -> np.ndarray:
+    """keras.io's stitched filters: tiles n to a row with 5 px margins, each captioned."""
+    marked = marked or [False] * len(labels)
+    tiles = []
+    for image, label, mark in zip(images, labels, marked):
+        tile = image[:, :, 0] if image.shape[-1] == 1 else image
+        tiles.append(add_caption(scale_tile(tile, target), label, marked=mark))
+    return tile_grid(tiles, columns, gap=margin)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def save_png(image: np.ndarray, site_root: str, site_path: str, alt: str) -> ImageAsset:
+    """Write ``image`` at ``site_root/site_path`` and describe it for the pages."""
+    target = os.path.join(site_root, *site_path.split("/"))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(image)).save(target, format="PNG", compress_level=6)
+    return ImageAsset(site_path, int(image.shape[1]), int(image.shape[0]), alt)

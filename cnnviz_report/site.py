@@ -1,0 +1,224 @@
+"""Report records -> HTML pages, the stylesheet, ``.nojekyll``. No TensorFlow here.
+
+View-models are plain dicts made here; templates only loop and print. Autoescaping is on and
+undefined names fail, because layer names are user data and a silent blank is a bug.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from . import paths
+from .inspection import LayerInfo
+
+PAGE_TEMPLATES = ("index.html", "layer.html", "image.html")
+
+
+def templates_dir() -> Path:
+    """The packaged templates (wheel installs), else the repository's top-level folder."""
+    packaged = Path(__file__).parent / "templates"
+    if (packaged / "index.html").is_file():
+        return packaged
+    return Path(__file__).parent.parent / "templates"
+
+
+def make_environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(str(templates_dir())),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt_int(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def fmt_shape(shape) -> str:
+    if shape is None or shape == ():
+        return ""
+    if shape and isinstance(shape[0], tuple):
+        return ", ".join(fmt_shape(s) for s in shape)
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def fmt_axes(values: tuple | None) -> str:
+    """(5, 5) -> '5'; (3, 5) -> '3×5'; None -> ''."""
+    if not values:
+        return ""
+    return str(values[0]) if len(set(values)) == 1 else "×".join(str(v) for v in values)
+
+
+# --------------------------------------------------------------------------- view-models
+
+
+def _asset(asset) -> dict | None:
+    if asset is None:
+        return None
+    return {"path": asset.path, "width": asset.width, "height": asset.height, "alt": asset.alt}
+
+
+def _layer_row(info: LayerInfo, pages: dict[int, str]) -> dict:
+    kernel = fmt_shape(info.kernel_shape)
+    if info.pointwise_shape:
+        kernel = f"{kernel} + {fmt_shape(info.pointwise_shape)}"
+    return {
+        "index": info.index,
+        "name": info.name,
+        "qualified_name": info.qualified_name,
+        "depth": info.depth,
+        "type": info.type_name,
+        "output_shape": fmt_shape(info.output_shape),
+        "kernel_shape": kernel,
+        "filters": fmt_int(info.filters),
+        "params": fmt_int(info.params),
+        "receptive_field": fmt_axes(info.receptive_field),
+        "stride": fmt_axes(info.effective_stride),
+        "is_conv": info.is_conv,
+        "is_submodel": info.is_submodel,
+        "page": pages.get(info.index),
+        "not_drawn_reason": info.not_drawn_reason,
+    }
+
+
+def _model_facts(report) -> list[tuple[str, str]]:
+    model = report.model
+    facts = [
+        ("Model", report.model_name),
+        ("Source", report.model_source),
+        ("Weights", report.weights),
+        ("Input shape", fmt_shape(model.input_shape)),
+        ("Output shape", fmt_shape(model.output_shape)),
+        ("Input preprocessing", report.preprocess),
+        ("Parameters", fmt_int(model.total_params)),
+        ("Trainable parameters", fmt_int(model.trainable_params)),
+        ("Non-trainable parameters", fmt_int(model.non_trainable_params)),
+        ("Layers", fmt_int(len(model.layers))),
+        ("Convolution layers", fmt_int(len(model.conv_layers))),
+    ]
+    return facts
+
+
+def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict) -> dict:
+    info = layer_report.info
+    features = []
+    for feature in layer_report.features:
+        image = images_by_index[feature.image_index]
+        features.append({
+            "image_name": image.name,
+            "image_page": paths.image_page(image.slug),
+            "grid": _asset(feature.grid),
+            "mean": _asset(feature.mean),
+            "belt": _asset(feature.belt),
+            "channels": feature.channels,
+            "grid_channels": feature.grid_channels,
+            "constant_channels": feature.constant_channels,
+        })
+    return {
+        "row": _layer_row(info, pages),
+        "page": pages[info.index],
+        "facts": [
+            ("Type", info.type_name),
+            ("Inside sub-model", " / ".join(info.path) or "no (top level)"),
+            ("Output shape", fmt_shape(info.output_shape)),
+            ("Kernel shape", _layer_row(info, pages)["kernel_shape"]),
+            ("Filters (output channels)", fmt_int(info.filters)),
+            ("Parameters", fmt_int(info.params)),
+            ("Receptive field (input pixels)", fmt_axes(info.receptive_field) or "not known"),
+            ("Effective stride (input pixels)", fmt_axes(info.effective_stride) or "not known"),
+        ],
+        "filters": _asset(layer_report.filters),
+        "filters_rgb": _asset(layer_report.filters_rgb),
+        "filter_note": layer_report.filter_note,
+        "filters_shown": layer_report.filters_shown,
+        "channels_shown": layer_report.channels_shown,
+        "channels_total": layer_report.channels_total,
+        "mosaic": _asset(layer_report.mosaic),
+        "mosaic_filters": layer_report.mosaic_filters,
+        "mosaic_dead": len(layer_report.mosaic_dead),
+        "features": features,
+        "not_drawn_reason": info.not_drawn_reason,
+    }
+
+
+def build_pages(report) -> list[tuple[str, str, dict]]:
+    """(site path, template, context) for every page of the site."""
+    pages = {r.info.index: paths.layer_page(r.slug) for r in report.layers}
+    images_by_index = {image.index: image for image in report.images}
+    layer_views = [_layer_view(r, pages, images_by_index) for r in report.layers]
+    image_views = [
+        {"name": i.name, "page": paths.image_page(i.slug), "original": _asset(i.original)} for i in report.images
+    ]
+    common = {
+        "report_title": report.title,
+        "version": report.version,
+        "index_page": paths.INDEX_PAGE,
+        "stylesheet": paths.STYLESHEET,
+    }
+    result = [(
+        paths.INDEX_PAGE,
+        "index.html",
+        dict(
+            common,
+            facts=_model_facts(report),
+            all_layers=[_layer_row(info, pages) for info in report.model.layers],
+            conv_layers=[view["row"] | {"mosaic_dead": view["mosaic_dead"]} for view in layer_views],
+            not_drawn=[_layer_row(info, pages) for info in report.not_drawn],
+            images=image_views,
+            settings=sorted(report.settings.items()),
+        ),
+    )]
+    for position, view in enumerate(layer_views):
+        previous = layer_views[position - 1] if position > 0 else None
+        following = layer_views[position + 1] if position + 1 < len(layer_views) else None
+        result.append((
+            view["page"],
+            "layer.html",
+            dict(
+                common,
+                layer=view,
+                previous={"name": previous["row"]["name"], "page": previous["page"]} if previous else None,
+                next={"name": following["row"]["name"], "page": following["page"]} if following else None,
+                position=position + 1,
+                count=len(layer_views),
+            ),
+        ))
+    for image_view in image_views:
+        rows = []
+        for view in layer_views:
+            for feature in view["features"]:
+                if feature["image_page"] == image_view["page"]:
+                    rows.append({"layer": view["row"], "layer_page": view["page"], "feature": feature})
+        result.append((image_view["page"], "image.html", dict(common, image=image_view, rows=rows)))
+    return result
+
+
+def write_site(report, root: str) -> list[str]:
+    """Render every page into ``root``; returns the site paths written."""
+    env = make_environment()
+    written = []
+    for site_path, template_name, context in build_pages(report):
+
+        def url(target: str, _from: str = site_path) -> str:
+            return paths.relative_url(_from, target)
+
+        html = env.get_template(template_name).render(context, url=url, page_path=site_path)
+        target = os.path.join(root, *site_path.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w", encoding="utf-8") as handle:
+            handle.write(html)
+        written.append(site_path)
+    static_target = os.path.join(root, "static")
+    shutil.copytree(templates_dir() / "static", static_target, dirs_exist_ok=True)
+    Path(root, ".nojekyll").write_text("", encoding="utf-8")
+    return written
