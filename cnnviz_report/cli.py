@@ -101,8 +101,8 @@ def _config(args: argparse.Namespace) -> ReportConfig:
 class ConsoleProgress:
     """``[ 3/41] block1_conv2: feature maps  (ETA 1m20s)`` on stderr as each step starts."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream  # None: whatever sys.stderr is when a line is printed
         self.started = time.monotonic()
 
     def __call__(self, event) -> None:
@@ -113,7 +113,8 @@ class ConsoleProgress:
             remaining = elapsed / completed * (event.total - completed)
             eta = f"  (ETA {int(remaining // 60)}m{int(remaining % 60):02d}s)"
         width = len(str(event.total))
-        print(f"[{event.step:>{width}}/{event.total}] {event.subject}: {event.phase}{eta}", file=self.stream, flush=True)
+        print(f"[{event.step:>{width}}/{event.total}] {event.subject}: {event.phase}{eta}",
+              file=self.stream or sys.stderr, flush=True)
 
 
 def _import_tensorflow_quietly() -> None:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import socket
+import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -86,8 +87,16 @@ def is_model_file_argument(model: str) -> bool:
 
 
 def keras_cache_dir() -> Path:
-    """Where keras.utils.get_file keeps downloaded weights (honours KERAS_HOME)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    """Where keras.utils.get_file looks for weights: Keras fixes KERAS_HOME (or ~/.keras) at
+    import and falls back to /tmp/.keras when that is not writable; mirror it exactly."""
+    try:
+        from keras.src.backend.config import keras_home
+
+        home = os.path.expanduser(keras_home())
+    except ImportError:  # a Keras without the private accessor
+        home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    if not os.access(home, os.W_OK):
+        home = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
     return Path(home) / "models"
 
 

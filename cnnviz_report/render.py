@@ -247,7 +247,8 @@ class Belt:
 def belt(fmap: np.ndarray, per_row: int = BELT_ROW) -> Belt:
     """Seed 003's image belt, working: every channel standardised and laid side by side.
 
-    Up to ``per_row`` channels make one strip; more wrap into rows of ``per_row``.
+    Up to ``per_row`` channels make one strip; more wrap into rows of ``per_row``. Maps under
+    BELT_TILE_MIN pixels are enlarged, maps over BELT_TILE_MAX shrunk, the rest kept as they are.
     """
     height, width, channels = fmap.shape
     side = max(height, width)
@@ -255,7 +256,9 @@ def belt(fmap: np.ndarray, per_row: int = BELT_ROW) -> Belt:
     for c in range(channels):
         tile, is_constant = standardise(fmap[:, :, c])
         constant += is_constant
-        tiles.append(scale_tile(tile, BELT_TILE_MIN) if side < BELT_TILE_MIN else scale_tile(tile, BELT_TILE_MAX))
+        if side < BELT_TILE_MIN or side > BELT_TILE_MAX:
+            tile = scale_tile(tile, BELT_TILE_MIN if side < BELT_TILE_MIN else BELT_TILE_MAX)
+        tiles.append(tile)
     return Belt(tile_grid(tiles, per_row, gap=1), channels, constant)
 
 

@@ -99,17 +99,24 @@ def layer_chain(model, info: LayerInfo, pre_activation: bool = False) -> list:
         inputs = submodel_input_tensors(child)
         if len(inputs) != 1:
             raise ValueError(f"{info.qualified_name}: sub-model {name} has {len(inputs)} inputs")
-        chain.append(keras.Model(holder.inputs, inputs[0]))
+        chain.append(keras.Model(_single_input(holder), inputs[0]))
         holder = child
     layer = holder.get_layer(info.name)
     linear_copy = _linear_copy(layer) if pre_activation else None
     if linear_copy is None:
-        chain.append(keras.Model(holder.inputs, layer_output_tensor(layer)))
+        chain.append(keras.Model(_single_input(holder), layer_output_tensor(layer)))
     else:
         node = layer._inbound_nodes[0]
-        chain.append(keras.Model(holder.inputs, node.input_tensors[0]))
+        chain.append(keras.Model(_single_input(holder), node.input_tensors[0]))
         chain.append(linear_copy)
     return chain
+
+
+def _single_input(holder):
+    """The one input tensor of a (sub-)model, so chain links take a bare tensor."""
+    if len(holder.inputs) != 1:
+        raise ValueError(f"{holder.name} has {len(holder.inputs)} inputs; gradients need exactly one")
+    return holder.inputs[0]
 
 
 def _linear_copy(layer):

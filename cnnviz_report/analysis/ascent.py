@@ -16,6 +16,7 @@ loss, then deprocess. Three things differ on purpose:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,9 +62,33 @@ def deprocess(canvas: np.ndarray, crop: int) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
+# TensorFlow graph mode only accepts these characters in name scopes, and Keras opens one per
+# layer; layer names are user data and may hold anything else.
+_SCOPE_NAME = re.compile(r"[A-Za-z0-9_.\\/>-]*")
+
+
+def _graph_safe(chain) -> bool:
+    """True when every layer the chain calls has a name TensorFlow accepts as a scope."""
+    def names(layer):
+        yield layer.name
+        for inner in getattr(layer, "layers", ()):
+            yield from names(inner)
+
+    return all(_SCOPE_NAME.fullmatch(name) for link in chain for name in names(link))
+
+
 def _make_step(objective_chain, reported_chain, preprocess, channels_first: bool, step_norm: float):
-    """The ascent step (on the objective, pre-activation where possible) and the measurement."""
+    """The ascent step (on the objective, pre-activation where possible) and the measurement.
+
+    Both are compiled with tf.function unless a layer name would break graph mode; then they
+    run eagerly, slower but correct.
+    """
     import tensorflow as tf
+
+    compiled = _graph_safe(objective_chain) and _graph_safe(reported_chain)
+
+    def compile_if_safe(function):
+        return tf.function(function, reduce_retracing=True) if compiled else function
 
     def forward(chain, canvas):
         x = preprocess(canvas)
@@ -85,7 +110,7 @@ def _make_step(objective_chain, reported_chain, preprocess, channels_first: bool
             activation.shape[1] * activation.shape[2]
         )
 
-    @tf.function(reduce_retracing=True)
+    @compile_if_safe
     def step(canvas, one_hot):
         with tf.GradientTape() as tape:
             tape.watch(canvas)
@@ -94,7 +119,7 @@ def _make_step(objective_chain, reported_chain, preprocess, channels_first: bool
         grads = tf.math.l2_normalize(grads, axis=[1, 2, 3])
         return canvas + step_norm * grads
 
-    @tf.function(reduce_retracing=True)
+    @compile_if_safe
     def measure(canvas, one_hot):
         return filter_means(reported_chain, canvas, one_hot)
 

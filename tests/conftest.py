@@ -1,0 +1,121 @@
+"""Shared fixtures: tiny models built in the test, the sample photograph, a site link checker."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import html.parser
+import posixpath
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def keras():
+    import keras as keras_module
+
+    return keras_module
+
+
+def make_tiny_model(keras):
+    """8x8x3 input into two Conv2D layers with fixed weights (the CONVENTIONS test model)."""
+    inputs = keras.Input((8, 8, 3), name="pixels")
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(inputs)
+    x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv_b")(x)
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D(name="gap")(x))
+    model = keras.Model(inputs, outputs, name="tiny")
+    rng = np.random.default_rng(7)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def make_nested_model(keras):
+    """Transfer-learning shape: a Functional model around a Sequential and a Functional backbone."""
+    rng = np.random.default_rng(11)
+    backbone = keras.Sequential(
+        [keras.Input((16, 16, 4)), keras.layers.Conv2D(6, 3, activation="relu", name="inner_conv"),
+         keras.layers.DepthwiseConv2D(3, name="inner_depthwise")],
+        name="backbone",
+    )
+    head_in = keras.Input((12, 12, 6))
+    head = keras.Model(head_in, keras.layers.SeparableConv2D(5, 3, name="head_separable")(head_in), name="head_block")
+    inputs = keras.Input((16, 16, 3), name="pixels")
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="stem")(inputs)
+    x = head(backbone(x))
+    x = keras.layers.Conv2DTranspose(3, 3, strides=2, name="up")(x)
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling2D(name="gap")(x))
+    model = keras.Model(inputs, outputs, name="nested")
+    model.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+@pytest.fixture
+def tiny_model(keras):
+    return make_tiny_model(keras)
+
+
+@pytest.fixture
+def nested_model(keras):
+    return make_nested_model(keras)
+
+
+@pytest.fixture
+def tiny_model_file(keras, tmp_path):
+    path = tmp_path / "tiny.keras"
+    make_tiny_model(keras).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def nested_model_file(keras, tmp_path):
+    path = tmp_path / "nested.keras"
+    make_nested_model(keras).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def photo_path():
+    from cnnviz_report.loading import demo_image_path
+
+    return demo_image_path()
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("href", "src") and value is not None:
+                self.links.append(value)
+
+
+def site_links(site: Path) -> dict[str, list[str]]:
+    """Every page's href/src values, keyed by the page's site path."""
+    result = {}
+    for page in sorted(site.rglob("*.html")):
+        parser = _Links()
+        parser.feed(page.read_text(encoding="utf-8"))
+        result[page.relative_to(site).as_posix()] = parser.links
+    return result
+
+
+def assert_valid_links(site: Path) -> int:
+    """coverage.py's assert_valid_hrefs: every link is relative and resolves to a file."""
+    checked = 0
+    for page, links in site_links(site).items():
+        for link in links:
+            assert not link.startswith(("/", "http:", "https:", "file:")), f"{page}: non-relative link {link}"
+            target = link.split("#", 1)[0]
+            if not target:
+                continue
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(page), target))
+            assert not resolved.startswith(".."), f"{page}: link {link} leaves the site"
+            assert (site / resolved).is_file(), f"{page}: dead link {link}"
+            checked += 1
+    return checked

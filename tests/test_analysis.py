@@ -1,0 +1,113 @@
+"""Kernels, the staged feature probe and gradient ascent, on tiny models with fixed weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnviz_report.analysis.activations import FeatureProbe, layer_chain
+from cnnviz_report.analysis.ascent import AscentSettings, deprocess, maximise_filters
+from cnnviz_report.analysis.weights import kernel_view
+from cnnviz_report.inspection import inspect_model, resolve_layer
+
+
+def _per_layer_outputs(model, info, batch):
+    """The seeds' way, one model per layer, as the reference (outer levels chained by hand)."""
+    x = batch
+    for stage in layer_chain(model, info):
+        x = stage(x, training=False)
+    return np.asarray(x)
+
+
+def test_one_probe_gives_every_conv_layer_even_inside_sub_models(keras, nested_model):
+    conv = inspect_model(nested_model).conv_layers
+    batch = np.random.default_rng(0).uniform(0, 1, (3, 16, 16, 3)).astype("float32")
+    maps = FeatureProbe(nested_model, list(conv))(batch)
+    assert sorted(maps) == [c.index for c in conv]
+    for info in conv:
+        np.testing.assert_allclose(maps[info.index], _per_layer_outputs(nested_model, info, batch), rtol=1e-5, atol=1e-6)
+        assert maps[info.index].shape == (3,) + info.output_shape[1:]
+
+
+def test_probe_matches_a_plain_multi_output_model(keras, tiny_model):
+    conv = inspect_model(tiny_model).conv_layers
+    batch = np.random.default_rng(1).uniform(0, 1, (2, 8, 8, 3)).astype("float32")
+    maps = FeatureProbe(tiny_model, list(conv))(batch)
+    reference = keras.Model(tiny_model.inputs, [tiny_model.get_layer(c.name).output for c in conv])([batch])
+    for info, expected in zip(conv, reference):
+        np.testing.assert_allclose(maps[info.index], np.asarray(expected), rtol=1e-6)
+
+
+def test_kernel_views_bring_every_conv_kind_to_kh_kw_in_out(keras, nested_model):
+    conv = {c.qualified_name: c for c in inspect_model(nested_model).conv_layers}
+    stem = kernel_view(nested_model, conv["stem"])
+    np.testing.assert_array_equal(stem.kernel, resolve_layer(nested_model, conv["stem"]).kernel.numpy())
+    depthwise = kernel_view(nested_model, conv["backbone/inner_depthwise"])
+    raw = resolve_layer(nested_model, conv["backbone/inner_depthwise"]).kernel.numpy()  # (3, 3, 6, 1)
+    assert depthwise.kernel.shape == (3, 3, 1, 6)
+    np.testing.assert_array_equal(depthwise.kernel[:, :, 0, 4], raw[:, :, 4, 0])
+    separable = kernel_view(nested_model, conv["head_block/head_separable"])
+    assert separable.kernel.shape == (3, 3, 1, 6) and "pointwise" in separable.note
+    transpose = kernel_view(nested_model, conv["up"])
+    raw = resolve_layer(nested_model, conv["up"]).kernel.numpy()  # (3, 3, out=3, in=5)
+    assert transpose.kernel.shape == (3, 3, 5, 3)
+    np.testing.assert_array_equal(transpose.kernel[:, :, 4, 1], raw[:, :, 1, 4])
+
+
+def test_conv1d_and_conv3d_kernels_are_laid_flat(keras):
+    c1 = keras.Sequential([keras.Input((20, 3)), keras.layers.Conv1D(4, 5, name="c1d")])
+    c3 = keras.Sequential([keras.Input((6, 6, 6, 2)), keras.layers.Conv3D(3, (2, 3, 3), name="c3d")])
+    (info1,) = inspect_model(c1).conv_layers
+    (info3,) = inspect_model(c3).conv_layers
+    assert kernel_view(c1, info1).kernel.shape == (1, 5, 3, 4)
+    view3 = kernel_view(c3, info3)
+    raw = c3.get_layer("c3d").kernel.numpy()  # (2, 3, 3, 2, 3)
+    assert view3.kernel.shape == (3, 6, 2, 3)
+    np.testing.assert_array_equal(view3.kernel[:, 3:, 1, 2], raw[1, :, :, 1, 2])
+
+
+def _mean_activation(model, info, canvas, preprocess):
+    x = preprocess(canvas)
+    for stage in layer_chain(model, info):
+        x = stage(x, training=False)
+    return np.asarray(x).mean(axis=(1, 2))
+
+
+def test_seeded_ascent_raises_the_activation_of_every_filter(keras):
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.Conv2D(6, 3, activation="relu", name="c1")(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c2")(x)
+    model = keras.Model(inputs, x)
+    model.set_weights([np.random.default_rng(5).normal(0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    info = inspect_model(model).conv_layers[-1]
+    settings = AscentSettings(steps=20, seed=3)
+    preprocess = lambda p: p / 255.0  # noqa: E731
+    result = maximise_filters(model, info, [0, 1, 2, 3], (24, 24), 3, preprocess, settings)
+    start = 128.0 + 10.0 * np.random.default_rng([3, info.index]).uniform(-1, 1, (4, 24, 24, 3))
+    before = _mean_activation(model, info, start.astype("float32"), preprocess)
+    before = np.array([before[i, i] for i in range(4)])
+    assert result.images.shape == (4, 24 - 2 * round(24 * 25 / 180), 24 - 2 * round(24 * 25 / 180), 3)
+    assert result.images.dtype == np.uint8
+    assert np.all(result.activations > before), (before, result.activations)
+    assert np.all(result.activations > 0)
+    # same seed, same pictures
+    again = maximise_filters(model, info, [0, 1, 2, 3], (24, 24), 3, preprocess, settings)
+    np.testing.assert_array_equal(result.images, again.images)
+
+
+def test_batched_and_one_at_a_time_ascent_agree(keras, tiny_model):
+    """The batch draws the same noise stream as single calls, so the results must match."""
+    info = inspect_model(tiny_model).conv_layers[1]
+    filters, preprocess = [0, 1], (lambda p: p / 255.0)
+    together = maximise_filters(tiny_model, info, filters, (8, 8), 3, preprocess, AscentSettings(steps=8, seed=1, batch_size=2))
+    alone = maximise_filters(tiny_model, info, filters, (8, 8), 3, preprocess, AscentSettings(steps=8, seed=1, batch_size=1))
+    np.testing.assert_allclose(together.activations, alone.activations, rtol=1e-4)
+    assert np.abs(together.images.astype(int) - alone.images.astype(int)).max() <= 1
+    assert np.all(together.activations > 0)
+
+
+def test_deprocess_centres_on_grey_and_crops():
+    canvas = np.random.default_rng(0).normal(size=(40, 40, 3)) * 50 + 3
+    image = deprocess(canvas, crop=5)
+    assert image.shape == (30, 30, 3) and image.dtype == np.uint8
+    assert abs(float(image.mean()) - 127.5) < 3

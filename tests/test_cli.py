@@ -1,0 +1,167 @@
+"""End to end through `main([...])`: exit codes, one-line errors, complete sites, safe folders."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnviz_report import paths
+from cnnviz_report.cli import main
+from conftest import assert_valid_links, site_links
+
+PICTURES = ("filters", "mosaic")
+PER_IMAGE = ("fmaps", "mean", "belt")
+
+
+def _table_rows(html: str, table_class: str) -> list[str]:
+    table = html.split(f'<table class="{table_class}">', 1)[1].split("</table>", 1)[0]
+    return re.findall(r"<tr[ >].*?</tr>", table.split("<tbody>", 1)[1], flags=re.S)
+
+
+def test_build_writes_a_complete_site_for_a_small_model(tiny_model_file, photo_path, tmp_path, capsys):
+    out = tmp_path / "site"
+    code = main(["build", tiny_model_file, "--images", photo_path, "--out", str(out), "--ascent-steps", "3"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert re.search(r"\[ ?1/\d+\] conv_a: filters", captured.err)
+    assert "Built 2 conv-layer pages" in captured.out
+
+    assert assert_valid_links(out) > 20
+    index = (out / "index.html").read_text()
+    all_rows = _table_rows(index, "layers all")
+    from keras.saving import load_model
+
+    assert len(all_rows) == len(load_model(tiny_model_file).layers) == 5  # every layer, input included
+    for name in ("pixels", "conv_a", "conv_b", "gap", "head"):
+        assert any(f">{name}<" in row for row in all_rows), name
+    assert len(_table_rows(index, "layers")) == 2
+    assert "(3, 3, 3, 4)" in index and "(None, 8, 8, 4)" in index
+
+    links = site_links(out)["index.html"]
+    for slug in ("001-conv_a", "002-conv_b"):
+        page = paths.layer_page(slug)
+        assert page in links
+        layer_links = site_links(out)[page]
+        for kind in PICTURES:
+            assert f"{slug}/{kind}.png" in layer_links
+        for kind in PER_IMAGE:
+            assert f"{slug}/{kind}-01-grace_hopper.png" in layer_links
+        assert "../index.html" in layer_links
+    assert "layers/001-conv_a/filters-rgb.png" in {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
+    assert 'rel="next" href="002-conv_b.html"' in (out / "layers/001-conv_a.html").read_text()
+    assert 'rel="prev" href="001-conv_a.html"' in (out / "layers/002-conv_b.html").read_text()
+    image_page = (out / "images/01-grace_hopper.html").read_text()
+    assert "../layers/002-conv_b/fmaps-01-grace_hopper.png" in image_page
+    assert (out / ".nojekyll").exists()
+    manifest = json.loads((out / paths.MARKER_FILE).read_text())
+    assert manifest["tool"] == "cnnviz_report" and len(manifest["images"][0]["sha256"]) == 64
+
+
+def test_nested_model_pages_include_the_inner_conv_layers(nested_model_file, photo_path, tmp_path):
+    out = tmp_path / "site"
+    assert main(["build", nested_model_file, "--images", photo_path, "--out", str(out), "--quiet",
+                 "--ascent-steps", "2"]) == 0
+    assert_valid_links(out)
+    pages = sorted(p.name for p in (out / "layers").glob("*.html"))
+    assert pages == ["001-stem.html", "003-inner_conv.html", "004-inner_depthwise.html",
+                     "007-head_separable.html", "008-up.html"]
+    inner = (out / "layers/003-inner_conv.html").read_text()
+    assert "backbone/inner_conv" in inner and "fmaps-01-grace_hopper.png" in inner and "mosaic.png" in inner
+    assert "pointwise kernel" in (out / "layers/007-head_separable.html").read_text()
+
+
+def test_demo_build_with_no_model(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["build", "--out", str(out), "--quiet"]) == 0
+    assert assert_valid_links(out) > 40
+    layer_pages = sorted(p.name for p in (out / "layers").glob("*.html"))
+    assert layer_pages == ["002-conv1.html", "004-conv2.html", "006-conv3.html", "008-conv4.html"]
+    index = (out / "index.html").read_text()
+    assert "cnnviz demo CNN" in index and "grace_hopper.jpg" in index
+    from PIL import Image
+
+    mosaic = np.asarray(Image.open(out / "layers/008-conv4/mosaic.png").convert("L"), dtype=float)
+    grid = np.asarray(Image.open(out / "layers/002-conv1/fmaps-01-grace_hopper.png").convert("L"), dtype=float)
+    assert mosaic.std() > 20 and grid.std() > 20  # pictures, not flat grey
+
+
+def test_layers_option_selects_and_unknown_layers_fail_in_one_line(tiny_model_file, tmp_path, capsys):
+    out = tmp_path / "site"
+    assert main(["build", tiny_model_file, "--layers", "conv_b", "--out", str(out), "--quiet", "--ascent-steps", "1"]) == 0
+    assert [p.name for p in (out / "layers").glob("*.html")] == ["002-conv_b.html"]
+    capsys.readouterr()
+    assert main(["build", tiny_model_file, "--layers", "nope", "--out", str(tmp_path / "other"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cnnviz_report: error: --layers: no conv layer named nope") and "conv_a" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["build", "vgg17", "--weights", "none"], "cnnviz_report: error: vgg17: not a model file and not a keras.applications name"),
+    (["build", "missing_model.keras"], "cnnviz_report: error: missing_model.keras: no such model file"),
+    (["build", "--max-filters", "0"], "cnnviz_report: error: options: --max-filters must be at least 1"),
+])
+def test_bad_input_gives_one_line_and_exit_2(args, fragment, tmp_path, capsys):
+    assert main(args + ["--out", str(tmp_path / "site")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(fragment) and len(err.splitlines()) == 1
+    assert not (tmp_path / "site").exists()
+
+
+def test_bad_image_fails_naming_it_and_leaves_no_output(tiny_model_file, tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    assert main(["build", tiny_model_file, "--images", str(bad), "--out", str(tmp_path / "site")]) == 2
+    assert capsys.readouterr().err.startswith(f"cnnviz_report: error: {bad}: cannot read image")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.jpg", "tiny.keras"]
+
+
+def test_a_folder_the_tool_did_not_make_is_never_touched(tiny_model_file, tmp_path, capsys):
+    mine = tmp_path / "my-work"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    assert main(["build", tiny_model_file, "--out", str(mine), "--quiet"]) == 2
+    assert "not made by cnnviz_report" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"] and (mine / "thesis.tex").read_text() == "precious"
+
+
+def test_rebuilding_replaces_the_tools_own_site(tiny_model_file, tmp_path):
+    out = tmp_path / "site"
+    assert main(["build", tiny_model_file, "--out", str(out), "--quiet", "--ascent-steps", "1", "--title", "first"]) == 0
+    (out / "stale.html").write_text("left from an old build")
+    assert main(["build", tiny_model_file, "--out", str(out), "--quiet", "--ascent-steps", "1", "--title", "second"]) == 0
+    assert "second" in (out / "index.html").read_text() and not (out / "stale.html").exists()
+    assert [p.name for p in tmp_path.iterdir() if "cnnviz" in p.name] == []  # no staging leftovers
+
+
+def test_hostile_layer_names_are_escaped_and_never_shape_paths(keras, tmp_path):
+    name = "<img src=x onerror=alert(1)>"
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3, name=name)(inputs))
+    path = tmp_path / "hostile.keras"
+    model.save(path)
+    out = tmp_path / "site"
+    assert main(["build", str(path), "--out", str(out), "--quiet", "--ascent-steps", "1"]) == 0
+    for page in out.rglob("*.html"):
+        html = page.read_text()
+        assert "<img src=x" not in html, page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in (out / "index.html").read_text()
+    assert [p.name for p in (out / "layers").glob("*.html")] == ["001-img-src-x-onerror-alert-1.html"]
+
+
+def test_help_is_instant_and_does_not_import_tensorflow():
+    probe = "import sys; from cnnviz_report.cli import _parser; _parser(); print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).parent.parent)
+    assert result.stdout.strip() == "False"
+    help_text = subprocess.run([sys.executable, "-m", "cnnviz_report", "build", "--help"], capture_output=True,
+                               text=True, check=True, cwd=Path(__file__).parent.parent).stdout
+    for option in ("--images", "--out", "--weights", "--layers", "--max-filters", "--title", "--seed", "--quiet"):
+        assert option in help_text
