@@ -111,3 +111,25 @@ def test_deprocess_centres_on_grey_and_crops():
     image = deprocess(canvas, crop=5)
     assert image.shape == (30, 30, 3) and image.dtype == np.uint8
     assert abs(float(image.mean()) - 127.5) < 3
+
+
+def test_a_filter_off_everywhere_on_grey_is_rescued_through_its_pre_activation(keras):
+    """Grey noise gives filter 0 a negative input everywhere, so its ReLU passes no gradient."""
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3, activation="relu", name="c")(inputs))
+    kernel = np.zeros((3, 3, 3, 2), "float32")
+    kernel[1, 1, 0, 0], kernel[1, 1, 1, 0] = 1.0, -1.0  # filter 0: red minus green ...
+    kernel[1, 1, 2, 1] = 1.0  # filter 1: blue, on from the start
+    model.set_weights([kernel, np.array([-0.5, 0.0], "float32")])  # ... minus 0.5: off on grey
+    info = inspect_model(model).conv_layers[0]
+    run = lambda rescue: maximise_filters(  # noqa: E731
+        model, info, [0, 1], (16, 16), 3, lambda p: p / 255.0, AscentSettings(steps=30, seed=0, rescue_stuck=rescue))
+    plain, rescued = run(False), run(True)
+    assert plain.activations[0] == 0.0  # the seeds' method: stuck, stays noise
+    assert rescued.activations[0] > 0.05  # rescued: red up, green down
+    red_minus_green = lambda images: images[..., 0].mean() - images[..., 1].mean()  # noqa: E731
+    assert red_minus_green(rescued.images[:1]) > 10  # deprocess keeps 0.15 std: a clear tint
+    start = 128.0 + 10.0 * np.random.default_rng([0, info.index]).uniform(-1, 1, (2, 16, 16, 3))
+    unchanged = deprocess(start[0].astype("float32"), crop=round(16 * 25 / 180))
+    assert np.abs(plain.images[0].astype(int) - unchanged).max() <= 1  # no gradient: the noise never moved
+    np.testing.assert_allclose(plain.activations[1], rescued.activations[1], rtol=1e-5)  # live filters: same

@@ -88,8 +88,7 @@ def layer_chain(model, info: LayerInfo, pre_activation: bool = False) -> list:
     """Callables whose composition maps the model input to ``info``'s output (for gradients).
 
     With ``pre_activation`` the last link is a copy of the layer with a linear activation, so
-    the chain ends at the value before the layer's own ReLU (lucid's ``_pre_relu``): a filter
-    that is off everywhere on the starting canvas still gets a gradient.
+    the chain ends at the value before the layer's own activation (lucid's ``_pre_relu``).
     """
     import keras
 
@@ -110,6 +109,17 @@ def layer_chain(model, info: LayerInfo, pre_activation: bool = False) -> list:
         chain.append(keras.Model(_single_input(holder), node.input_tensors[0]))
         chain.append(linear_copy)
     return chain
+
+
+def ascent_chain(model, info: LayerInfo) -> tuple[list, object]:
+    """(chain to the pre-activation value, the layer's activation) or (chain to output, None)."""
+    chain = layer_chain(model, info, pre_activation=True)
+    if getattr(chain[-1], "name", "").endswith("_pre_activation"):
+        holder = model
+        for name in info.path:
+            holder = holder.get_layer(name)
+        return chain, holder.get_layer(info.name).activation
+    return chain, None
 
 
 def _single_input(holder):

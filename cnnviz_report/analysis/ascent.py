@@ -9,9 +9,10 @@ loss, then deprocess. Three things differ on purpose:
 * the canvas lives in pixel space (0..255 RGB) and the model's own preprocessing is applied
   inside the gradient, so the step size means the same for every model and colours come out
   in RGB even for caffe-style (BGR) models;
-* the value ascended is the layer's output before its own activation (lucid's ``_pre_relu``):
-  from grey noise many ReLU filters start at exactly zero, get no gradient and stay noise.
-  The number shown on each tile is still the layer's real (post-activation) output.
+* a filter that is off everywhere (its ReLU output is zero, so is its gradient) climbs its
+  pre-activation value (lucid's ``_pre_relu``) until it turns on, then its real output. From
+  grey noise many ReLU filters start that way and would otherwise stay noise. The number on
+  each tile is always the layer's real output.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..inspection import LayerInfo
-from .activations import layer_chain
+from .activations import ascent_chain, layer_chain
 
 # keras.io: lr 10 on a 180x180x3 canvas scaled to [-1, 1] is an RMS step of this many pixel levels
 _KERAS_IO_PIXELS = 180 * 180 * 3
@@ -37,7 +38,7 @@ class AscentSettings:
     noise_amplitude: float = 10.0  # grey 128 +- this many pixel levels, as the seeds start
     crop_fraction: float = 25 / 180  # keras.io crops 25 px of a 180 px canvas for display
     seed: int = 0
-    pre_activation: bool = True  # ascend the value before the layer's own ReLU (lucid's _pre_relu)
+    rescue_stuck: bool = True  # climb the pre-activation of filters that are off everywhere
 
 
 @dataclass(frozen=True)
@@ -77,51 +78,60 @@ def _graph_safe(chain) -> bool:
     return all(_SCOPE_NAME.fullmatch(name) for link in chain for name in names(link))
 
 
-def _make_step(objective_chain, reported_chain, preprocess, channels_first: bool, step_norm: float):
-    """The ascent step (on the objective, pre-activation where possible) and the measurement.
+def _make_step(chain, activation, preprocess, channels_first: bool, step_norm: float):
+    """The ascent step and the measurement of each filter's mean output.
 
     Both are compiled with tf.function unless a layer name would break graph mode; then they
     run eagerly, slower but correct.
     """
     import tensorflow as tf
 
-    compiled = _graph_safe(objective_chain) and _graph_safe(reported_chain)
+    compiled = _graph_safe(chain)
 
     def compile_if_safe(function):
         return tf.function(function, reduce_retracing=True) if compiled else function
 
-    def forward(chain, canvas):
+    def forward(canvas):
+        """(pre-activation, output) of the layer, channels last."""
         x = preprocess(canvas)
         if channels_first:
             x = tf.transpose(x, (0, 3, 1, 2))
         for stage in chain:
             x = stage(x, training=False)
+        output = activation(x) if activation is not None else x
         if channels_first:
-            x = tf.transpose(x, (0, 2, 3, 1))
-        return x
+            x, output = tf.transpose(x, (0, 2, 3, 1)), tf.transpose(output, (0, 2, 3, 1))
+        return x, output
 
-    def filter_means(chain, canvas, one_hot):
-        activation = forward(chain, canvas)
-        border = _activation_border(int(activation.shape[1]))
+    def filter_means(values, one_hot):
+        border = _activation_border(int(values.shape[1]))
         if border:
-            activation = activation[:, border:-border, border:-border, :]
+            values = values[:, border:-border, border:-border, :]
         # One filter per canvas: the mean over space of that canvas's own filter.
-        return tf.einsum("bhwc,bc->b", activation, one_hot) / float(
-            activation.shape[1] * activation.shape[2]
-        )
+        return tf.einsum("bhwc,bc->b", values, one_hot) / float(values.shape[1] * values.shape[2])
+
+    def objective(canvas, one_hot):
+        pre, output = forward(canvas)
+        output_means = filter_means(output, one_hot)
+        if activation is None:
+            return output_means, output_means
+        # A filter that is off everywhere gets no gradient through its ReLU: climb its
+        # pre-activation until it turns on, then its real output.
+        stuck = tf.where(output_means > 0, tf.zeros_like(output_means), filter_means(pre, one_hot))
+        return output_means + stuck, output_means
 
     @compile_if_safe
     def step(canvas, one_hot):
         with tf.GradientTape() as tape:
             tape.watch(canvas)
-            loss = tf.reduce_sum(filter_means(objective_chain, canvas, one_hot))
+            loss = tf.reduce_sum(objective(canvas, one_hot)[0])
         grads = tape.gradient(loss, canvas)
         grads = tf.math.l2_normalize(grads, axis=[1, 2, 3])
         return canvas + step_norm * grads
 
     @compile_if_safe
     def measure(canvas, one_hot):
-        return filter_means(reported_chain, canvas, one_hot)
+        return objective(canvas, one_hot)[1]
 
     return step, measure
 
@@ -141,13 +151,8 @@ def maximise_filters(
     height, width = canvas_hw
     pixels = height * width * channels
     step_norm = settings.learning_rate * _PIXEL_LEVELS_PER_UNIT * float(np.sqrt(pixels / _KERAS_IO_PIXELS))
-    step, measure = _make_step(
-        layer_chain(model, info, pre_activation=settings.pre_activation),
-        layer_chain(model, info),
-        preprocess,
-        info.data_format == "channels_first",
-        step_norm,
-    )
+    chain, activation = ascent_chain(model, info) if settings.rescue_stuck else (layer_chain(model, info), None)
+    step, measure = _make_step(chain, activation, preprocess, info.data_format == "channels_first", step_norm)
     rng = np.random.default_rng([settings.seed, info.index])
     crop = int(round(min(height, width) * settings.crop_fraction))
     images, activations = [], []
