@@ -31,12 +31,18 @@ FEATURE_GRID_CHANNELS = 64
 
 @dataclass(frozen=True)
 class Progress:
-    """Step ``step`` of ``total`` is starting; ``subject`` is a layer name (or "site")."""
+    """Step ``step`` of ``total`` is starting; ``subject`` is a layer name (or "site").
+
+    ``work_done`` is the estimated share (0..1) of the whole build's work done before this step:
+    steps differ a thousandfold in cost (a filter grid against a deep layer's ascent), so an ETA
+    must come from this, not from the step count.
+    """
 
     step: int
     total: int
     subject: str
     phase: str
+    work_done: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,7 @@ def _draw_mosaic(loaded: LoadedModel, report: LayerReport, config: ReportConfig,
     result = maximise_filters(
         loaded.model, info, list(range(count)), loaded.input_hw, loaded.channels, loaded.preprocess,
         AscentSettings(steps=config.ascent_steps, learning_rate=config.ascent_learning_rate, seed=config.seed),
+        input_channels_first=loaded.channels_first,
     )
     dead = tuple(int(f) for f, a in zip(result.filter_indices, result.activations) if not a > 0)
     labels = [
@@ -245,36 +252,31 @@ def _batches(images: list[InputImage], size: int):
         yield images[start : start + size]
 
 
-def _gather(loaded, model_info, selected, images, image_reports, config, root, notify) -> list[LayerReport]:
+def _gather(loaded, selected, images, image_reports, config, root, notify) -> list[LayerReport]:
     from .analysis.activations import FeatureProbe
 
     reports = [LayerReport(info, paths.layer_slug(info.index, info.name)) for info in selected]
     image_layers = [r for r in reports if r.info.takes_images and loaded.input_hw is not None]
     for report in reports:
-        notify(report.info.name, "filters")
+        notify(report.info.qualified_name, "filters")
         _draw_filters(loaded.model, report, config.max_filters, root)
     if images and image_layers:
         probe = FeatureProbe(loaded.model, [r.info for r in image_layers])
         for batch in _batches(images, config.image_batch_size):
             pixels = np.stack([image.pixels for image in batch])
             model_input = np.asarray(loaded.preprocess(pixels), dtype=np.float32)
-            if loaded.model.inputs and _channels_first_input(loaded.model):
+            if loaded.channels_first:
                 model_input = np.moveaxis(model_input, -1, 1)
             maps = probe(model_input)
             for report in image_layers:
-                notify(report.info.name, f"feature maps, images {batch[0].index + 1}-{batch[-1].index + 1}")
+                notify(report.info.qualified_name, f"feature maps, images {batch[0].index + 1}-{batch[-1].index + 1}")
                 for position, image in enumerate(batch):
                     _draw_features(report, image_reports[image.index], maps[report.info.index][position], root)
             del maps
     for report in image_layers:
-        notify(report.info.name, "gradient ascent")
+        notify(report.info.qualified_name, "gradient ascent")
         _draw_mosaic(loaded, report, config, root)
     return reports
-
-
-def _channels_first_input(model) -> bool:
-    first = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"][:1]
-    return bool(first) and getattr(first[0], "data_format", None) == "channels_first"
 
 
 def _settings(config: ReportConfig) -> dict:
@@ -300,11 +302,35 @@ def _write_manifest(report: Report, loaded: LoadedModel, root: str) -> None:
         handle.write("\n")
 
 
-def _count_steps(selected: list[LayerInfo], n_images: int, config: ReportConfig, takes_images: bool) -> int:
-    image_layers = sum(1 for layer in selected if layer.takes_images) if takes_images else 0
-    batches = -(-n_images // config.image_batch_size)
-    ascent = image_layers if config.ascent_steps else 0
-    return len(selected) + image_layers * batches + ascent + 1
+DRAWING_COST = 2e10  # a picture's drawing and PNG writing, in FLOP-equivalents (~0.3 s here)
+
+
+def _step_costs(model_info: ModelInfo, selected: list[LayerInfo], n_images: int, config: ReportConfig,
+                takes_images: bool) -> dict[tuple[str, str], float]:
+    """Estimated cost of each (qualified layer name, phase) step, in FLOP-equivalents.
+
+    A forward pass to a layer costs about the FLOPs of every conv layer up to it; an ascent step
+    is a forward and a backward pass (x3) for each filter.
+    """
+    upto, total = {}, 0
+    for layer in model_info.conv_layers:
+        total += layer.flops
+        upto[layer.index] = total
+    image_layers = [layer for layer in selected if layer.takes_images] if takes_images else []
+    costs: dict[tuple[str, str], float] = {}
+    for layer in selected:
+        costs[(layer.qualified_name, "filters")] = DRAWING_COST
+    for start in range(0, n_images, config.image_batch_size):
+        batch = min(config.image_batch_size, n_images - start)
+        phase = f"feature maps, images {start + 1}-{start + batch}"
+        for layer in image_layers:
+            costs[(layer.qualified_name, phase)] = batch * (layer.flops + 3 * DRAWING_COST)
+    if config.ascent_steps:
+        for layer in image_layers:
+            filters = min(MOSAIC_FILTERS, config.max_filters, layer.filters or 0)
+            costs[(layer.qualified_name, "gradient ascent")] = 3.0 * config.ascent_steps * filters * upto[layer.index]
+    costs[("site", "pages")] = DRAWING_COST
+    return costs
 
 
 def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None = None) -> BuildResult:
@@ -320,18 +346,20 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     model_info = inspect_model(loaded.model)
     selected = select_layers(model_info, config.layers)
 
-    total = _count_steps(selected, len(images), config, loaded.input_hw is not None)
-    done = [0]
+    costs = _step_costs(model_info, selected, len(images), config, loaded.input_hw is not None)
+    total_cost = sum(costs.values()) or 1.0
+    done = {"steps": 0, "cost": 0.0}
 
     def notify(subject: str, phase: str) -> None:
-        done[0] += 1
+        done["steps"] += 1
         if progress is not None:
-            progress(Progress(done[0], total, subject, phase))
+            progress(Progress(done["steps"], len(costs), subject, phase, done["cost"] / total_cost))
+        done["cost"] += costs.get((subject, phase), DRAWING_COST)
 
     staging = _staging_dir(config.out)
     try:
         image_reports = _image_reports(images, staging)
-        layers = _gather(loaded, model_info, selected, images, image_reports, config, staging, notify)
+        layers = _gather(loaded, selected, images, image_reports, config, staging, notify)
         report = Report(
             title=config.title or f"{loaded.name}: what the convolution layers see",
             model=model_info,

@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 from . import __version__
 from .config import PREPROCESS_MODES, ReportConfig
@@ -108,9 +109,8 @@ class ConsoleProgress:
     def __call__(self, event) -> None:
         elapsed = time.monotonic() - self.started
         eta = ""
-        completed = event.step - 1  # an event announces the step now starting
-        if completed > 0:
-            remaining = elapsed / completed * (event.total - completed)
+        if 0.01 <= event.work_done < 1.0:  # too early, the first steps' times say little
+            remaining = elapsed / event.work_done * (1.0 - event.work_done)
             eta = f"  (ETA {int(remaining // 60)}m{int(remaining % 60):02d}s)"
         width = len(str(event.total))
         print(f"[{event.step:>{width}}/{event.total}] {event.subject}: {event.phase}{eta}",
@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.debug:
         _import_tensorflow_quietly()
+        # Keras's and TensorFlow's Python warnings (default input sizes, deprecations) are noise
+        # on a report's console; --debug shows them.
+        for module in ("keras", "tensorflow", "absl"):
+            warnings.filterwarnings("ignore", module=module)
     try:
         from .build import build_site
 

@@ -56,6 +56,20 @@ class LayerInfo:
         return "/".join(self.path + (self.name,))
 
     @property
+    def flops(self) -> int:
+        """Multiply-adds x 2 of one forward pass of this conv layer for one input (an estimate)."""
+        if not self.is_conv or not self.kernel_shape or not self.output_shape:
+            return 0
+        if not all(isinstance(d, int) for d in self.output_shape[1:]):
+            return 0
+        channels_axis = 1 if self.data_format == "channels_first" else -1
+        spatial = math.prod(self.output_shape[1:]) // self.output_shape[channels_axis]
+        # prod(kernel) is the cost per output position for every kind: depthwise kernels are
+        # (kh, kw, in, multiplier); separable convs add their 1x1 pointwise kernel.
+        per_position = math.prod(self.kernel_shape) + math.prod(self.pointwise_shape or (0,))
+        return 2 * spatial * per_position
+
+    @property
     def takes_images(self) -> bool:
         """Feature maps and gradient ascent apply (a 2-D conv reachable from an image input)."""
         return self.conv_kind in IMAGE_CONV_KINDS and self.not_drawn_reason is None

@@ -43,6 +43,7 @@ class LoadedModel:
     preprocess: Callable  # float pixels (N, H, W, C) in 0..255 -> model input; numpy or tensor
     input_hw: tuple[int, int] | None  # None when the model does not take images
     channels: int | None
+    channels_first: bool = False  # the model takes (N, C, H, W); pixels are always (N, H, W, C)
     file_path: str | None = None
     file_sha256: str | None = None
 
@@ -224,16 +225,27 @@ def _preprocess_for_mode(mode: str) -> Callable:
     return {"raw": raw, "unit": unit, "tf": tf_mode}.get(mode, imagenet_mode)
 
 
-def _input_geometry(model, subject: str) -> tuple[tuple[int, int] | None, int | None]:
+def _takes_channels_first(model) -> bool:
+    """True when the first layer that has a data format reads channels first."""
+    for layer in model.layers:
+        fmt = getattr(layer, "data_format", None)
+        if fmt is not None:
+            return fmt == "channels_first"
+    return False
+
+
+def _input_geometry(model, subject: str) -> tuple[tuple[int, int] | None, int | None, bool]:
+    """((height, width), channels, channels_first) of the image input; (None, None, False) if none."""
     if len(model.inputs) != 1:
         raise ModelLoadError(subject, f"has {len(model.inputs)} inputs; only single-input models are supported")
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4:
-        return None, None  # Conv1D/Conv3D models: weights are drawn, images do not apply
-    _, height, width, channels = shape
+        return None, None, False  # Conv1D/Conv3D models: weights are drawn, images do not apply
+    channels_first = _takes_channels_first(model)
+    channels, height, width = (shape[1], shape[2], shape[3]) if channels_first else (shape[3], shape[1], shape[2])
     if channels is None:
         raise ModelLoadError(subject, f"input shape {shape} has no fixed channel count")
-    return (height or DEFAULT_FREE_SIZE, width or DEFAULT_FREE_SIZE), int(channels)
+    return (height or DEFAULT_FREE_SIZE, width or DEFAULT_FREE_SIZE), int(channels), channels_first
 
 
 def load_model(config: ReportConfig) -> LoadedModel:
@@ -271,7 +283,7 @@ def load_model(config: ReportConfig) -> LoadedModel:
     else:
         preprocess = _preprocess_for_mode(mode)
 
-    input_hw, channels = _input_geometry(model, config.model or name)
+    input_hw, channels, channels_first = _input_geometry(model, config.model or name)
     return LoadedModel(
         model=model,
         name=name,
@@ -281,6 +293,7 @@ def load_model(config: ReportConfig) -> LoadedModel:
         preprocess=preprocess,
         input_hw=input_hw,
         channels=channels,
+        channels_first=channels_first,
         file_path=path,
         file_sha256=file_sha256(path) if path else None,
     )

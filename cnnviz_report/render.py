@@ -93,7 +93,7 @@ def scale_tile(tile: np.ndarray, target: int) -> np.ndarray:
     height, width = tile.shape[:2]
     side = max(height, width)
     if side < target:
-        factor = max(1, target // side)
+        factor = max(1, round(target / side))
         return np.repeat(np.repeat(tile, factor, axis=0), factor, axis=1)
     factor = math.ceil(side / target)
     if factor <= 1:

@@ -62,10 +62,14 @@ def fmt_axes(values: tuple | None) -> str:
 # --------------------------------------------------------------------------- view-models
 
 
+SMALL_PICTURE = 320  # pictures narrower than this are shown at twice their size
+
+
 def _asset(asset) -> dict | None:
     if asset is None:
         return None
-    return {"path": asset.path, "width": asset.width, "height": asset.height, "alt": asset.alt}
+    scale = 2 if asset.width < SMALL_PICTURE else 1
+    return {"path": asset.path, "width": asset.width * scale, "height": asset.height * scale, "alt": asset.alt}
 
 
 def _layer_row(info: LayerInfo, pages: dict[int, str]) -> dict:
@@ -93,7 +97,7 @@ def _layer_row(info: LayerInfo, pages: dict[int, str]) -> dict:
 
 def _model_facts(report) -> list[tuple[str, str]]:
     model = report.model
-    facts = [
+    return [
         ("Model", report.model_name),
         ("Source", report.model_source),
         ("Weights", report.weights),
@@ -106,7 +110,6 @@ def _model_facts(report) -> list[tuple[str, str]]:
         ("Layers", fmt_int(len(model.layers))),
         ("Convolution layers", fmt_int(len(model.conv_layers))),
     ]
-    return facts
 
 
 def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict) -> dict:
@@ -124,14 +127,15 @@ def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict) -> d
             "grid_channels": feature.grid_channels,
             "constant_channels": feature.constant_channels,
         })
+    row = _layer_row(info, pages)
     return {
-        "row": _layer_row(info, pages),
+        "row": row,
         "page": pages[info.index],
         "facts": [
             ("Type", info.type_name),
             ("Inside sub-model", " / ".join(info.path) or "no (top level)"),
             ("Output shape", fmt_shape(info.output_shape)),
-            ("Kernel shape", _layer_row(info, pages)["kernel_shape"]),
+            ("Kernel shape", row["kernel_shape"]),
             ("Filters (output channels)", fmt_int(info.filters)),
             ("Parameters", fmt_int(info.params)),
             ("Receptive field (input pixels)", fmt_axes(info.receptive_field) or "not known"),
@@ -172,7 +176,7 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
             common,
             facts=_model_facts(report),
             all_layers=[_layer_row(info, pages) for info in report.model.layers],
-            conv_layers=[view["row"] | {"mosaic_dead": view["mosaic_dead"]} for view in layer_views],
+            conv_layers=[view["row"] for view in layer_views],
             not_drawn=[_layer_row(info, pages) for info in report.not_drawn],
             images=image_views,
             settings=sorted(report.settings.items()),

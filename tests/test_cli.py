@@ -165,3 +165,41 @@ def test_help_is_instant_and_does_not_import_tensorflow():
                                text=True, check=True, cwd=Path(__file__).parent.parent).stdout
     for option in ("--images", "--out", "--weights", "--layers", "--max-filters", "--title", "--seed", "--quiet"):
         assert option in help_text
+
+
+def test_channels_first_model_renders_like_its_channels_last_twin(keras, photo_path, tmp_path):
+    """Same weights, one model reading (C, H, W): the feature maps must be the same pictures."""
+    sites = {}
+    for fmt, shape in (("channels_last", (12, 12, 3)), ("channels_first", (3, 12, 12))):
+        inputs = keras.Input(shape)
+        model = keras.Model(inputs, keras.layers.Conv2D(4, 3, data_format=fmt, activation="relu", name="c")(inputs))
+        model.set_weights([np.random.default_rng(9).normal(size=w.shape).astype("float32") for w in model.get_weights()])
+        path = tmp_path / f"{fmt}.keras"
+        model.save(path)
+        sites[fmt] = tmp_path / f"site-{fmt}"
+        assert main(["build", str(path), "--images", photo_path, "--out", str(sites[fmt]), "--quiet",
+                     "--ascent-steps", "2"]) == 0
+    from PIL import Image
+
+    for kind in ("fmaps-01-grace_hopper", "belt-01-grace_hopper", "mosaic", "filters"):
+        first = np.asarray(Image.open(sites["channels_first"] / f"layers/001-c/{kind}.png"), dtype=int)
+        last = np.asarray(Image.open(sites["channels_last"] / f"layers/001-c/{kind}.png"), dtype=int)
+        assert first.shape == last.shape and np.abs(first - last).max() <= 2, kind
+
+
+def test_progress_reports_every_step_with_work_weighted_by_cost(nested_model_file, photo_path, tmp_path):
+    from cnnviz_report.build import build_site
+    from cnnviz_report.config import ReportConfig
+
+    events = []
+    build_site(ReportConfig(model=nested_model_file, images=(photo_path,), out=str(tmp_path / "s"), ascent_steps=2),
+               progress=events.append)
+    assert [e.step for e in events] == list(range(1, len(events) + 1))
+    assert all(e.total == len(events) for e in events)
+    assert events[0].work_done == 0.0 and all(a.work_done < b.work_done for a, b in zip(events, events[1:]))
+    assert events[-1].work_done < 1.0
+    subjects = {e.subject for e in events}
+    assert {"backbone/inner_conv", "head_block/head_separable", "site"} <= subjects
+    share = {(e.subject, e.phase): b.work_done - e.work_done for e, b in zip(events, events[1:])}
+    # the deepest layer's ascent is estimated dearer than the first layer's
+    assert share[("up", "gradient ascent")] > share[("stem", "gradient ascent")]

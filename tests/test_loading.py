@@ -161,3 +161,29 @@ def test_folders_expand_to_their_images_in_order_and_bad_files_are_named(tmp_pat
     with pytest.raises(ImageLoadError) as caught:
         load_image(str(fake), 0, (8, 8), 3)
     assert str(caught.value).startswith(str(fake) + ": cannot read image")
+
+
+def test_weights_file_for_an_application(keras, tmp_path):
+    reference = keras.applications.MobileNetV3Small(weights=None)
+    rng = np.random.default_rng(4)
+    reference.set_weights([rng.normal(size=w.shape).astype("float32") for w in reference.get_weights()])
+    path = tmp_path / "finetuned.weights.h5"
+    reference.save_weights(path)
+    loaded = load_model(ReportConfig(model="mobilenetv3small", weights=str(path)))
+    assert loaded.weights_label == "finetuned.weights.h5"
+    for got, want in zip(loaded.model.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_weights_file_on_top_of_a_model_file(keras, tmp_path, tiny_model_file):
+    from keras.saving import load_model as keras_load
+
+    model = keras_load(tiny_model_file)
+    model.set_weights([w + 1.0 for w in model.get_weights()])
+    path = tmp_path / "shifted.weights.h5"
+    model.save_weights(path)
+    loaded = load_model(ReportConfig(model=tiny_model_file, weights=str(path)))
+    for got, want in zip(loaded.model.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(UsageError, match="no such file"):
+        load_model(ReportConfig(model=tiny_model_file, weights=str(tmp_path / "missing.weights.h5")).validate())

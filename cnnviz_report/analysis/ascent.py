@@ -78,7 +78,8 @@ def _graph_safe(chain) -> bool:
     return all(_SCOPE_NAME.fullmatch(name) for link in chain for name in names(link))
 
 
-def _make_step(chain, activation, preprocess, channels_first: bool, step_norm: float):
+def _make_step(chain, activation, preprocess, input_channels_first: bool, output_channels_first: bool,
+               step_norm: float):
     """The ascent step and the measurement of each filter's mean output.
 
     Both are compiled with tf.function unless a layer name would break graph mode; then they
@@ -94,12 +95,12 @@ def _make_step(chain, activation, preprocess, channels_first: bool, step_norm: f
     def forward(canvas):
         """(pre-activation, output) of the layer, channels last."""
         x = preprocess(canvas)
-        if channels_first:
+        if input_channels_first:
             x = tf.transpose(x, (0, 3, 1, 2))
         for stage in chain:
             x = stage(x, training=False)
         output = activation(x) if activation is not None else x
-        if channels_first:
+        if output_channels_first:
             x, output = tf.transpose(x, (0, 2, 3, 1)), tf.transpose(output, (0, 2, 3, 1))
         return x, output
 
@@ -144,6 +145,7 @@ def maximise_filters(
     channels: int,
     preprocess,
     settings: AscentSettings = AscentSettings(),
+    input_channels_first: bool = False,
 ) -> AscentResult:
     """Gradient ascent on each filter of ``filter_indices`` of layer ``info``, in batches."""
     import tensorflow as tf
@@ -152,7 +154,9 @@ def maximise_filters(
     pixels = height * width * channels
     step_norm = settings.learning_rate * _PIXEL_LEVELS_PER_UNIT * float(np.sqrt(pixels / _KERAS_IO_PIXELS))
     chain, activation = ascent_chain(model, info) if settings.rescue_stuck else (layer_chain(model, info), None)
-    step, measure = _make_step(chain, activation, preprocess, info.data_format == "channels_first", step_norm)
+    step, measure = _make_step(
+        chain, activation, preprocess, input_channels_first, info.data_format == "channels_first", step_norm
+    )
     rng = np.random.default_rng([settings.seed, info.index])
     crop = int(round(min(height, width) * settings.crop_fraction))
     images, activations = [], []
