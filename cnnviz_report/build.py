@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -128,9 +129,37 @@ def _refuse_output(out: str) -> None:
             )
 
 
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.cnnviz-(?:staging|old)-(?P<pid>\d+)")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(out: str) -> list[str]:
+    """Delete staging/old folders of ``out`` left by builds that were killed; returns them."""
+    parent, name = os.path.split(os.path.abspath(out))
+    removed = []
+    if not os.path.isdir(parent):
+        return removed
+    for entry in os.listdir(parent):
+        match = _LEFTOVER.fullmatch(entry)
+        if match and match["name"] == name and not _process_alive(int(match["pid"])):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
 def _staging_dir(out: str) -> str:
     parent, name = os.path.split(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
+    remove_leftovers(out)
     staging = os.path.join(parent, f".{name}.cnnviz-staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)

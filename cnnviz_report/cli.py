@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 import warnings
@@ -133,6 +134,11 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
+def _exit_on_sigterm(signum, frame):
+    """Turn SIGTERM into an exception so the build removes its staging folder on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -145,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         # on a report's console; --debug shows them.
         for module in ("keras", "tensorflow", "absl"):
             warnings.filterwarnings("ignore", module=module)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         from .build import build_site
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -203,3 +204,35 @@ def test_progress_reports_every_step_with_work_weighted_by_cost(nested_model_fil
     share = {(e.subject, e.phase): b.work_done - e.work_done for e, b in zip(events, events[1:])}
     # the deepest layer's ascent is estimated dearer than the first layer's
     assert share[("up", "gradient ascent")] > share[("stem", "gradient ascent")]
+
+
+def test_leftovers_of_killed_builds_are_removed_but_a_live_build_is_left_alone(tiny_model_file, tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    for leftover in (f".site.cnnviz-staging-{dead_pid}", f".site.cnnviz-old-{dead_pid}",
+                     f".site.cnnviz-staging-{os.getppid()}", f".other.cnnviz-staging-{dead_pid}"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "index.html").write_text("half built")
+    assert main(["build", tiny_model_file, "--out", str(tmp_path / "site"), "--quiet", "--ascent-steps", "1"]) == 0
+    left = sorted(p.name for p in tmp_path.iterdir() if "cnnviz-" in p.name)
+    # the dead build's folders are gone; a running process's and another site's are kept
+    assert left == sorted([f".site.cnnviz-staging-{os.getppid()}", f".other.cnnviz-staging-{dead_pid}"])
+
+
+def test_sigterm_leaves_no_staging_folder_and_keeps_the_old_site(tiny_model_file, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "site"
+    assert main(["build", tiny_model_file, "--out", str(out), "--quiet", "--ascent-steps", "1", "--title", "old"]) == 0
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnviz_report", "build", tiny_model_file, "--out", str(out), "--ascent-steps", "100000",
+         "--title", "new"], cwd=Path(__file__).parent.parent, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # wait until it is deep in the ascent
+        if "gradient ascent" in line:
+            break
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert "old" in (out / "index.html").read_text()
+    assert [p.name for p in tmp_path.iterdir() if "cnnviz-" in p.name] == []
