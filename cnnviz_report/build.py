@@ -12,6 +12,7 @@ import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -82,6 +83,8 @@ class LayerReport:
     mosaic: ImageAsset | None = None
     mosaic_filters: int = 0
     mosaic_dead: tuple[int, ...] = ()
+    mosaic_canvas: tuple[int, int] | None = None
+    mosaic_cached: bool = False
     features: list[FeatureAssets] = field(default_factory=list)
 
 
@@ -108,6 +111,9 @@ class BuildResult:
     out_dir: str
     report: Report
     seconds: float
+    phase_seconds: dict  # load, inspect, filters, feature maps, gradient ascent, pages
+    cache_hits: int = 0
+    cache_misses: int = 0
 
 
 # --------------------------------------------------------------------------- output folder
@@ -252,28 +258,74 @@ def _draw_features(report: LayerReport, image: ImageReport, fmap: np.ndarray, ro
     )
 
 
-def _draw_mosaic(loaded: LoadedModel, report: LayerReport, config: ReportConfig, root: str) -> None:
-    from .analysis.ascent import AscentSettings, maximise_filters
+def _ascent_settings(config: ReportConfig):
+    from .analysis.ascent import AscentSettings
+
+    return AscentSettings(mode=config.ascent_mode, steps=config.ascent_steps,
+                          learning_rate=config.ascent_learning_rate, seed=config.seed)
+
+
+def _mosaic_count(config: ReportConfig, info: LayerInfo) -> int:
+    if config.ascent_steps == 0:
+        return 0
+    return min(MOSAIC_FILTERS, config.max_filters, info.filters or 0)
+
+
+def _ascend(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, config: ReportConfig, count: int) -> dict:
+    """The mosaic's filters, pictures and activations; --select top scans every filter first."""
+    from .analysis.ascent import LayerAscent
+
+    settings = _ascent_settings(config)
+    upstream = [layer for layer in model_info.conv_layers if layer.index <= info.index]
+    engine = LayerAscent(loaded.model, info, upstream, loaded.input_hw, loaded.channels, loaded.preprocess,
+                         settings, loaded.channels_first)
+    chosen = list(range(count))
+    if config.select == "top" and (info.filters or 0) > count:
+        scan = engine.run(list(range(info.filters)), steps=max(1, settings.step_count // 4))
+        chosen = [int(f) for f in np.argsort(-scan.activations, kind="stable")[:count]]
+    result = engine.run(chosen)
+    order = np.arange(len(chosen))
+    if config.select == "top":
+        order = np.argsort(-result.activations, kind="stable")  # the old Keras example's order
+    return {
+        "filter_indices": np.asarray(result.filter_indices, np.int64)[order],
+        "images": result.images[order],
+        "activations": result.activations[order],
+        "canvas": np.asarray(result.canvas_hw, np.int64),
+    }
+
+
+def _draw_mosaic(loaded, model_info, report: LayerReport, config: ReportConfig, root: str, cache, digests) -> None:
+    from .cache import ascent_key
 
     info = report.info
-    count = min(MOSAIC_FILTERS, config.max_filters, info.filters or 0)
-    if count == 0 or config.ascent_steps == 0:
+    count = _mosaic_count(config, info)
+    if count == 0:
         return
-    result = maximise_filters(
-        loaded.model, info, list(range(count)), loaded.input_hw, loaded.channels, loaded.preprocess,
-        AscentSettings(steps=config.ascent_steps, learning_rate=config.ascent_learning_rate, seed=config.seed),
-        input_channels_first=loaded.channels_first,
-    )
-    dead = tuple(int(f) for f, a in zip(result.filter_indices, result.activations) if not a > 0)
-    labels = [
-        f"{f} dead" if f in dead else f"{f}  {a:.3g}" for f, a in zip(result.filter_indices, result.activations)
-    ]
-    image = render.mosaic(result.images, labels, [f in dead for f in result.filter_indices])
+    settings = _ascent_settings(config)
+    key = ascent_key(digests[info.index], info, {
+        "mode": settings.mode, "steps": settings.step_count, "rate": settings.rate, "seed": settings.seed,
+        "rescue_stuck": settings.rescue_stuck, "canvas": (settings.min_canvas, settings.max_canvas),
+        "select": config.select, "count": count, "model": loaded.name, "input_hw": loaded.input_hw,
+        "channels": loaded.channels, "channels_first": loaded.channels_first, "preprocess": loaded.preprocess_mode,
+    })
+    entry = cache.load(key)
+    report.mosaic_cached = entry is not None
+    if entry is None:
+        entry = _ascend(loaded, model_info, info, config, count)
+        cache.store(key, entry)
+    filters = [int(f) for f in entry["filter_indices"]]
+    activations = [float(a) for a in entry["activations"]]
+    dead = tuple(f for f, a in zip(filters, activations) if not a > 0)
+    labels = [f"{f} dead" if f in dead else f"{f}  {a:.3g}" for f, a in zip(filters, activations)]
+    image = render.mosaic(entry["images"], labels, [f in dead for f in filters])
+    which = "most activated" if config.select == "top" else "first"
     report.mosaic = render.save_png(
         image, root, paths.layer_asset(report.slug, "mosaic"),
-        f"gradient-ascent images of the first {count} filters of {info.name}",
+        f"gradient-ascent images of the {which} {count} filters of {info.name}",
     )
     report.mosaic_filters, report.mosaic_dead = count, dead
+    report.mosaic_canvas = tuple(int(v) for v in entry["canvas"])
 
 
 def _batches(images: list[InputImage], size: int):
@@ -281,14 +333,28 @@ def _batches(images: list[InputImage], size: int):
         yield images[start : start + size]
 
 
-def _gather(loaded, selected, images, image_reports, config, root, notify) -> list[LayerReport]:
+class _Clock:
+    """Seconds spent per phase."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def add(self, phase: str, started: float) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.monotonic() - started
+
+
+def _gather(loaded, model_info, selected, images, image_reports, config, root, notify, clock, cache) -> list[LayerReport]:
     from .analysis.activations import FeatureProbe
+    from .cache import weights_digests
 
     reports = [LayerReport(info, paths.layer_slug(info.index, info.name)) for info in selected]
     image_layers = [r for r in reports if r.info.takes_images and loaded.input_hw is not None]
+    started = time.monotonic()
     for report in reports:
         notify(report.info.qualified_name, "filters")
         _draw_filters(loaded.model, report, config.max_filters, root)
+    clock.add("filters", started)
+    started = time.monotonic()
     if images and image_layers:
         probe = FeatureProbe(loaded.model, [r.info for r in image_layers])
         for batch in _batches(images, config.image_batch_size):
@@ -302,9 +368,14 @@ def _gather(loaded, selected, images, image_reports, config, root, notify) -> li
                 for position, image in enumerate(batch):
                     _draw_features(report, image_reports[image.index], maps[report.info.index][position], root)
             del maps
-    for report in image_layers:
-        notify(report.info.qualified_name, "gradient ascent")
-        _draw_mosaic(loaded, report, config, root)
+    clock.add("feature maps", started)
+    started = time.monotonic()
+    if any(_mosaic_count(config, r.info) for r in image_layers):
+        digests = weights_digests(loaded.model, model_info.layers)
+        for report in image_layers:
+            notify(report.info.qualified_name, "gradient ascent")
+            _draw_mosaic(loaded, model_info, report, config, root, cache, digests)
+    clock.add("gradient ascent", started)
     return reports
 
 
@@ -335,17 +406,19 @@ DRAWING_COST = 2e10  # a picture's drawing and PNG writing, in FLOP-equivalents 
 
 
 def _step_costs(model_info: ModelInfo, selected: list[LayerInfo], n_images: int, config: ReportConfig,
-                takes_images: bool) -> dict[tuple[str, str], float]:
+                input_hw: tuple[int, int] | None) -> dict[tuple[str, str], float]:
     """Estimated cost of each (qualified layer name, phase) step, in FLOP-equivalents.
 
     A forward pass to a layer costs about the FLOPs of every conv layer up to it; an ascent step
-    is a forward and a backward pass (x3) for each filter.
+    is a forward and an input-gradient pass (x2) for each filter, on the planned canvas.
     """
     upto, total = {}, 0
     for layer in model_info.conv_layers:
         total += layer.flops
         upto[layer.index] = total
-    image_layers = [layer for layer in selected if layer.takes_images] if takes_images else []
+    from .analysis.ascent import plan_canvas
+
+    image_layers = [layer for layer in selected if layer.takes_images] if input_hw else []
     costs: dict[tuple[str, str], float] = {}
     for layer in selected:
         costs[(layer.qualified_name, "filters")] = DRAWING_COST
@@ -354,17 +427,25 @@ def _step_costs(model_info: ModelInfo, selected: list[LayerInfo], n_images: int,
         phase = f"feature maps, images {start + 1}-{start + batch}"
         for layer in image_layers:
             costs[(layer.qualified_name, phase)] = batch * (layer.flops + 3 * DRAWING_COST)
-    if config.ascent_steps:
-        for layer in image_layers:
-            filters = min(MOSAIC_FILTERS, config.max_filters, layer.filters or 0)
-            costs[(layer.qualified_name, "gradient ascent")] = 3.0 * config.ascent_steps * filters * upto[layer.index]
+    settings = _ascent_settings(config)
+    for layer in image_layers:
+        filters = _mosaic_count(config, layer)
+        if filters:
+            if config.select == "top":
+                filters += (layer.filters or 0) / 4.0  # the brief scan of every filter
+            canvas = plan_canvas(layer, input_hw, True, settings)
+            scale = canvas[0] * canvas[1] / float(input_hw[0] * input_hw[1])
+            costs[(layer.qualified_name, "gradient ascent")] = 2.0 * settings.step_count * filters * upto[layer.index] * scale
     costs[("site", "pages")] = DRAWING_COST
     return costs
 
 
 def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None = None) -> BuildResult:
     """Build the whole report for ``config`` into ``config.out``; silent unless given ``progress``."""
-    started = time.monotonic()
+    from .cache import AscentCache, default_cache_dir
+
+    build_started = started = time.monotonic()
+    clock = _Clock()
     config.validate()
     _refuse_output(config.out)
     loaded = load_model(config)
@@ -372,10 +453,15 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     if image_args and loaded.input_hw is None:
         raise UsageError("--images", f"{loaded.name} does not take 2-D images (input {loaded.model.inputs[0].shape})")
     images = load_images(image_args, loaded.input_hw, loaded.channels) if image_args else []
+    clock.add("load", started)
+    started = time.monotonic()
     model_info = inspect_model(loaded.model)
     selected = select_layers(model_info, config.layers)
+    clock.add("inspect", started)
+    cache = AscentCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir()) if config.use_cache \
+        else AscentCache(None)
 
-    costs = _step_costs(model_info, selected, len(images), config, loaded.input_hw is not None)
+    costs = _step_costs(model_info, selected, len(images), config, loaded.input_hw)
     total_cost = sum(costs.values()) or 1.0
     done = {"steps": 0, "cost": 0.0}
 
@@ -388,7 +474,7 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     staging = _staging_dir(config.out)
     try:
         image_reports = _image_reports(images, staging)
-        layers = _gather(loaded, selected, images, image_reports, config, staging, notify)
+        layers = _gather(loaded, model_info, selected, images, image_reports, config, staging, notify, clock, cache)
         report = Report(
             title=config.title or f"{loaded.name}: what the convolution layers see",
             model=model_info,
@@ -405,10 +491,13 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
         notify("site", "pages")
         from .site import write_site
 
+        started = time.monotonic()
         write_site(report, staging)
         _write_manifest(report, loaded, staging)
         _swap_in(staging, config.out)
+        clock.add("pages", started)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return BuildResult(os.path.abspath(config.out), report, time.monotonic() - started)
+    return BuildResult(os.path.abspath(config.out), report, time.monotonic() - build_started,
+                       clock.seconds, cache.hits, cache.misses)

@@ -13,7 +13,7 @@ import time
 import warnings
 
 from . import __version__
-from .config import PREPROCESS_MODES, ReportConfig
+from .config import ASCENT_MODES, PREPROCESS_MODES, SELECT_MODES, ReportConfig
 from .errors import CnnvizError
 
 PROG = "cnnviz_report"
@@ -75,10 +75,22 @@ def _parser() -> argparse.ArgumentParser:
         "preprocess_input; for model files 'raw' if the model starts with a Rescaling layer, else "
         "'unit'), raw (0..255), unit (0..1), tf (-1..1), caffe or torch (ImageNet mean/std)",
     )
-    build.add_argument("--ascent-steps", type=int, default=30, metavar="N",
-                       help="gradient-ascent steps per filter; 0 skips the mosaics (default: %(default)s)")
-    build.add_argument("--ascent-lr", type=float, default=10.0, metavar="LR",
-                       help="gradient-ascent step size on the keras.io scale (default: %(default)s)")
+    build.add_argument(
+        "--ascent", choices=ASCENT_MODES, default="fast",
+        help="how the filter pictures are made: fast (default; the keras.io method on canvases sized "
+        "from each layer's receptive field) or robust (lucid's practice: Fourier-parametrised "
+        "image, decorrelated colour, random transforms, Adam; slower)",
+    )
+    build.add_argument("--select", choices=SELECT_MODES, default="first",
+                       help="which 64 filters get a picture: first (default) or top (scan every filter "
+                       "briefly, keep the 64 most activated)")
+    build.add_argument("--ascent-steps", type=int, metavar="N",
+                       help="gradient-ascent steps per filter (default: 30 fast, 128 robust); 0 skips the mosaics")
+    build.add_argument("--ascent-lr", type=float, metavar="LR",
+                       help="step size (default: 10 on the keras.io scale for fast, 0.05 Adam for robust)")
+    build.add_argument("--cache-dir", metavar="DIR",
+                       help="where finished mosaics are kept between builds (default: ~/.cache/cnnviz_report)")
+    build.add_argument("--no-cache", action="store_true", help="neither read nor write the mosaic cache")
     build.add_argument("--quiet", action="store_true", help="print nothing but errors")
     build.add_argument("--debug", action="store_true", help="show a traceback on errors")
     return parser
@@ -95,8 +107,12 @@ def _config(args: argparse.Namespace) -> ReportConfig:
         title=args.title,
         seed=args.seed,
         preprocess=args.preprocess,
+        ascent_mode=args.ascent,
+        select=args.select,
         ascent_steps=args.ascent_steps,
         ascent_learning_rate=args.ascent_lr,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
     )
 
 

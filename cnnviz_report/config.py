@@ -9,6 +9,8 @@ from .errors import UsageError
 
 PREPROCESS_MODES = ("auto", "raw", "unit", "tf", "caffe", "torch")
 WEIGHT_KEYWORDS = ("imagenet", "none")
+ASCENT_MODES = ("fast", "robust")
+SELECT_MODES = ("first", "top")
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,12 @@ class ReportConfig:
     title: str | None = None
     seed: int = 0
     preprocess: str = "auto"
-    ascent_steps: int = 30
-    ascent_learning_rate: float = 10.0
+    ascent_mode: str = "fast"
+    select: str = "first"  # "first": filters 0-63; "top": scan them all, keep the 64 most activated
+    ascent_steps: int | None = None  # None: the mode's own (fast 30, robust 128)
+    ascent_learning_rate: float | None = None  # None: the mode's own
+    cache_dir: str | None = None  # None: ~/.cache/cnnviz_report (XDG_CACHE_HOME honoured)
+    use_cache: bool = True
     image_batch_size: int = 8
 
     def validate(self) -> "ReportConfig":
@@ -33,10 +39,14 @@ class ReportConfig:
         problems = []
         if self.max_filters < 1:
             problems.append(f"--max-filters must be at least 1, got {self.max_filters}")
-        if self.ascent_steps < 0:
+        if self.ascent_steps is not None and self.ascent_steps < 0:
             problems.append(f"--ascent-steps must be 0 or more, got {self.ascent_steps}")
-        if not self.ascent_learning_rate > 0:
+        if self.ascent_learning_rate is not None and not self.ascent_learning_rate > 0:
             problems.append(f"--ascent-lr must be positive, got {self.ascent_learning_rate}")
+        if self.ascent_mode not in ASCENT_MODES:
+            problems.append(f"--ascent must be one of {', '.join(ASCENT_MODES)}, got {self.ascent_mode!r}")
+        if self.select not in SELECT_MODES:
+            problems.append(f"--select must be one of {', '.join(SELECT_MODES)}, got {self.select!r}")
         if self.image_batch_size < 1:
             problems.append(f"image batch size must be at least 1, got {self.image_batch_size}")
         if self.preprocess not in PREPROCESS_MODES:

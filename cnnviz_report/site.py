@@ -112,7 +112,7 @@ def _model_facts(report) -> list[tuple[str, str]]:
     ]
 
 
-def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict) -> dict:
+def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, settings: dict) -> dict:
     info = layer_report.info
     features = []
     for feature in layer_report.features:
@@ -150,8 +150,12 @@ def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict) -> d
         "mosaic": _asset(layer_report.mosaic),
         "mosaic_filters": layer_report.mosaic_filters,
         "mosaic_dead": len(layer_report.mosaic_dead),
+        "mosaic_canvas": fmt_axes(layer_report.mosaic_canvas) if layer_report.mosaic_canvas else "",
+        "mosaic_cached": layer_report.mosaic_cached,
         "features": features,
         "not_drawn_reason": info.not_drawn_reason,
+        "ascent_mode": settings.get("ascent_mode", "fast"),
+        "select": settings.get("select", "first"),
     }
 
 
@@ -159,7 +163,7 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
     """(site path, template, context) for every page of the site."""
     pages = {r.info.index: paths.layer_page(r.slug) for r in report.layers}
     images_by_index = {image.index: image for image in report.images}
-    layer_views = [_layer_view(r, pages, images_by_index) for r in report.layers]
+    layer_views = [_layer_view(r, pages, images_by_index, report.settings) for r in report.layers]
     image_views = [
         {"name": i.name, "page": paths.image_page(i.slug), "original": _asset(i.original)} for i in report.images
     ]

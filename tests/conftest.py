@@ -14,6 +14,14 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Each test starts with an empty mosaic cache of its own: a hit must never hide a bug."""
+    directory = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(directory))
+    return directory / "cnnviz_report"
+
+
 @pytest.fixture(scope="session")
 def keras():
     import keras as keras_module

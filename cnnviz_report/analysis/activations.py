@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..inspection import LayerInfo
+from ..inspection import LayerInfo, resolve_layer
 
 
 def layer_output_tensor(layer):
@@ -115,10 +115,7 @@ def ascent_chain(model, info: LayerInfo) -> tuple[list, object]:
     """(chain to the pre-activation value, the layer's activation) or (chain to output, None)."""
     chain = layer_chain(model, info, pre_activation=True)
     if getattr(chain[-1], "name", "").endswith("_pre_activation"):
-        holder = model
-        for name in info.path:
-            holder = holder.get_layer(name)
-        return chain, holder.get_layer(info.name).activation
+        return chain, resolve_layer(model, info).activation
     return chain, None
 
 
@@ -144,3 +141,73 @@ def _linear_copy(layer):
     except Exception:  # a custom layer that cannot be rebuilt from its config
         return None
     return copy
+
+
+class _Reached(Exception):
+    """Carries the target's tensor out of a nested replay."""
+
+    def __init__(self, tensor):
+        super().__init__("target reached")
+        self.tensor = tensor
+
+
+def _graph(holder):
+    """The Functional graph behind a Functional or a Sequential model."""
+    return getattr(holder, "_functional", None) or holder
+
+
+def _replay(holder, inputs: list, target, take_input: bool) -> list:
+    """Call ``holder``'s layers again on ``inputs``, as Functional.call does, until ``target``.
+
+    Nested models are replayed node by node too: called whole, a Functional model checks its
+    inputs against the shapes it was built with. A layer the target does not need may fail on
+    the new input (a Dense after a Flatten) and is skipped.
+    """
+    import keras
+    from keras import tree
+
+    graph = _graph(holder)
+    values = {id(t): v for t, v in zip(graph.inputs, inputs)}
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            operation = node.operation
+            if operation is None or node.is_input or any(id(x) not in values for x in node.input_tensors):
+                continue
+            args, kwargs = node.arguments.fill_in(values)
+            if operation is target:
+                raise _Reached(tree.flatten(args)[0] if take_input else operation(*args, **kwargs))
+            try:
+                if isinstance(operation, keras.Model):
+                    outputs = _replay(operation, [values[id(x)] for x in node.input_tensors], target, take_input)
+                else:
+                    outputs = operation(*args, **kwargs)
+            except _Reached:
+                raise
+            except Exception:  # not on the way to the target (or the replay fails below)
+                continue
+            for reference, value in zip(node.outputs, tree.flatten(outputs)):
+                values[id(reference)] = value
+    return [values.get(id(t)) for t in graph.outputs]
+
+
+def free_size_model(model, info: LayerInfo, channels_first: bool = False):
+    """(keras.Model from an input of any height and width to the layer's value, activation).
+
+    The value is the pre-activation (a linear copy of the layer) when the layer has its own
+    activation, and the activation is returned separately; otherwise the output and None.
+    Returns None when the graph cannot be replayed at a free size.
+    """
+    import keras
+
+    target = resolve_layer(model, info)
+    channels = model.inputs[0].shape[1 if channels_first else -1]
+    new_input = keras.Input((channels, None, None) if channels_first else (None, None, channels))
+    linear_copy = _linear_copy(target)
+    try:
+        _replay(model, [new_input], target, take_input=linear_copy is not None)
+    except _Reached as reached:
+        value = linear_copy(reached.tensor) if linear_copy is not None else reached.tensor
+        return keras.Model(new_input, value), (target.activation if linear_copy is not None else None)
+    except Exception:
+        return None
+    return None

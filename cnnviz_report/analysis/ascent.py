@@ -1,55 +1,149 @@
-"""Activation maximisation: the input image each filter likes most (Erhan 2009; keras.io).
+"""Activation maximisation: the input image each filter likes most (Erhan 2009; keras.io; lucid).
 
-The method is the seeds' (keras.io "Visualizing what convnets learn"): start from grey noise,
-ascend the mean activation of one filter with l2-normalised gradients, leave a border out of the
-loss, then deprocess. Three things differ on purpose:
+Two modes share one engine:
 
-* filters are optimised together, one canvas per filter in a batch, through a model truncated
-  at the layer (the same result as one at a time, a fraction of the calls);
-* the canvas lives in pixel space (0..255 RGB) and the model's own preprocessing is applied
-  inside the gradient, so the step size means the same for every model and colours come out
-  in RGB even for caffe-style (BGR) models;
-* a filter that is off everywhere (its ReLU output is zero, so is its gradient) climbs its
-  pre-activation value (lucid's ``_pre_relu``) until it turns on, then its real output. From
-  grey noise many ReLU filters start that way and would otherwise stay noise. The number on
-  each tile is always the layer's real output.
+* ``fast`` is the seeds' method (keras.io "Visualizing what convnets learn") done well: start
+  from grey noise, climb the mean activation of a filter with l2-normalised gradient steps,
+  leave a border out of the loss, standardise for display.
+* ``robust`` is the feature-visualisation practice of Olah et al. (Distill 2017) as lucid and
+  lucent do it: the image is a Fourier spectrum scaled by 1/frequency with decorrelated colour,
+  squashed into valid RGB by a sigmoid, seen through random pad/jitter/scale/rotate transforms,
+  and optimised with Adam.
+
+What the engine adds to both:
+
+* many filters at once, one canvas per filter, through a model truncated at the layer (the
+  same result as one at a time, a fraction of the calls);
+* a canvas sized from the layer's receptive field (a block1 filter sees 3 to 5 pixels and does
+  not need 180x180), in a model replayed to accept that size;
+* a batch size chosen from the memory the layer's activations take and a bound on the time one
+  step takes (so Ctrl-C is honoured within seconds);
+* the canvas lives in pixel space (0..255 RGB) with the model's own preprocessing inside the
+  gradient, so step sizes mean the same for every model and caffe-style (BGR) models show
+  their true colours;
+* a filter that is off everywhere (its ReLU output and so its gradient are zero) climbs its
+  pre-activation value (lucid's ``_pre_relu``) until it turns on, then its real output. The
+  number reported is always the layer's real output.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..inspection import LayerInfo
-from .activations import ascent_chain, layer_chain
+from .activations import ascent_chain, free_size_model
 
+MODES = ("fast", "robust")
 # keras.io: lr 10 on a 180x180x3 canvas scaled to [-1, 1] is an RMS step of this many pixel levels
 _KERAS_IO_PIXELS = 180 * 180 * 3
 _PIXEL_LEVELS_PER_UNIT = 127.5
+ASSUMED_GFLOPS = 40.0  # a conservative CPU rate, to bound the time of one step
+STEP_SECONDS = 2.0
+# lucid's colour decorrelation: the square root of ImageNet's colour correlation (SVD)
+_COLOR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
+_COLOR_SQRT_NORMALISED = _COLOR_SQRT / np.max(np.linalg.norm(_COLOR_SQRT, axis=0))
 
 
 @dataclass(frozen=True)
 class AscentSettings:
-    steps: int = 30
-    learning_rate: float = 10.0  # on the keras.io scale (see module docstring)
-    batch_size: int = 16
-    noise_amplitude: float = 10.0  # grey 128 +- this many pixel levels, as the seeds start
-    crop_fraction: float = 25 / 180  # keras.io crops 25 px of a 180 px canvas for display
+    mode: str = "fast"
+    steps: int | None = None  # None: the mode's own (fast 30, robust 128)
+    learning_rate: float | None = None  # None: the mode's own (fast 10 on the keras.io scale, robust Adam 0.05)
     seed: int = 0
-    rescue_stuck: bool = True  # climb the pre-activation of filters that are off everywhere
+    rescue_stuck: bool = True
+    min_canvas: int = 32
+    max_canvas: int = 128  # lucid renders every layer of InceptionV1 at 128 px
+    fixed_canvas: tuple[int, int] | None = None  # force a canvas (the seeds use 180x180)
+    memory_budget: int | None = None  # bytes for one batch's activations; None: from free memory
+    batch_size: int | None = None  # None: planned from the memory budget and the step time
+    noise_amplitude: float = 10.0  # fast: grey 128 +- this many pixel levels, as the seeds start
+
+    @property
+    def step_count(self) -> int:
+        return self.steps if self.steps is not None else (30 if self.mode == "fast" else 128)
+
+    @property
+    def rate(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else (10.0 if self.mode == "fast" else 0.05)
 
 
 @dataclass(frozen=True)
 class AscentResult:
     filter_indices: tuple[int, ...]
-    images: np.ndarray  # uint8 (F, h, w, C), deprocessed and border-cropped
+    images: np.ndarray  # uint8 (F, h, w, C), ready to show
     activations: np.ndarray  # float32 (F,), mean layer output (border excluded) on the final canvas
+    canvas_hw: tuple[int, int]
+    batch_size: int
+    flops: float  # floating-point operations spent (forward and input-gradient passes)
 
 
-def _activation_border(size: int) -> int:
-    """Pixels of the activation map left out of the loss at each edge (keras.io leaves 2)."""
+# --------------------------------------------------------------------------- planning
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """What one input pixel of a canvas costs up to the layer: FLOPs and bytes of activations."""
+
+    flops_per_pixel: float
+    bytes_per_pixel: float
+
+    @classmethod
+    def of(cls, upstream: list[LayerInfo], input_hw: tuple[int, int]) -> "LayerCost":
+        """From the conv layers up to and including the target (their FLOPs at ``input_hw``)."""
+        pixels = float(input_hw[0] * input_hw[1])
+        flops = sum(layer.flops for layer in upstream) / pixels
+        elements = 0.0
+        for layer in upstream:
+            stride = max(layer.effective_stride or (1,))
+            elements += (layer.filters or 0) / float(stride * stride)
+        # forward value, pre-activation and gradient of every conv output, float32
+        return cls(flops_per_pixel=flops, bytes_per_pixel=3 * 4 * elements)
+
+
+def plan_canvas(info: LayerInfo, input_hw: tuple[int, int], free_size: bool, settings: AscentSettings) -> tuple[int, int]:
+    """About twice the receptive field, within [min_canvas, max_canvas], a multiple of 8."""
+    if settings.fixed_canvas is not None:
+        return settings.fixed_canvas
+    if not free_size:
+        return input_hw
+    field = max(info.receptive_field or (max(input_hw),))
+    side = min(settings.max_canvas, max(settings.min_canvas, 2 * field))
+    side = int(math.ceil(side / 8.0) * 8)
+    return side, side
+
+
+def plan_batch(cost: LayerCost, canvas_hw: tuple[int, int], filters: int, settings: AscentSettings) -> int:
+    """As many canvases as fit the memory budget and keep one step near STEP_SECONDS."""
+    if settings.batch_size is not None:
+        return max(1, min(filters, settings.batch_size))
+    pixels = canvas_hw[0] * canvas_hw[1]
+    budget = settings.memory_budget or min(4 << 30, _available_memory() // 4)
+    by_memory = budget // max(1.0, cost.bytes_per_pixel * pixels)
+    by_time = STEP_SECONDS * ASSUMED_GFLOPS * 1e9 / max(1.0, 2 * cost.flops_per_pixel * pixels)
+    return int(max(1, min(filters, by_memory, by_time)))
+
+
+def activation_border(size: int) -> int:
+    """Positions of the activation map left out of the loss at each edge (keras.io leaves 2)."""
     return 2 if size >= 12 else (1 if size >= 6 else 0)
 
 
@@ -63,6 +157,9 @@ def deprocess(canvas: np.ndarray, crop: int) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
+# --------------------------------------------------------------------------- graph mode
+
+
 # TensorFlow graph mode only accepts these characters in name scopes, and Keras opens one per
 # layer; layer names are user data and may hold anything else.
 _SCOPE_NAME = re.compile(r"[A-Za-z0-9_.\\/>-]*")
@@ -70,6 +167,7 @@ _SCOPE_NAME = re.compile(r"[A-Za-z0-9_.\\/>-]*")
 
 def _graph_safe(chain) -> bool:
     """True when every layer the chain calls has a name TensorFlow accepts as a scope."""
+
     def names(layer):
         yield layer.name
         for inner in getattr(layer, "layers", ()):
@@ -78,99 +176,249 @@ def _graph_safe(chain) -> bool:
     return all(_SCOPE_NAME.fullmatch(name) for link in chain for name in names(link))
 
 
-def _make_step(chain, activation, preprocess, input_channels_first: bool, output_channels_first: bool,
-               step_norm: float):
-    """The ascent step and the measurement of each filter's mean output.
+# --------------------------------------------------------------------------- robust mode pieces
 
-    Both are compiled with tf.function unless a layer name would break graph mode; then they
-    run eagerly, slower but correct.
-    """
+
+def _spectrum_scale(height: int, width: int) -> np.ndarray:
+    """lucid's 1/frequency scaling of a real 2-D spectrum (energy spread evenly over scales)."""
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    frequencies = np.sqrt(fx * fx + fy * fy)
+    return (1.0 / np.maximum(frequencies, 1.0 / max(height, width))).astype(np.float32)
+
+
+class _Robust:
+    """Image parametrisation and transforms of lucid, in TensorFlow, for a batch of canvases."""
+
+    def __init__(self, canvas_hw: tuple[int, int], channels: int):
+        import tensorflow as tf
+
+        self.height, self.width = canvas_hw
+        self.channels = channels
+        self.scale = tf.constant(_spectrum_scale(self.height, self.width)[None, None])  # (1, 1, H, W/2+1)
+        self.colour = tf.constant(_COLOR_SQRT_NORMALISED.T) if channels == 3 else None
+        unit = max(self.height, self.width) / 128.0  # lucid's numbers are for 128 px images
+        self.pad = max(1, int(round(12 * unit)))
+        self.jitters = (max(1, int(round(8 * unit))), max(1, int(round(4 * unit))))
+
+    def initial(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        """Small random spectra (lucid: normal, sd 0.01), as (real, imaginary) pairs."""
+        shape = (batch, self.channels, self.height, self.width // 2 + 1, 2)
+        return rng.normal(0.0, 0.01, size=shape).astype(np.float32)
+
+    def pixels(self, spectrum):
+        """Spectra -> (B, H, W, C) pixels in 0..255."""
+        import tensorflow as tf
+
+        complex_spectrum = tf.complex(spectrum[..., 0], spectrum[..., 1]) * tf.cast(self.scale, tf.complex64)
+        image = tf.signal.irfft2d(complex_spectrum, fft_length=[self.height, self.width]) / 4.0
+        image = tf.transpose(image, (0, 2, 3, 1))
+        if self.colour is not None:
+            image = tf.einsum("bhwc,cd->bhwd", image, self.colour)
+        return 255.0 * tf.sigmoid(image)
+
+    def draw_transform(self, rng: np.random.Generator) -> np.ndarray:
+        """One random draw of lucid's standard transforms: (dy1, dx1, scale, angle, dy2, dx2)."""
+        first, second = self.jitters
+        return np.array([
+            rng.integers(0, first + 1), rng.integers(0, first + 1),
+            rng.choice([1 + (i - 5) / 50.0 for i in range(11)]),
+            rng.choice(list(range(-10, 11)) + [0] * 5) * math.pi / 180.0,
+            rng.integers(0, second + 1), rng.integers(0, second + 1),
+        ], np.float32)
+
+    def transform(self, pixels, draw):
+        """pad, jitter, scale, rotate, jitter: lucid's standard_transforms, scaled to the canvas."""
+        import tensorflow as tf
+
+        pad = self.pad
+        x = tf.pad(pixels, [[0, 0], [pad, pad], [pad, pad], [0, 0]], constant_values=127.5)
+        x = self._jitter(x, self.jitters[0], draw[0], draw[1])
+        size = tf.cast(tf.shape(x)[1:3], tf.float32)
+        x = tf.image.resize(x, tf.cast(tf.round(size * draw[2]), tf.int32), method="bilinear")
+        x = self._rotate(x, draw[3])
+        return self._jitter(x, self.jitters[1], draw[4], draw[5])
+
+    @staticmethod
+    def _jitter(x, amount: int, dy, dx):
+        import tensorflow as tf
+
+        size = tf.shape(x)
+        dy, dx = tf.cast(dy, tf.int32), tf.cast(dx, tf.int32)
+        return x[:, dy : size[1] - amount + dy, dx : size[2] - amount + dx, :]
+
+    @staticmethod
+    def _rotate(x, angle):
+        import tensorflow as tf
+
+        shape = tf.shape(x)
+        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        # output (x, y) <- input (a0 x + a1 y + a2, b0 x + b1 y + b2): a rotation about the centre
+        transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=x, transforms=tf.tile(transform[None], [shape[0], 1]), output_shape=shape[1:3],
+            interpolation="BILINEAR", fill_mode="REFLECT", fill_value=0.0)
+
+
+def adam_update(params, grads, m, v, t, rate: float, beta1=0.9, beta2=0.999, epsilon=1e-8):
+    """One Adam step (Kingma & Ba 2015) as a pure function: new (params, m, v)."""
     import tensorflow as tf
 
-    compiled = _graph_safe(chain)
+    m = beta1 * m + (1 - beta1) * grads
+    v = beta2 * v + (1 - beta2) * tf.square(grads)
+    m_hat = m / (1 - tf.pow(beta1, t))
+    v_hat = v / (1 - tf.pow(beta2, t))
+    return params - rate * m_hat / (tf.sqrt(v_hat) + epsilon), m, v
 
-    def compile_if_safe(function):
-        return tf.function(function, reduce_retracing=True) if compiled else function
 
-    def forward(canvas):
-        """(pre-activation, output) of the layer, channels last."""
-        x = preprocess(canvas)
-        if input_channels_first:
+# --------------------------------------------------------------------------- the engine
+
+
+class LayerAscent:
+    """Everything needed to visualise the filters of one layer, prepared once, run in batches."""
+
+    def __init__(self, model, info: LayerInfo, upstream: list[LayerInfo], input_hw: tuple[int, int],
+                 channels: int, preprocess, settings: AscentSettings = AscentSettings(),
+                 input_channels_first: bool = False):
+        import tensorflow as tf
+
+        if settings.mode not in MODES:
+            raise ValueError(f"ascent mode must be one of {MODES}, got {settings.mode!r}")
+        self.info, self.settings, self.channels = info, settings, channels
+        free = free_size_model(model, info, input_channels_first)
+        if free is not None:
+            self._chain, self._activation = [free[0]], free[1]
+        else:  # a graph that cannot be replayed at a free size: the model's own input size
+            self._chain, self._activation = ascent_chain(model, info)
+        self.canvas_hw = plan_canvas(info, input_hw, free is not None, settings)
+        self.cost = LayerCost.of(upstream, input_hw)
+        self.flops_per_canvas_step = 2.0 * self.cost.flops_per_pixel * self.canvas_hw[0] * self.canvas_hw[1]
+        self.robust = _Robust(self.canvas_hw, channels) if settings.mode == "robust" else None
+        self._preprocess = preprocess
+        self._input_channels_first = input_channels_first
+        self._output_channels_first = info.data_format == "channels_first"
+        compiled = _graph_safe(self._chain)
+        self._compile = (lambda f: tf.function(f, reduce_retracing=True)) if compiled else (lambda f: f)
+        self._fast_step = self._compile(self._fast)
+        self._robust_step = self._compile(self._robust)
+        self._measure = self._compile(lambda pixels, one_hot: self._objective(pixels, one_hot)[1])
+
+    # -- the objective ---------------------------------------------------------------
+
+    def _forward(self, pixels):
+        """(pre-activation, output) of the layer for (B, H, W, C) pixels, channels last."""
+        import tensorflow as tf
+
+        x = self._preprocess(pixels)
+        if self._input_channels_first:
             x = tf.transpose(x, (0, 3, 1, 2))
-        for stage in chain:
+        for stage in self._chain:
             x = stage(x, training=False)
-        output = activation(x) if activation is not None else x
-        if output_channels_first:
+        output = self._activation(x) if self._activation is not None else x
+        if self._output_channels_first:
             x, output = tf.transpose(x, (0, 2, 3, 1)), tf.transpose(output, (0, 2, 3, 1))
         return x, output
 
-    def filter_means(values, one_hot):
-        border = _activation_border(int(values.shape[1]))
+    @staticmethod
+    def _filter_means(values, one_hot):
+        import tensorflow as tf
+
+        border = activation_border(int(values.shape[1]) if values.shape[1] is not None else 0)
         if border:
             values = values[:, border:-border, border:-border, :]
+        area = tf.cast(tf.shape(values)[1] * tf.shape(values)[2], tf.float32)
         # One filter per canvas: the mean over space of that canvas's own filter.
-        return tf.einsum("bhwc,bc->b", values, one_hot) / float(values.shape[1] * values.shape[2])
+        return tf.einsum("bhwc,bc->b", values, one_hot) / area
 
-    def objective(canvas, one_hot):
-        pre, output = forward(canvas)
-        output_means = filter_means(output, one_hot)
-        if activation is None:
+    def _objective(self, pixels, one_hot):
+        """(what is climbed, the layer's real mean output) per canvas."""
+        import tensorflow as tf
+
+        pre, output = self._forward(pixels)
+        output_means = self._filter_means(output, one_hot)
+        if self._activation is None or not self.settings.rescue_stuck:
             return output_means, output_means
-        # A filter that is off everywhere gets no gradient through its ReLU: climb its
-        # pre-activation until it turns on, then its real output.
-        stuck = tf.where(output_means > 0, tf.zeros_like(output_means), filter_means(pre, one_hot))
+        stuck = tf.where(output_means > 0, tf.zeros_like(output_means), self._filter_means(pre, one_hot))
         return output_means + stuck, output_means
 
-    @compile_if_safe
-    def step(canvas, one_hot):
+    # -- one step of each mode ---------------------------------------------------------
+
+    def _fast(self, canvas, one_hot):
+        """keras.io: an l2-normalised gradient step on the pixels."""
+        import tensorflow as tf
+
+        values = self.canvas_hw[0] * self.canvas_hw[1] * self.channels
+        step_norm = self.settings.rate * _PIXEL_LEVELS_PER_UNIT * float(np.sqrt(values / _KERAS_IO_PIXELS))
         with tf.GradientTape() as tape:
             tape.watch(canvas)
-            loss = tf.reduce_sum(objective(canvas, one_hot)[0])
-        grads = tape.gradient(loss, canvas)
-        grads = tf.math.l2_normalize(grads, axis=[1, 2, 3])
-        return canvas + step_norm * grads
+            loss = tf.reduce_sum(self._objective(canvas, one_hot)[0])
+        return canvas + step_norm * tf.math.l2_normalize(tape.gradient(loss, canvas), axis=[1, 2, 3])
 
-    @compile_if_safe
-    def measure(canvas, one_hot):
-        return objective(canvas, one_hot)[1]
+    def _robust(self, spectrum, m, v, t, one_hot, draw):
+        """lucid: an Adam step on the spectrum, the image seen through random transforms."""
+        import tensorflow as tf
 
-    return step, measure
+        with tf.GradientTape() as tape:
+            tape.watch(spectrum)
+            seen = self.robust.transform(self.robust.pixels(spectrum), draw)
+            loss = -tf.reduce_sum(self._objective(seen, one_hot)[0])
+        return adam_update(spectrum, tape.gradient(loss, spectrum), m, v, t, self.settings.rate)
+
+    # -- running -----------------------------------------------------------------------
+
+    def batch_size(self, filters: int) -> int:
+        return plan_batch(self.cost, self.canvas_hw, filters, self.settings)
+
+    def _climb(self, chunk: list[int], steps: int, rng: np.random.Generator):
+        import tensorflow as tf
+
+        one_hot = tf.one_hot(chunk, depth=self.info.filters, dtype=tf.float32)
+        if self.robust is None:
+            noise = rng.uniform(-1.0, 1.0, size=(len(chunk), *self.canvas_hw, self.channels))
+            canvas = tf.constant(128.0 + self.settings.noise_amplitude * noise, dtype=tf.float32)
+            for _ in range(steps):
+                canvas = self._fast_step(canvas, one_hot)
+            return canvas, one_hot
+        spectrum = tf.constant(self.robust.initial(rng, len(chunk)))
+        m, v = tf.zeros_like(spectrum), tf.zeros_like(spectrum)
+        for t in range(1, steps + 1):
+            draw = tf.constant(self.robust.draw_transform(rng))
+            spectrum, m, v = self._robust_step(spectrum, m, v, tf.constant(float(t)), one_hot, draw)
+        return self.robust.pixels(spectrum), one_hot
+
+    def run(self, filter_indices: list[int], steps: int | None = None) -> AscentResult:
+        """Climb each filter of ``filter_indices``, in batches; Ctrl-C lands between steps."""
+        steps = self.settings.step_count if steps is None else steps
+        batch_size = self.batch_size(len(filter_indices))
+        rng = np.random.default_rng([self.settings.seed, self.info.index])
+        crop = int(round(min(self.canvas_hw) * 25 / 180)) if self.robust is None else 0
+        images, activations = [], []
+        for start in range(0, len(filter_indices), batch_size):
+            chunk = filter_indices[start : start + batch_size]
+            final, one_hot = self._climb(chunk, steps, rng)
+            activations.append(np.asarray(self._measure(final, one_hot)))
+            pictures = final.numpy()
+            if self.robust is None:
+                images.extend(deprocess(picture, crop) for picture in pictures)
+            else:
+                images.extend(np.clip(pictures, 0, 255).round().astype(np.uint8))
+        # each step is a forward and an input-gradient pass; the measurement one more forward
+        flops = len(filter_indices) * (steps + 0.5) * self.flops_per_canvas_step
+        return AscentResult(tuple(filter_indices), np.stack(images), np.concatenate(activations).astype(np.float32),
+                            self.canvas_hw, batch_size, flops)
 
 
-def maximise_filters(
-    model,
-    info: LayerInfo,
-    filter_indices: list[int],
-    canvas_hw: tuple[int, int],
-    channels: int,
-    preprocess,
-    settings: AscentSettings = AscentSettings(),
-    input_channels_first: bool = False,
-) -> AscentResult:
-    """Gradient ascent on each filter of ``filter_indices`` of layer ``info``, in batches."""
-    import tensorflow as tf
+def maximise_filters(model, info: LayerInfo, filter_indices: list[int], canvas_hw: tuple[int, int],
+                     channels: int, preprocess, settings: AscentSettings = AscentSettings(),
+                     input_channels_first: bool = False) -> AscentResult:
+    """One layer's ascent on a canvas of the caller's size (the seeds' geometry, for comparison).
 
-    height, width = canvas_hw
-    pixels = height * width * channels
-    step_norm = settings.learning_rate * _PIXEL_LEVELS_PER_UNIT * float(np.sqrt(pixels / _KERAS_IO_PIXELS))
-    chain, activation = ascent_chain(model, info) if settings.rescue_stuck else (layer_chain(model, info), None)
-    step, measure = _make_step(
-        chain, activation, preprocess, input_channels_first, info.data_format == "channels_first", step_norm
-    )
-    rng = np.random.default_rng([settings.seed, info.index])
-    crop = int(round(min(height, width) * settings.crop_fraction))
-    images, activations = [], []
-    for start in range(0, len(filter_indices), settings.batch_size):
-        chunk = filter_indices[start : start + settings.batch_size]
-        noise = rng.uniform(-1.0, 1.0, size=(len(chunk), height, width, channels))
-        canvas = tf.constant(128.0 + settings.noise_amplitude * noise, dtype=tf.float32)
-        one_hot = tf.one_hot(chunk, depth=info.filters, dtype=tf.float32)
-        for _ in range(settings.steps):
-            canvas = step(canvas, one_hot)
-        activations.append(measure(canvas, one_hot).numpy())
-        images.extend(deprocess(c, crop) for c in canvas.numpy())
-    return AscentResult(
-        filter_indices=tuple(filter_indices),
-        images=np.stack(images),
-        activations=np.concatenate(activations).astype(np.float32),
-    )
+    The builder uses LayerAscent, which sizes the canvas and the batches itself.
+    """
+    from dataclasses import replace
+
+    fixed = replace(settings, fixed_canvas=canvas_hw)
+    engine = LayerAscent(model, info, [info], canvas_hw, channels, preprocess, fixed, input_channels_first)
+    return engine.run(filter_indices)
