@@ -83,6 +83,7 @@ class LayerReport:
     mosaic: ImageAsset | None = None
     mosaic_filters: int = 0
     mosaic_dead: tuple[int, ...] = ()
+    mosaic_indices: tuple[int, ...] = ()  # filter numbers in mosaic order
     mosaic_canvas: tuple[int, int] | None = None
     mosaic_cached: bool = False
     features: list[FeatureAssets] = field(default_factory=list)
@@ -324,7 +325,7 @@ def _draw_mosaic(loaded, model_info, report: LayerReport, config: ReportConfig, 
         image, root, paths.layer_asset(report.slug, "mosaic"),
         f"gradient-ascent images of the {which} {count} filters of {info.name}",
     )
-    report.mosaic_filters, report.mosaic_dead = count, dead
+    report.mosaic_filters, report.mosaic_dead, report.mosaic_indices = count, dead, tuple(filters)
     report.mosaic_canvas = tuple(int(v) for v in entry["canvas"])
 
 

@@ -180,11 +180,12 @@ def _graph_safe(chain) -> bool:
 
 
 def _spectrum_scale(height: int, width: int) -> np.ndarray:
-    """lucid's 1/frequency scaling of a real 2-D spectrum (energy spread evenly over scales)."""
+    """lucid's scaling of a real 2-D spectrum: 1/frequency (energy spread evenly over scales),
+    times sqrt(h w) so the inverse FFT is unitary and Adam's rate means what it does on pixels."""
     fy = np.fft.fftfreq(height)[:, None]
     fx = np.fft.rfftfreq(width)[None, :]
     frequencies = np.sqrt(fx * fx + fy * fy)
-    return (1.0 / np.maximum(frequencies, 1.0 / max(height, width))).astype(np.float32)
+    return (np.sqrt(height * width) / np.maximum(frequencies, 1.0 / max(height, width))).astype(np.float32)
 
 
 class _Robust:

@@ -1,0 +1,159 @@
+"""The ascent engine: replayed graphs, canvas and batch planning, modes, selection, cache, Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnviz_report.analysis.activations import free_size_model, layer_chain
+from cnnviz_report.analysis.ascent import AscentSettings, LayerAscent, LayerCost, plan_batch, plan_canvas
+from cnnviz_report.build import build_site
+from cnnviz_report.config import ReportConfig
+from cnnviz_report.inspection import inspect_model
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def vgg16(keras):
+    return keras.applications.VGG16(weights=None)
+
+
+def test_replayed_model_is_exact_and_takes_any_size(vgg16, nested_model):
+    info = {c.name: c for c in inspect_model(vgg16).conv_layers}["block3_conv1"]
+    free, activation = free_size_model(vgg16, info)
+    batch = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(activation(free(batch))), np.asarray(layer_chain(vgg16, info)[0](batch)))
+    assert tuple(free(np.zeros((1, 64, 48, 3), "float32")).shape) == (1, 16, 12, 256)
+    for info in inspect_model(nested_model).conv_layers:  # through a Sequential and a Functional
+        free, activation = free_size_model(nested_model, info)
+        small = np.random.default_rng(1).normal(size=(1, 16, 16, 3)).astype("float32")
+        expected = small
+        for stage in layer_chain(nested_model, info):
+            expected = stage(expected)
+        got = free(small)
+        got = activation(got) if activation is not None else got
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-6)
+        assert free(np.zeros((1, 40, 40, 3), "float32")).shape[0] == 1
+
+
+def test_canvas_is_planned_from_the_receptive_field(vgg16):
+    conv = {c.name: c for c in inspect_model(vgg16).conv_layers}
+    settings = AscentSettings()
+    planned = {name: plan_canvas(conv[name], (224, 224), True, settings)[0]
+               for name in ("block1_conv1", "block2_conv2", "block3_conv1", "block4_conv1", "block5_conv3")}
+    assert planned == {"block1_conv1": 32, "block2_conv2": 32, "block3_conv1": 48, "block4_conv1": 120,
+                       "block5_conv3": 128}
+    assert plan_canvas(conv["block1_conv1"], (224, 224), False, settings) == (224, 224)  # cannot replay
+    assert plan_canvas(conv["block1_conv1"], (224, 224), True, AscentSettings(fixed_canvas=(180, 180))) == (180, 180)
+
+
+def test_batch_size_follows_the_memory_budget_and_the_step_time(vgg16):
+    conv = list(inspect_model(vgg16).conv_layers)
+    deep = LayerCost.of(conv, (224, 224))
+    shallow = LayerCost.of(conv[:1], (224, 224))
+    assert deep.bytes_per_pixel > shallow.bytes_per_pixel and deep.flops_per_pixel > shallow.flops_per_pixel
+    tight = plan_batch(deep, (128, 128), 64, AscentSettings(memory_budget=1))
+    assert tight == 1
+    roomy = plan_batch(deep, (128, 128), 64, AscentSettings(memory_budget=1 << 40))
+    assert 1 <= roomy < 64  # bounded by the time of one step on the deepest layer
+    assert plan_batch(shallow, (32, 32), 64, AscentSettings(memory_budget=1 << 40)) == 64
+    by_budget = plan_batch(deep, (128, 128), 64, AscentSettings(memory_budget=int(deep.bytes_per_pixel * 128 * 128 * 3)))
+    assert by_budget == min(3, roomy)
+
+
+def _model_with_a_dead_filter(keras, path):
+    inputs = keras.Input((20, 20, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 3, activation="relu", name="c")(inputs))
+    kernel = np.random.default_rng(0).normal(0, 0.3, (3, 3, 3, 3)).astype("float32")
+    kernel[..., 1] = 0.0  # filter 1 sees nothing ...
+    model.set_weights([kernel, np.array([0.1, -1.0, 0.1], "float32")])  # ... and its bias is negative
+    model.save(path)
+    return model
+
+
+def test_a_dead_filter_is_reported_dead(keras, tmp_path):
+    path = tmp_path / "dead.keras"
+    _model_with_a_dead_filter(keras, path)
+    result = build_site(ReportConfig(model=str(path), out=str(tmp_path / "site"), ascent_steps=10))
+    (layer,) = result.report.layers
+    assert layer.mosaic_dead == (1,) and layer.mosaic_indices == (0, 1, 2)
+    page = (tmp_path / "site" / "layers" / "001-c.html").read_text()
+    assert "<strong>1 dead filter(s)</strong>" in page
+
+
+def test_robust_mode_raises_the_activation_and_draws_valid_images(keras, tiny_model):
+    info = inspect_model(tiny_model).conv_layers[1]
+    engine = LayerAscent(tiny_model, info, list(inspect_model(tiny_model).conv_layers), (8, 8), 3,
+                         lambda p: p / 255.0, AscentSettings(mode="robust", steps=40, min_canvas=16, seed=2))
+    start = engine.run([0, 1], steps=0)
+    climbed = engine.run([0, 1])
+    assert np.all(climbed.activations > start.activations), (start.activations, climbed.activations)
+    assert climbed.images.dtype == np.uint8 and climbed.images.shape == (2, 16, 16, 3)
+    assert climbed.images.std() > 5  # a picture, not flat grey
+
+
+def test_select_top_keeps_the_most_activated_filters(keras, tmp_path):
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(8, 3, activation="relu", name="c")(inputs))
+    base = np.random.default_rng(3).normal(0, 0.3, (3, 3, 3, 1)).astype("float32")
+    # the same pattern at growing strength: filter f's activation grows with f
+    model.set_weights([np.concatenate([base * (f + 1) for f in range(8)], axis=-1), np.zeros(8, "float32")])
+    path = tmp_path / "ranked.keras"
+    model.save(path)
+    result = build_site(ReportConfig(model=str(path), out=str(tmp_path / "site"), max_filters=3, select="top",
+                                     ascent_steps=12))
+    assert result.report.layers[0].mosaic_indices == (7, 6, 5)
+    first = build_site(ReportConfig(model=str(path), out=str(tmp_path / "site2"), max_filters=3, ascent_steps=12))
+    assert first.report.layers[0].mosaic_indices == (0, 1, 2)
+
+
+def test_the_cache_is_hit_on_a_rebuild_with_new_images_and_missed_when_weights_change(
+        keras, tiny_model_file, photo_path, tmp_path, private_cache):
+    def build(out, images):
+        return build_site(ReportConfig(model=tiny_model_file, images=images, out=str(tmp_path / out), ascent_steps=8))
+
+    first = build("a", (photo_path,))
+    assert (first.cache_hits, first.cache_misses) == (0, 2)
+    extra = tmp_path / "extra.png"
+    from PIL import Image
+
+    Image.new("RGB", (20, 20), (200, 30, 30)).save(extra)
+    second = build("b", (photo_path, str(extra)))
+    assert (second.cache_hits, second.cache_misses) == (2, 0)
+    for layer in ("001-conv_a", "002-conv_b"):
+        assert (tmp_path / "a/layers" / layer / "mosaic.png").read_bytes() == \
+               (tmp_path / "b/layers" / layer / "mosaic.png").read_bytes()
+    assert "From the mosaic cache" in (tmp_path / "b/layers/001-conv_a.html").read_text()
+    assert len(list((private_cache / "ascent").glob("*.npz"))) == 2
+
+    model = keras.saving.load_model(tiny_model_file)
+    weights = model.get_weights()
+    weights[2] = weights[2] * 2.0  # conv_b's kernel only
+    model.set_weights(weights)
+    model.save(tiny_model_file)
+    third = build("c", (photo_path,))
+    assert (third.cache_hits, third.cache_misses) == (1, 1)  # conv_a is upstream of the change: kept
+
+
+def test_ctrl_c_stops_the_ascent_within_seconds_and_leaves_nothing(tmp_path):
+    out = tmp_path / "site"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnviz_report", "build", "--out", str(out), "--ascent-steps", "100000", "--no-cache"],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "gradient ascent" in line:
+            break
+    time.sleep(1.0)
+    interrupted = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    code = process.wait(timeout=30)
+    assert code == 130
+    assert time.monotonic() - interrupted < 5
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
