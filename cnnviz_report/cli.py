@@ -188,5 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not args.quiet:
         index = os.path.join(result.out_dir, "index.html")
-        print(f"Built {len(result.report.layers)} conv-layer pages in {result.seconds:.1f} s: {index}")
+        phases = ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in result.phase_seconds.items())
+        print(f"Built {len(result.report.layers)} conv-layer pages in {result.seconds:.1f} s ({phases}; "
+              f"mosaic cache: {result.cache_hits} reused, {result.cache_misses} computed): {index}")
     return 0
