@@ -63,6 +63,7 @@ class AscentCache:
 
     def load(self, key: str) -> dict | None:
         if self.directory is None:
+            self.misses += 1  # computed, as with an empty cache
             return None
         path = self.directory / f"{key}.npz"
         try:

@@ -142,7 +142,10 @@ def _import_tensorflow_quietly() -> None:
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+        # e.g. "triggered tf.function retracing": each layer compiles its own ascent step
+        tensorflow.get_logger().setLevel("ERROR")
     except ImportError:
         pass  # reported properly when the build needs it
     finally:

@@ -109,7 +109,7 @@ def _application_preprocess(constructor_name: str) -> Callable:
     return getattr(keras.applications, module_name).preprocess_input
 
 
-def _load_application(name: str, weights: str | None) -> tuple[object, str, Callable]:
+def _load_application(name: str, weights: str | None, seed: int) -> tuple[object, str, Callable]:
     import keras
 
     names = application_names()
@@ -120,8 +120,9 @@ def _load_application(name: str, weights: str | None) -> tuple[object, str, Call
     constructor = getattr(keras.applications, constructor_name)
     weights = "imagenet" if weights is None else weights
     if weights.lower() == "none":
+        keras.utils.set_random_seed(seed)  # the same --seed gives the same model, pictures, cache hits
         model = constructor(weights=None)
-        label = "none (random initialisation)"
+        label = f"none (random initialisation, seed {seed})"
     elif weights.lower() == "imagenet":
         model = _construct_with_imagenet_weights(constructor, name)
         label = f"imagenet (Keras cache {keras_cache_dir()})"
@@ -261,7 +262,7 @@ def load_model(config: ReportConfig) -> LoadedModel:
         name, app_preprocess = os.path.basename(path), None
     else:
         path = None
-        model, label, app_preprocess = _load_application(config.model, weights)
+        model, label, app_preprocess = _load_application(config.model, weights, config.seed)
         source, name = "application", model.name
 
     if source != "application" and weights is not None:

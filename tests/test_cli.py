@@ -236,3 +236,19 @@ def test_sigterm_leaves_no_staging_folder_and_keeps_the_old_site(tiny_model_file
     assert process.wait(timeout=60) == 128 + signal.SIGTERM
     assert "old" in (out / "index.html").read_text()
     assert [p.name for p in tmp_path.iterdir() if "cnnviz-" in p.name] == []
+
+
+def test_ascent_options_through_the_cli(tiny_model_file, tmp_path, capsys):
+    out = tmp_path / "site"
+    assert main(["build", tiny_model_file, "--out", str(out), "--ascent", "robust", "--select", "top",
+                 "--max-filters", "2", "--ascent-steps", "3", "--cache-dir", str(tmp_path / "c")]) == 0
+    summary = capsys.readouterr().out
+    assert "mosaic cache: 0 reused, 2 computed" in summary and "gradient ascent" in summary
+    page = (out / "layers/001-conv_a.html").read_text()
+    assert "robust mode" in page and "most activated" in page
+    assert len(list((tmp_path / "c" / "ascent").glob("*.npz"))) == 2
+    assert main(["build", tiny_model_file, "--out", str(out), "--no-cache", "--ascent-steps", "2"]) == 0
+    assert "mosaic cache: 0 reused, 2 computed" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as rejected:  # argparse refuses an unknown mode before any work
+        main(["build", tiny_model_file, "--out", str(out), "--ascent", "slow"])
+    assert rejected.value.code == 2

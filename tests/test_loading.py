@@ -187,3 +187,12 @@ def test_weights_file_on_top_of_a_model_file(keras, tmp_path, tiny_model_file):
         np.testing.assert_array_equal(got, want)
     with pytest.raises(UsageError, match="no such file"):
         load_model(ReportConfig(model=tiny_model_file, weights=str(tmp_path / "missing.weights.h5")).validate())
+
+
+def test_random_weights_are_reproducible_from_the_seed():
+    """--weights none with the same --seed is the same model (same pictures, cache hits)."""
+    first = load_model(ReportConfig(model="mobilenetv3small", weights="none", seed=4)).model.get_weights()
+    again = load_model(ReportConfig(model="mobilenetv3small", weights="none", seed=4)).model.get_weights()
+    other = load_model(ReportConfig(model="mobilenetv3small", weights="none", seed=5)).model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
