@@ -157,3 +157,16 @@ def test_ctrl_c_stops_the_ascent_within_seconds_and_leaves_nothing(tmp_path):
     assert code == 130
     assert time.monotonic() - interrupted < 5
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_a_graph_that_cannot_be_replayed_falls_back_to_the_models_own_size(keras, tiny_model, monkeypatch):
+    import cnnviz_report.analysis.ascent as ascent
+
+    monkeypatch.setattr(ascent, "free_size_model", lambda *args, **kwargs: None)
+    conv = list(inspect_model(tiny_model).conv_layers)
+    engine = LayerAscent(tiny_model, conv[1], conv, (8, 8), 3, lambda p: p / 255.0,
+                         AscentSettings(steps=10, fixed_canvas=(32, 32)))
+    assert engine.canvas_hw == (8, 8)  # the fixed model only takes its own size
+    assert engine._activation is not None  # the chain ends at the linear copy: the rescue still works
+    result = engine.run([0, 1])
+    assert result.images.shape[1:3] == (8 - 2 * round(8 * 25 / 180),) * 2 and np.all(result.activations > 0)

@@ -113,8 +113,10 @@ def layer_chain(model, info: LayerInfo, pre_activation: bool = False) -> list:
 
 def ascent_chain(model, info: LayerInfo) -> tuple[list, object]:
     """(chain to the pre-activation value, the layer's activation) or (chain to output, None)."""
+    import keras
+
     chain = layer_chain(model, info, pre_activation=True)
-    if getattr(chain[-1], "name", "").endswith("_pre_activation"):
+    if not isinstance(chain[-1], keras.Model):  # the last link is the layer's linear copy
         return chain, resolve_layer(model, info).activation
     return chain, None
 
