@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import ReportConfig
 from .errors import ImageLoadError, ModelLoadError, UsageError
+from .model_safety import check_config, read_config
 
 DEMO_MODEL_RESOURCE = ("cnnviz_report.demo", "demo_cnn.keras")
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -179,6 +180,9 @@ def _load_model_file(path: str):
         raise ModelLoadError(path, "no such model file")
     if not path.lower().endswith(MODEL_FILE_SUFFIXES):
         raise ModelLoadError(path, f"unknown model file type (use {', '.join(MODEL_FILE_SUFFIXES)})")
+    if os.path.getsize(path) == 0:
+        raise ModelLoadError(path, "the file is empty")
+    check_config(path, read_config(path))  # before Keras opens it: nothing in it may run
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:

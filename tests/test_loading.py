@@ -106,7 +106,7 @@ def test_model_file_problems_are_one_line_usage_errors(tmp_path, tiny_model_file
     cases = {
         str(tmp_path / "saved_model"): "convert it to a .keras file",
         str(tmp_path / "missing.keras"): "no such model file",
-        str(tmp_path / "empty.keras"): "cannot load model",
+        str(tmp_path / "empty.keras"): "the file is empty",
     }
     for path, reason in cases.items():
         with pytest.raises(ModelLoadError) as caught:

@@ -1,0 +1,113 @@
+"""Read a model file's configuration, without Keras, and refuse what could run code.
+
+Keras's ``safe_mode`` refuses lambdas when it deserialises, but by then the file has been
+opened by the full loader. This check runs first, on the JSON alone: a ``.keras`` zip's
+``config.json`` or an ``.h5`` file's ``model_config`` attribute. It refuses, naming the layer:
+Lambda layers (anywhere, nested sub-models included), classes from modules outside Keras,
+TFSMLayer (it loads a SavedModel, which is code), lookup layers whose vocabulary is a file
+path, and declared shapes too large to be real.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+from .errors import ModelLoadError
+
+MAX_CONFIG_BYTES = 64 << 20
+MAX_DIMENSION = 1 << 16  # a declared input side or channel count beyond this is not an image model
+REFUSED_CLASSES = {
+    "Lambda": "Lambda layers hold Python code",
+    "TFSMLayer": "TFSMLayer loads a TensorFlow SavedModel, which can hold code",
+}
+LOOKUP_CLASSES = ("StringLookup", "IntegerLookup", "TextVectorization")
+
+
+def read_config(path: str) -> dict:
+    """The model's JSON configuration from a .keras or .h5 file; one-line errors otherwise."""
+    if path.lower().endswith(".keras"):
+        return _keras_zip_config(path)
+    return _h5_config(path)
+
+
+def _keras_zip_config(path: str) -> dict:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            try:
+                info = archive.getinfo("config.json")
+            except KeyError:
+                raise ModelLoadError(path, "not a Keras model: the .keras archive has no config.json") from None
+            if info.file_size > MAX_CONFIG_BYTES:
+                raise ModelLoadError(path, f"config.json is {info.file_size} bytes; refusing more than {MAX_CONFIG_BYTES}")
+            text = archive.read(info)
+    except zipfile.BadZipFile as exc:
+        raise ModelLoadError(path, f"not a .keras file (a zip archive): {exc}") from exc
+    except OSError as exc:
+        raise ModelLoadError(path, f"cannot read: {exc}") from exc
+    return _parse(path, text)
+
+
+def _h5_config(path: str) -> dict:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            text = handle.attrs.get("model_config")
+    except OSError as exc:
+        raise ModelLoadError(path, f"not an HDF5 model file: {' '.join(str(exc).split())[:200]}") from exc
+    if text is None:
+        raise ModelLoadError(path, "holds no model_config (a weights-only file? pass it with --weights)")
+    return _parse(path, text.encode() if isinstance(text, str) else bytes(text))
+
+
+def _parse(path: str, text: bytes) -> dict:
+    try:
+        config = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(path, f"the model configuration is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ModelLoadError(path, "the model configuration names no model class")
+    return config
+
+
+def _layer_name(node: dict) -> str:
+    inner = node.get("config")
+    name = inner.get("name") if isinstance(inner, dict) else None
+    return str(name) if name is not None else node.get("class_name", "?")
+
+
+def _declared_shapes(inner: dict):
+    for key in ("batch_shape", "batch_input_shape", "input_shape"):
+        shape = inner.get(key)
+        if isinstance(shape, list):
+            yield key, shape
+
+
+def check_config(path: str, config: dict) -> None:
+    """Raise ModelLoadError naming the first layer that could run code or is not plausible."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        class_name = node.get("class_name")
+        if isinstance(class_name, str):
+            subject = f"{path}: layer {_layer_name(node)!r}"
+            if class_name in REFUSED_CLASSES:
+                raise ModelLoadError(subject, f"{REFUSED_CLASSES[class_name]}; refusing to load it")
+            module = node.get("module")
+            if isinstance(module, str) and not (module == "keras" or module.startswith("keras.")):
+                raise ModelLoadError(subject, f"class {class_name} comes from module {module!r}, outside Keras")
+            inner = node.get("config")
+            if isinstance(inner, dict):
+                if class_name in LOOKUP_CLASSES and isinstance(inner.get("vocabulary"), str):
+                    raise ModelLoadError(subject, f"{class_name} reads its vocabulary from the file "
+                                                  f"{inner['vocabulary']!r}; refusing")
+                for key, shape in _declared_shapes(inner):
+                    if any(isinstance(d, int) and not 0 <= d <= MAX_DIMENSION for d in shape):
+                        raise ModelLoadError(subject, f"declared {key} {shape} is not a plausible image model")
+        stack.extend(node.values())
