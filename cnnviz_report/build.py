@@ -104,6 +104,7 @@ class Report:
     images: tuple[ImageReport, ...]
     not_drawn: tuple[LayerInfo, ...]
     settings: dict
+    skipped_images: tuple[tuple[str, str], ...] = ()  # (file, reason) with --keep-going
     version: str = __version__
 
 
@@ -397,6 +398,7 @@ def _write_manifest(report: Report, loaded: LoadedModel, root: str) -> None:
         "images": [{"name": i.name, "sha256": i.sha256, "page": paths.image_page(i.slug)} for i in report.images],
         "layers": [{"name": r.info.qualified_name, "page": paths.layer_page(r.slug)} for r in report.layers],
         "settings": report.settings,
+        "skipped_images": [{"file": name, "reason": reason} for name, reason in report.skipped_images],
     }
     with open(os.path.join(root, paths.MARKER_FILE), "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=2, sort_keys=True)
@@ -453,7 +455,8 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     image_args = config.images or ((demo_image_path(),) if config.model is None else ())
     if image_args and loaded.input_hw is None:
         raise UsageError("--images", f"{loaded.name} does not take 2-D images (input {loaded.model.inputs[0].shape})")
-    images = load_images(image_args, loaded.input_hw, loaded.channels) if image_args else []
+    images, skipped = (load_images(image_args, loaded.input_hw, loaded.channels, config.keep_going)
+                       if image_args else ([], []))
     clock.add("load", started)
     started = time.monotonic()
     model_info = inspect_model(loaded.model)
@@ -488,6 +491,7 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
             images=tuple(image_reports),
             not_drawn=tuple(layer for layer in selected if not layer.takes_images),
             settings=_settings(config),
+            skipped_images=tuple((error.subject, error.reason) for error in skipped),
         )
         notify("site", "pages")
         from .site import write_site

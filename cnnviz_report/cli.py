@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--cache-dir", metavar="DIR",
                        help="where finished mosaics are kept between builds (default: ~/.cache/cnnviz_report)")
     build.add_argument("--no-cache", action="store_true", help="neither read nor write the mosaic cache")
+    build.add_argument("--keep-going", action="store_true",
+                       help="skip images that cannot be read instead of stopping; they are listed in "
+                       "the report and on the console, and the exit code is 2")
     build.add_argument("--quiet", action="store_true", help="print nothing but errors")
     build.add_argument("--debug", action="store_true", help="show a traceback on errors")
     return parser
@@ -113,6 +116,7 @@ def _config(args: argparse.Namespace) -> ReportConfig:
         ascent_learning_rate=args.ascent_lr,
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,
+        keep_going=args.keep_going,
     )
 
 
@@ -189,9 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {type(error).__name__}: {' '.join(str(error).split())[:400]} "
               "(run with --debug for a traceback)", file=sys.stderr)
         return 1
+    for name, reason in result.report.skipped_images:
+        print(f"{PROG}: skipped: {name}: {reason}", file=sys.stderr)
     if not args.quiet:
         index = os.path.join(result.out_dir, "index.html")
         phases = ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in result.phase_seconds.items())
         print(f"Built {len(result.report.layers)} conv-layer pages in {result.seconds:.1f} s ({phases}; "
               f"mosaic cache: {result.cache_hits} reused, {result.cache_misses} computed): {index}")
-    return 0
+    return 2 if result.report.skipped_images else 0  # built, but not from every input

@@ -32,6 +32,7 @@ class ReportConfig:
     ascent_learning_rate: float | None = None  # None: the mode's own
     cache_dir: str | None = None  # None: ~/.cache/cnnviz_report (XDG_CACHE_HOME honoured)
     use_cache: bool = True
+    keep_going: bool = False  # skip unreadable images (listed in the report) instead of stopping
     image_batch_size: int = 8
 
     def validate(self) -> "ReportConfig":

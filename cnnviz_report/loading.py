@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import tempfile
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,7 +27,8 @@ from .model_safety import check_config, read_config
 
 DEMO_MODEL_RESOURCE = ("cnnviz_report.demo", "demo_cnn.keras")
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# Decided by content (what Pillow identifies), never by the file name's extension.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")  # JPEG includes multi-picture (MPO)
 DEFAULT_FREE_SIZE = 224  # used when a model accepts any spatial size
 DISPLAY_MAX_SIDE = 1024  # originals are kept for display, scaled down to this
 DOWNLOAD_TIMEOUT_S = 15
@@ -315,18 +317,18 @@ def demo_image_path() -> str:
 
 
 def expand_image_arguments(arguments: tuple[str, ...]) -> list[str]:
-    """Files as given, folders as their image files in sorted order; missing paths fail."""
+    """Files as given; folders as every file directly in them, sorted (none skipped silently:
+    a file that is not an image fails like any other); missing paths fail."""
     paths: list[str] = []
     for argument in arguments:
         if os.path.isdir(argument):
             found = sorted(
                 os.path.join(argument, entry)
                 for entry in os.listdir(argument)
-                if entry.lower().endswith(IMAGE_SUFFIXES)
-                and os.path.isfile(os.path.join(argument, entry))
+                if os.path.isfile(os.path.join(argument, entry))
             )
             if not found:
-                raise ImageLoadError(argument, "folder holds no image files")
+                raise ImageLoadError(argument, "folder holds no files")
             paths.extend(found)
         elif os.path.isfile(argument):
             paths.append(argument)
@@ -352,13 +354,27 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def load_image(path: str, index: int, size_hw: tuple[int, int], channels: int) -> InputImage:
-    """Read one image, apply EXIF orientation, resize to the model size, keep the original."""
+    """Read one image, apply EXIF orientation, resize to the model size, keep the original.
+
+    Formats come from an allow-list checked against the content. Pillow's decompression-bomb
+    limit is kept and its warning (half the limit) is an error here too: nothing is decoded
+    that could exhaust memory. Animations give their first frame.
+    """
+    if os.path.getsize(path) == 0:
+        raise ImageLoadError(path, "the file is empty")
     try:
-        with Image.open(path) as opened:
-            opened.seek(0)
-            rgb = _to_rgb(ImageOps.exif_transpose(opened))
-            rgb.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # e.g. "Corrupt EXIF data": decoded or failed anyway
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=IMAGE_FORMATS) as opened:
+                opened.seek(0)
+                rgb = _to_rgb(ImageOps.exif_transpose(opened))
+                rgb.load()
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, f"not an image in an allowed format ({', '.join(IMAGE_FORMATS)})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(path, f"refusing a decompression bomb: {_first_line(exc)}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageLoadError(path, f"cannot read image: {_first_line(exc)}") from exc
     display = rgb.copy()
     display.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.LANCZOS)
@@ -379,8 +395,18 @@ def load_image(path: str, index: int, size_hw: tuple[int, int], channels: int) -
     )
 
 
-def load_images(arguments: tuple[str, ...], size_hw: tuple[int, int], channels: int) -> list[InputImage]:
-    return [
-        load_image(path, index, size_hw, channels)
-        for index, path in enumerate(expand_image_arguments(arguments))
-    ]
+def load_images(arguments: tuple[str, ...], size_hw: tuple[int, int], channels: int,
+                keep_going: bool = False) -> tuple[list[InputImage], list[ImageLoadError]]:
+    """The images, and with ``keep_going`` the errors of those that could not be read."""
+    images: list[InputImage] = []
+    skipped: list[ImageLoadError] = []
+    for path in expand_image_arguments(arguments):
+        try:
+            images.append(load_image(path, len(images), size_hw, channels))
+        except ImageLoadError as error:
+            if not keep_going:
+                raise
+            skipped.append(error)
+    if skipped and not images:
+        raise ImageLoadError(skipped[0].subject, f"{skipped[0].reason} (and no other image could be read)")
+    return images, skipped

@@ -25,7 +25,7 @@ def sanitise(name: str) -> str:
     """ASCII-only, lower-case, path-free form of ``name``; never empty, never dots only."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     slug = _UNSAFE.sub("-", ascii_name.lower()).strip("-.")
-    slug = re.sub(r"-{2,}", "-", slug)[:MAX_SLUG_CHARS].strip("-.")
+    slug = re.sub(r"\.{2,}", ".", re.sub(r"-{2,}", "-", slug))[:MAX_SLUG_CHARS].strip("-.")
     return slug or "unnamed"
 
 

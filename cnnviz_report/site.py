@@ -183,6 +183,7 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
             conv_layers=[view["row"] for view in layer_views],
             not_drawn=[_layer_row(info, pages) for info in report.not_drawn],
             images=image_views,
+            skipped_images=[{"file": name, "reason": reason} for name, reason in report.skipped_images],
             settings=sorted(report.settings.items()),
         ),
     )]

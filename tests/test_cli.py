@@ -120,7 +120,8 @@ def test_bad_image_fails_naming_it_and_leaves_no_output(tiny_model_file, tmp_pat
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
     assert main(["build", tiny_model_file, "--images", str(bad), "--out", str(tmp_path / "site")]) == 2
-    assert capsys.readouterr().err.startswith(f"cnnviz_report: error: {bad}: cannot read image")
+    assert capsys.readouterr().err.strip() == (
+        f"cnnviz_report: error: {bad}: not an image in an allowed format (JPEG, PNG, BMP, GIF, WEBP, TIFF)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.jpg", "tiny.keras"]
 
 

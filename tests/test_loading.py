@@ -153,14 +153,17 @@ def test_folders_expand_to_their_images_in_order_and_bad_files_are_named(tmp_pat
     for name in ("b.png", "a.jpg"):
         Image.new("RGB", (5, 5)).save(folder / name)
     (folder / "notes.txt").write_text("not an image")
-    assert [os.path.basename(p) for p in expand_image_arguments((str(folder),))] == ["a.jpg", "b.png"]
+    # nothing in a folder is skipped silently: the text file is tried, and fails by name
+    assert [os.path.basename(p) for p in expand_image_arguments((str(folder),))] == ["a.jpg", "b.png", "notes.txt"]
+    with pytest.raises(ImageLoadError, match="notes.txt: not an image in an allowed format"):
+        load_image(str(folder / "notes.txt"), 0, (8, 8), 3)
     with pytest.raises(ImageLoadError, match="no such file or folder"):
         expand_image_arguments((str(tmp_path / "nope.jpg"),))
     fake = tmp_path / "fake.png"
     fake.write_bytes(b"this is not a png")
     with pytest.raises(ImageLoadError) as caught:
         load_image(str(fake), 0, (8, 8), 3)
-    assert str(caught.value).startswith(str(fake) + ": cannot read image")
+    assert str(caught.value) == f"{fake}: not an image in an allowed format (JPEG, PNG, BMP, GIF, WEBP, TIFF)"
 
 
 def test_weights_file_for_an_application(keras, tmp_path):
