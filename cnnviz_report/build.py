@@ -68,6 +68,7 @@ class FeatureAssets:
     channels: int
     grid_channels: int
     constant_channels: int
+    nonfinite_channels: int = 0
 
 
 @dataclass
@@ -80,6 +81,7 @@ class LayerReport:
     filters_shown: int = 0
     channels_shown: int = 0
     channels_total: int = 0
+    nonfinite_filters: int = 0
     mosaic: ImageAsset | None = None
     mosaic_filters: int = 0
     mosaic_dead: tuple[int, ...] = ()
@@ -121,13 +123,27 @@ class BuildResult:
 # --------------------------------------------------------------------------- output folder
 
 
-def _refuse_output(out: str) -> None:
-    """Refuse folders the tool did not make; only an empty folder or an old site may be replaced."""
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([os.path.realpath(path), folder]) == folder
+
+
+def _refuse_output(out: str, inputs: tuple[str, ...] = ()) -> None:
+    """Refuse folders the tool did not make; only an empty folder or an old site may be replaced.
+
+    Also refused, whatever they hold: /, the home folder, the current folder or one above it,
+    a folder under version control, and a folder holding the build's own input files.
+    """
     real = os.path.realpath(out)
-    if real in (os.path.realpath(os.sep), os.path.realpath(os.path.expanduser("~")), os.path.realpath(".")):
+    protected = (os.path.realpath(os.sep), os.path.realpath(os.path.expanduser("~")))
+    if real in protected or _inside(os.getcwd(), real):
         raise OutputDirError(out, "refusing to write a site over this folder; name a new folder")
     if os.path.exists(real) and not os.path.isdir(real):
         raise OutputDirError(out, "exists and is not a folder")
+    if os.path.exists(os.path.join(real, ".git")):
+        raise OutputDirError(out, "is under version control (.git); build into a new folder and copy the site")
+    for path in inputs:
+        if os.path.exists(path) and _inside(path, real):
+            raise OutputDirError(out, f"holds the input {path}; replacing the site would delete it")
     if os.path.isdir(real) and os.listdir(real):
         if not os.path.isfile(os.path.join(real, paths.MARKER_FILE)):
             raise OutputDirError(
@@ -225,7 +241,7 @@ def _draw_filters(model, report: LayerReport, max_filters: int, root: str) -> No
         f"kernels of {name}: a row per filter, a column per input channel",
     )
     report.filters_shown, report.channels_shown = grid.filters_shown, grid.channels_shown
-    report.channels_total = grid.channels_total
+    report.channels_total, report.nonfinite_filters = grid.channels_total, grid.nonfinite_filters
     report.filter_note = view.note
     rgb = render.filter_rgb_grid(view.kernel, max_filters=max_filters)
     if rgb is not None:
@@ -256,6 +272,7 @@ def _draw_features(report: LayerReport, image: ImageReport, fmap: np.ndarray, ro
             channels=strip.channels,
             grid_channels=grid.channels_shown,
             constant_channels=strip.constant_channels,
+            nonfinite_channels=strip.nonfinite_channels,
         )
     )
 
@@ -318,9 +335,11 @@ def _draw_mosaic(loaded, model_info, report: LayerReport, config: ReportConfig, 
         cache.store(key, entry)
     filters = [int(f) for f in entry["filter_indices"]]
     activations = [float(a) for a in entry["activations"]]
-    dead = tuple(f for f, a in zip(filters, activations) if not a > 0)
-    labels = [f"{f} dead" if f in dead else f"{f}  {a:.3g}" for f, a in zip(filters, activations)]
-    image = render.mosaic(entry["images"], labels, [f in dead for f in filters])
+    dead = tuple(f for f, a in zip(filters, activations) if np.isfinite(a) and not a > 0)
+    broken = {f for f, a in zip(filters, activations) if not np.isfinite(a)}  # NaN/Inf upstream
+    labels = [f"{f} nan" if f in broken else f"{f} dead" if f in dead else f"{f}  {a:.3g}"
+              for f, a in zip(filters, activations)]
+    image = render.mosaic(entry["images"], labels, [f in dead or f in broken for f in filters])
     which = "most activated" if config.select == "top" else "first"
     report.mosaic = render.save_png(
         image, root, paths.layer_asset(report.slug, "mosaic"),
@@ -450,7 +469,7 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     build_started = started = time.monotonic()
     clock = _Clock()
     config.validate()
-    _refuse_output(config.out)
+    _refuse_output(config.out, config.images + ((config.model,) if config.model else ()))
     loaded = load_model(config)
     image_args = config.images or ((demo_image_path(),) if config.model is None else ())
     if image_args and loaded.input_hw is None:

@@ -24,6 +24,7 @@ BELT_TILE_MIN = 48
 BELT_ROW = 16
 KERNEL_CELL = 24  # a kernel is enlarged to about this many pixels
 CONSTANT_GREY = 128
+NONFINITE_RGB = (255, 0, 255)  # NaN and Inf are painted magenta: no real value has this colour here
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,15 @@ def standardise(channel: np.ndarray) -> tuple[np.ndarray, bool]:
         return np.full(values.shape, CONSTANT_GREY, np.uint8), True
     scaled = (values - values.mean()) / std * 64.0 + 128.0
     return np.clip(scaled, 0, 255).astype(np.uint8), False
+
+
+def mark_nonfinite(rgb: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``rgb`` (H, W, 3) with the pixels whose ``values`` are NaN or Inf painted magenta."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rgb = rgb.copy()
+        rgb[bad] = NONFINITE_RGB
+    return rgb
 
 
 def to_uint8(unit: np.ndarray) -> np.ndarray:
@@ -164,6 +174,7 @@ class FilterGrid:
     filters_total: int
     channels_shown: int
     channels_total: int
+    nonfinite_filters: int = 0  # filters with a NaN or Inf weight (painted magenta)
 
 
 def _kernel_cell_factor(kh: int, kw: int) -> int:
@@ -178,12 +189,15 @@ def filter_grid(kernel: np.ndarray, max_filters: int = 64, max_channels: int = 3
     """
     kh, kw, channels, filters = kernel.shape
     unit, _ = unit_range(kernel)
+    nonfinite = not np.isfinite(kernel).all()
     shown_filters, shown_channels = min(filters, max_filters), min(channels, max_channels)
     factor = _kernel_cell_factor(kh, kw)
     cells = []
     for f in range(shown_filters):
         for c in range(shown_channels):
             cell = to_uint8(unit[:, :, c, f])
+            if nonfinite:
+                cell = mark_nonfinite(_as_rgb(cell), kernel[:, :, c, f])
             cells.append(np.repeat(np.repeat(cell, factor, axis=0), factor, axis=1))
     if shown_channels == 1:
         columns = min(16, shown_filters)
@@ -192,7 +206,8 @@ def filter_grid(kernel: np.ndarray, max_filters: int = 64, max_channels: int = 3
     else:
         grid = tile_grid(cells, shown_channels)
         image = add_axis_labels(grid, kh * factor, shown_filters, shown_channels)
-    return FilterGrid(image, shown_filters, filters, shown_channels, channels)
+    bad_filters = int((~np.isfinite(kernel)).any(axis=(0, 1, 2)).sum())
+    return FilterGrid(image, shown_filters, filters, shown_channels, channels, bad_filters)
 
 
 def filter_rgb_grid(kernel: np.ndarray, max_filters: int = 64) -> np.ndarray | None:
@@ -204,7 +219,7 @@ def filter_rgb_grid(kernel: np.ndarray, max_filters: int = 64) -> np.ndarray | N
     factor = max(_kernel_cell_factor(kh, kw), 48 // max(kh, kw))
     tiles = []
     for f in range(min(filters, max_filters)):
-        tile = to_uint8(unit[:, :, :, f])
+        tile = mark_nonfinite(to_uint8(unit[:, :, :, f]), kernel[:, :, :, f].sum(axis=-1))
         tile = np.repeat(np.repeat(tile, factor, axis=0), factor, axis=1)
         tiles.append(add_caption(tile, str(f)))
     return tile_grid(tiles, 8, gap=4)
@@ -215,26 +230,34 @@ class FeatureGrid:
     image: np.ndarray
     channels_shown: int
     constant_channels: tuple[int, ...]
+    nonfinite_channels: tuple[int, ...] = ()
 
 
 def feature_grid(fmap: np.ndarray, count: int = 64, columns: int = 8) -> FeatureGrid:
     """Seed 002's 8x8 grid: the first ``count`` channels, each scaled on its own, numbered."""
     channels = min(count, fmap.shape[-1])
-    tiles, constant = [], []
+    tiles, constant, nonfinite = [], [], []
     for c in range(channels):
         unit, is_constant = unit_range(fmap[:, :, c])
-        tile = scale_tile(colorize(unit), FEATURE_TILE)
-        if is_constant:
+        bad = not np.isfinite(fmap[:, :, c]).all()
+        tile = colorize(unit)
+        if is_constant and not bad:
             tile = np.full_like(tile, 200)
             constant.append(c)
-        tiles.append(add_caption(tile, f"{c}" + (" const" if is_constant else ""), marked=is_constant))
-    return FeatureGrid(tile_grid(tiles, columns, gap=3), channels, tuple(constant))
+        if bad:
+            tile = mark_nonfinite(tile, fmap[:, :, c])
+            nonfinite.append(c)
+        label = f"{c}" + (" nan/inf" if bad else " const" if is_constant else "")
+        tiles.append(add_caption(scale_tile(tile, FEATURE_TILE), label, marked=bad or is_constant))
+    return FeatureGrid(tile_grid(tiles, columns, gap=3), channels, tuple(constant), tuple(nonfinite))
 
 
 def mean_map(fmap: np.ndarray, target: int = 224) -> np.ndarray:
     """Seed 002's mean over all channels, coloured and scaled towards ``target`` pixels."""
-    unit, _ = unit_range(fmap.mean(axis=-1))  # non-finite pixels draw as the minimum
-    return scale_tile(colorize(unit), target)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: a NaN, painted below
+        mean = fmap.astype(np.float64).mean(axis=-1)
+    unit, _ = unit_range(mean)
+    return scale_tile(mark_nonfinite(colorize(unit), mean), target)
 
 
 @dataclass(frozen=True)
@@ -242,6 +265,7 @@ class Belt:
     image: np.ndarray
     channels: int
     constant_channels: int
+    nonfinite_channels: int = 0  # standardised over their finite values; counted, not coloured
 
 
 def belt(fmap: np.ndarray, per_row: int = BELT_ROW) -> Belt:
@@ -259,7 +283,8 @@ def belt(fmap: np.ndarray, per_row: int = BELT_ROW) -> Belt:
         if side < BELT_TILE_MIN or side > BELT_TILE_MAX:
             tile = scale_tile(tile, BELT_TILE_MIN if side < BELT_TILE_MIN else BELT_TILE_MAX)
         tiles.append(tile)
-    return Belt(tile_grid(tiles, per_row, gap=1), channels, constant)
+    nonfinite = int((~np.isfinite(fmap)).any(axis=(0, 1)).sum())
+    return Belt(tile_grid(tiles, per_row, gap=1), channels, constant, nonfinite)
 
 
 def mosaic(images: np.ndarray, labels: list[str], marked: list[bool] | None = None,

@@ -126,6 +126,7 @@ def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, sett
             "channels": feature.channels,
             "grid_channels": feature.grid_channels,
             "constant_channels": feature.constant_channels,
+            "nonfinite_channels": feature.nonfinite_channels,
         })
     row = _layer_row(info, pages)
     return {
@@ -147,6 +148,7 @@ def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, sett
         "filters_shown": layer_report.filters_shown,
         "channels_shown": layer_report.channels_shown,
         "channels_total": layer_report.channels_total,
+        "nonfinite_filters": layer_report.nonfinite_filters,
         "mosaic": _asset(layer_report.mosaic),
         "mosaic_filters": layer_report.mosaic_filters,
         "mosaic_dead": len(layer_report.mosaic_dead),

@@ -253,3 +253,49 @@ def test_ascent_options_through_the_cli(tiny_model_file, tmp_path, capsys):
     with pytest.raises(SystemExit) as rejected:  # argparse refuses an unknown mode before any work
         main(["build", tiny_model_file, "--out", str(out), "--ascent", "slow"])
     assert rejected.value.code == 2
+
+
+def test_folders_that_must_never_be_replaced(tiny_model_file, photo_path, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    site = tmp_path / "site"  # a site this tool made...
+    assert main(["build", tiny_model_file, "--out", str(site), "--quiet", "--ascent-steps", "1"]) == 0
+    Image.open(photo_path).save(site / "mine.jpg")  # ...that the user then put an input into
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    cases = [
+        (["--out", str(site), "--images", str(site / "mine.jpg")], "holds the input"),
+        (["--out", str(tmp_path / "repo")], "is under version control (.git)"),
+        (["--out", "."], "refusing to write a site over this folder"),
+        (["--out", ".."], "refusing to write a site over this folder"),
+    ]
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for extra, reason in cases:
+        capsys.readouterr()
+        assert main(["build", tiny_model_file, "--quiet"] + extra) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("cnnviz_report: error: ") and reason in err and len(err.splitlines()) == 1, err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing touched
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_nan_and_inf_render_as_marked_tiles_without_warnings(keras, photo_path, tmp_path):
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 3, name="c")(inputs))
+    kernel = np.random.default_rng(0).normal(0, 0.3, (3, 3, 3, 3)).astype("float32")
+    kernel[1, 1, 0, 0] = np.nan  # filter 0: NaN weight -> NaN feature map
+    kernel[0, 0, 2, 2] = np.inf  # filter 2: Inf weight -> Inf/NaN feature map
+    model.set_weights([kernel, np.zeros(3, "float32")])
+    path = tmp_path / "nan.keras"
+    model.save(path)
+    out = tmp_path / "site"
+    assert main(["build", str(path), "--images", photo_path, "--out", str(out), "--quiet", "--ascent-steps", "2"]) == 0
+    from PIL import Image
+
+    magenta = np.array([255, 0, 255])
+    for picture in ("filters.png", "fmaps-01-grace_hopper.png", "mean-01-grace_hopper.png"):
+        pixels = np.asarray(Image.open(out / "layers/001-c" / picture).convert("RGB"))
+        assert (pixels == magenta).all(axis=-1).any(), picture
+    page = (out / "layers/001-c.html").read_text()
+    assert "2 filter(s) hold NaN or Inf weights" in page and "channel(s) hold NaN or Inf values" in page

@@ -153,8 +153,22 @@ def activation_border(size: int) -> int:
     return 2 if size >= 12 else (1 if size >= 6 else 0)
 
 
+NONFINITE_RGB = (255, 0, 255)
+
+
+def _nonfinite_tile(canvas: np.ndarray, crop: int) -> np.ndarray:
+    """A canvas that went NaN/Inf (a NaN weight upstream) is drawn magenta, never cast."""
+    height, width, channels = canvas.shape
+    if crop > 0 and height > 2 * crop and width > 2 * crop:
+        height, width = height - 2 * crop, width - 2 * crop
+    colour = NONFINITE_RGB if channels == 3 else (255,) * channels
+    return np.broadcast_to(np.array(colour, np.uint8), (height, width, channels)).copy()
+
+
 def deprocess(canvas: np.ndarray, crop: int) -> np.ndarray:
     """keras.io's deprocess_image: standardise, scale to 0.15 std around grey, crop, to uint8."""
+    if not np.isfinite(canvas).all():
+        return _nonfinite_tile(canvas, crop)
     image = canvas.astype(np.float64)
     image = image - image.mean()
     image = image / (image.std() + 1e-5) * 0.15 + 0.5
@@ -410,7 +424,8 @@ class LayerAscent:
             if self.robust is None:
                 images.extend(deprocess(picture, crop) for picture in pictures)
             else:
-                images.extend(np.clip(pictures, 0, 255).round().astype(np.uint8))
+                images.extend(np.clip(picture, 0, 255).round().astype(np.uint8) if np.isfinite(picture).all()
+                              else _nonfinite_tile(picture, 0) for picture in pictures)
         # each step is a forward and an input-gradient pass; the measurement one more forward
         flops = len(filter_indices) * (steps + 0.5) * self.flops_per_canvas_step
         return AscentResult(tuple(filter_indices), np.stack(images), np.concatenate(activations).astype(np.float32),
