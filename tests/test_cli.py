@@ -299,3 +299,26 @@ def test_nan_and_inf_render_as_marked_tiles_without_warnings(keras, photo_path, 
         assert (pixels == magenta).all(axis=-1).any(), picture
     page = (out / "layers/001-c.html").read_text()
     assert "2 filter(s) hold NaN or Inf weights" in page and "channel(s) hold NaN or Inf values" in page
+
+
+@pytest.mark.parametrize("kind", ["mixed_float16", "bfloat16", "free_size"])
+def test_half_precision_and_free_size_models_render(keras, photo_path, tmp_path, kind):
+    shape = (None, None, 3) if kind == "free_size" else (16, 16, 3)
+    try:
+        if kind == "mixed_float16":
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        inputs = keras.Input(shape)
+        layer = keras.layers.Conv2D(4, 3, activation="relu", name="c",
+                                    dtype="bfloat16" if kind == "bfloat16" else None)
+        model = keras.Model(inputs, layer(inputs))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    path = tmp_path / f"{kind}.keras"
+    model.save(path)
+    out = tmp_path / "site"
+    assert main(["build", str(path), "--images", photo_path, "--out", str(out), "--quiet", "--ascent-steps", "3"]) == 0
+    assert assert_valid_links(out) > 5
+    from PIL import Image
+
+    mosaic = np.asarray(Image.open(out / "layers/001-c/mosaic.png").convert("L"), dtype=float)
+    assert mosaic.std() > 5  # pictures, not a flat or NaN tile

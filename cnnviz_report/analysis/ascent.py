@@ -338,6 +338,8 @@ class LayerAscent:
         for stage in self._chain:
             x = stage(x, training=False)
         output = self._activation(x) if self._activation is not None else x
+        # float16/bfloat16 layers (mixed precision): the objective is summed in float32
+        x, output = tf.cast(x, tf.float32), tf.cast(output, tf.float32)
         if self._output_channels_first:
             x, output = tf.transpose(x, (0, 2, 3, 1)), tf.transpose(output, (0, 2, 3, 1))
         return x, output
