@@ -290,13 +290,17 @@ def _mosaic_count(config: ReportConfig, info: LayerInfo) -> int:
     return min(MOSAIC_FILTERS, config.max_filters, info.filters or 0)
 
 
+def _upstream(model_info: ModelInfo, info: LayerInfo) -> list[LayerInfo]:
+    """The conv layers up to and including ``info`` in walk order (what its ascent pays for)."""
+    return [layer for layer in model_info.conv_layers if layer.index <= info.index]
+
+
 def _ascend(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, config: ReportConfig, count: int) -> dict:
     """The mosaic's filters, pictures and activations; --select top scans every filter first."""
     from .analysis.ascent import LayerAscent
 
     settings = _ascent_settings(config)
-    upstream = [layer for layer in model_info.conv_layers if layer.index <= info.index]
-    engine = LayerAscent(loaded.model, info, upstream, loaded.input_hw, loaded.channels, loaded.preprocess,
+    engine = LayerAscent(loaded.model, info, _upstream(model_info, info), loaded.input_hw, loaded.channels, loaded.preprocess,
                          settings, loaded.channels_first)
     chosen = list(range(count))
     if config.select == "top" and (info.filters or 0) > count:
@@ -431,14 +435,10 @@ def _step_costs(model_info: ModelInfo, selected: list[LayerInfo], n_images: int,
                 input_hw: tuple[int, int] | None) -> dict[tuple[str, str], float]:
     """Estimated cost of each (qualified layer name, phase) step, in FLOP-equivalents.
 
-    A forward pass to a layer costs about the FLOPs of every conv layer up to it; an ascent step
-    is a forward and an input-gradient pass (x2) for each filter, on the planned canvas.
+    A forward pass costs about the layer's FLOPs per image; an ascent costs the engine's own
+    estimate of a step (LayerCost.step_flops) per filter and step, on the planned canvas.
     """
-    upto, total = {}, 0
-    for layer in model_info.conv_layers:
-        total += layer.flops
-        upto[layer.index] = total
-    from .analysis.ascent import plan_canvas
+    from .analysis.ascent import LayerCost, plan_canvas
 
     image_layers = [layer for layer in selected if layer.takes_images] if input_hw else []
     costs: dict[tuple[str, str], float] = {}
@@ -455,9 +455,9 @@ def _step_costs(model_info: ModelInfo, selected: list[LayerInfo], n_images: int,
         if filters:
             if config.select == "top":
                 filters += (layer.filters or 0) / 4.0  # the brief scan of every filter
-            canvas = plan_canvas(layer, input_hw, True, settings)
-            scale = canvas[0] * canvas[1] / float(input_hw[0] * input_hw[1])
-            costs[(layer.qualified_name, "gradient ascent")] = 2.0 * settings.step_count * filters * upto[layer.index] * scale
+            step = LayerCost.of(_upstream(model_info, layer), input_hw).step_flops(
+                plan_canvas(layer, input_hw, True, settings))
+            costs[(layer.qualified_name, "gradient ascent")] = settings.step_count * filters * step
     costs[("site", "pages")] = DRAWING_COST
     return costs
 

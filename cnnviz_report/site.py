@@ -156,8 +156,8 @@ def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, sett
         "mosaic_cached": layer_report.mosaic_cached,
         "features": features,
         "not_drawn_reason": info.not_drawn_reason,
-        "ascent_mode": settings.get("ascent_mode", "fast"),
-        "select": settings.get("select", "first"),
+        "ascent_mode": settings["ascent_mode"],
+        "select": settings["select"],
     }
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..inspection import LayerInfo
+from ..render import NONFINITE_RGB
 from .activations import ascent_chain, free_size_model
 
 MODES = ("fast", "robust")
@@ -121,6 +122,10 @@ class LayerCost:
         # forward value, pre-activation and gradient of every conv output, float32
         return cls(flops_per_pixel=flops, bytes_per_pixel=3 * 4 * elements)
 
+    def step_flops(self, canvas_hw: tuple[int, int]) -> float:
+        """One ascent step on one canvas: a forward and an input-gradient pass."""
+        return 2.0 * self.flops_per_pixel * canvas_hw[0] * canvas_hw[1]
+
 
 def plan_canvas(info: LayerInfo, input_hw: tuple[int, int], free_size: bool, settings: AscentSettings) -> tuple[int, int]:
     """About twice the receptive field, within [min_canvas, max_canvas], a multiple of 8.
@@ -144,16 +149,13 @@ def plan_batch(cost: LayerCost, canvas_hw: tuple[int, int], filters: int, settin
     pixels = canvas_hw[0] * canvas_hw[1]
     budget = settings.memory_budget or min(4 << 30, _available_memory() // 4)
     by_memory = budget // max(1.0, cost.bytes_per_pixel * pixels)
-    by_time = STEP_SECONDS * ASSUMED_GFLOPS * 1e9 / max(1.0, 2 * cost.flops_per_pixel * pixels)
+    by_time = STEP_SECONDS * ASSUMED_GFLOPS * 1e9 / max(1.0, cost.step_flops(canvas_hw))
     return int(max(1, min(filters, by_memory, by_time)))
 
 
 def activation_border(size: int) -> int:
     """Positions of the activation map left out of the loss at each edge (keras.io leaves 2)."""
     return 2 if size >= 12 else (1 if size >= 6 else 0)
-
-
-NONFINITE_RGB = (255, 0, 255)
 
 
 def _nonfinite_tile(canvas: np.ndarray, crop: int) -> np.ndarray:
@@ -315,7 +317,7 @@ class LayerAscent:
             self._chain, self._activation = ascent_chain(model, info)
         self.canvas_hw = plan_canvas(info, input_hw, free is not None, settings)
         self.cost = LayerCost.of(upstream, input_hw)
-        self.flops_per_canvas_step = 2.0 * self.cost.flops_per_pixel * self.canvas_hw[0] * self.canvas_hw[1]
+        self.flops_per_canvas_step = self.cost.step_flops(self.canvas_hw)
         self.robust = _Robust(self.canvas_hw, channels) if settings.mode == "robust" else None
         self._preprocess = preprocess
         self._input_channels_first = input_channels_first
