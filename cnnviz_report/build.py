@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__, paths, render
 from .config import ReportConfig
-from .errors import OutputDirError, UsageError
+from .errors import OutputDirError, SiteWriteError, UsageError
 from .inspection import LayerInfo, ModelInfo, inspect_model
 from .loading import InputImage, LoadedModel, demo_image_path, file_sha256, load_images, load_model
 from .render import ImageAsset
@@ -102,6 +102,7 @@ class Report:
     weights: str
     preprocess: str
     input_hw: tuple[int, int] | None
+    input_channels: int | None
     layers: tuple[LayerReport, ...]
     images: tuple[ImageReport, ...]
     not_drawn: tuple[LayerInfo, ...]
@@ -167,15 +168,23 @@ def _process_alive(pid: int) -> bool:
 
 
 def remove_leftovers(out: str) -> list[str]:
-    """Delete staging/old folders of ``out`` left by builds that were killed; returns them."""
+    """Delete staging/old folders of ``out`` left by builds that were killed; returns them.
+
+    A build killed between its two renames leaves the previous site as ``.<name>.cnnviz-old-PID``
+    and no ``out``: that folder is put back, not deleted.
+    """
     parent, name = os.path.split(os.path.abspath(out))
     removed = []
     if not os.path.isdir(parent):
         return removed
-    for entry in os.listdir(parent):
+    for entry in sorted(os.listdir(parent)):
         match = _LEFTOVER.fullmatch(entry)
         if match and match["name"] == name and not _process_alive(int(match["pid"])):
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+            path = os.path.join(parent, entry)
+            if "-old-" in entry and not os.path.exists(os.path.join(parent, name)):
+                os.rename(path, os.path.join(parent, name))
+                continue
+            shutil.rmtree(path, ignore_errors=True)
             removed.append(entry)
     return removed
 
@@ -183,7 +192,6 @@ def remove_leftovers(out: str) -> list[str]:
 def _staging_dir(out: str) -> str:
     parent, name = os.path.split(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
-    remove_leftovers(out)
     staging = os.path.join(parent, f".{name}.cnnviz-staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
@@ -191,14 +199,28 @@ def _staging_dir(out: str) -> str:
 
 
 def _swap_in(staging: str, out: str) -> None:
+    """Two renames; if the second fails, the first is undone, so ``out`` is never missing."""
     out = os.path.abspath(out)
     if os.path.isdir(out):
         old = f"{os.path.dirname(out)}/.{os.path.basename(out)}.cnnviz-old-{os.getpid()}"
         os.rename(out, old)
-        os.rename(staging, out)
+        try:
+            os.rename(staging, out)
+        except BaseException:
+            os.rename(old, out)
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(staging, out)
+
+
+def _write_failure(out: str, error: OSError, staging: str | None) -> SiteWriteError:
+    """One line for a write that failed: the reason, the file (relative to the site), the promise."""
+    where = ""
+    if error.filename and staging and str(error.filename).startswith(staging):
+        where = f" (writing {os.path.relpath(str(error.filename), staging)})"
+    reason = error.strerror or str(error)
+    return SiteWriteError(out, f"cannot write the site: {reason}{where}; the previous site, if any, is untouched")
 
 
 # --------------------------------------------------------------------------- gathering
@@ -469,6 +491,7 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     build_started = started = time.monotonic()
     clock = _Clock()
     config.validate()
+    remove_leftovers(config.out)
     _refuse_output(config.out, config.images + ((config.model,) if config.model else ()))
     loaded = load_model(config)
     image_args = config.images or ((demo_image_path(),) if config.model is None else ())
@@ -494,8 +517,9 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
             progress(Progress(done["steps"], len(costs), subject, phase, done["cost"] / total_cost))
         done["cost"] += costs.get((subject, phase), DRAWING_COST)
 
-    staging = _staging_dir(config.out)
+    staging = None
     try:
+        staging = _staging_dir(config.out)
         image_reports = _image_reports(images, staging)
         layers = _gather(loaded, model_info, selected, images, image_reports, config, staging, notify, clock, cache)
         report = Report(
@@ -506,6 +530,7 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
             weights=loaded.weights_label,
             preprocess=loaded.preprocess_mode,
             input_hw=loaded.input_hw,
+            input_channels=loaded.channels,
             layers=tuple(layers),
             images=tuple(image_reports),
             not_drawn=tuple(layer for layer in selected if not layer.takes_images),
@@ -520,8 +545,13 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
         _write_manifest(report, loaded, staging)
         _swap_in(staging, config.out)
         clock.add("pages", started)
+    except OSError as error:
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise _write_failure(config.out, error, staging) from error
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     return BuildResult(os.path.abspath(config.out), report, time.monotonic() - build_started,
                        clock.seconds, cache.hits, cache.misses)

@@ -60,6 +60,7 @@ class AscentCache:
         self.directory = Path(directory) / "ascent" if directory is not None else None
         self.hits = 0
         self.misses = 0
+        self.write_errors = 0
 
     def load(self, key: str) -> dict | None:
         if self.directory is None:
@@ -76,15 +77,25 @@ class AscentCache:
         return entry
 
     def store(self, key: str, arrays: dict[str, np.ndarray]) -> None:
-        """Write atomically, so a killed build never leaves a half-written entry."""
+        """Write atomically, so a killed build never leaves a half-written entry.
+
+        A cache that cannot be written (read-only home, full disk) costs a recomputation next
+        time, never the build: the failure is counted in ``write_errors`` and the build goes on.
+        """
         if self.directory is None:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        temporary = None
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
             with os.fdopen(handle, "wb") as stream:
                 np.savez(stream, **arrays)
             os.replace(temporary, self.directory / f"{key}.npz")
+        except OSError:
+            self.write_errors += 1
+            if temporary:
+                Path(temporary).unlink(missing_ok=True)
         except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+            if temporary:
+                Path(temporary).unlink(missing_ok=True)
             raise

@@ -34,3 +34,7 @@ class ImageLoadError(UsageError):
 
 class OutputDirError(UsageError):
     """An output folder the tool refuses to write into."""
+
+
+class SiteWriteError(CnnvizError):
+    """The site could not be written (disk full, permission denied): exit 1, old site intact."""

@@ -173,11 +173,14 @@ def _load_model_file(path: str):
     import keras
 
     if os.path.isdir(path):
-        raise ModelLoadError(
-            path,
-            "is a folder (a TensorFlow SavedModel?); convert it to a .keras file first, e.g. "
-            "load it in the Keras version that wrote it and call model.save('model.keras')",
-        )
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise ModelLoadError(
+                path,
+                "is a TensorFlow SavedModel, a graph of TF ops rather than Keras layers, and not loaded "
+                "here; convert it to a .keras file: in the code that built the model, model.save('model.keras')",
+            )
+        raise ModelLoadError(path, "is a folder, not a model file; convert it to a .keras file or pass the "
+                                   f"file inside ({', '.join(MODEL_FILE_SUFFIXES)})")
     if not os.path.isfile(path):
         raise ModelLoadError(path, "no such model file")
     if not path.lower().endswith(MODEL_FILE_SUFFIXES):
@@ -337,14 +340,25 @@ def expand_image_arguments(arguments: tuple[str, ...]) -> list[str]:
     return paths
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode -> RGB, compositing transparency onto white."""
+IMAGE_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: what an image file can feed a model
+
+
+def _to_rgb(image: Image.Image, keep_alpha: bool = False) -> Image.Image:
+    """Any Pillow mode -> RGB, compositing transparency onto white; RGBA with ``keep_alpha``.
+
+    A 4-channel model is taken to read RGBA, so its alpha is passed through (opaque when the
+    file has none) rather than composited away.
+    """
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
+        if keep_alpha:
+            return rgba
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
+    if keep_alpha:
+        return _to_rgb(image).convert("RGBA")
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
         low, high = float(values.min()), float(values.max())
@@ -368,8 +382,9 @@ def load_image(path: str, index: int, size_hw: tuple[int, int], channels: int) -
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=IMAGE_FORMATS) as opened:
                 opened.seek(0)
-                rgb = _to_rgb(ImageOps.exif_transpose(opened))
-                rgb.load()
+                upright = ImageOps.exif_transpose(opened)
+                rgb = _to_rgb(upright)
+                rgba = _to_rgb(upright, keep_alpha=True) if channels == 4 else None
     except UnidentifiedImageError:
         raise ImageLoadError(path, f"not an image in an allowed format ({', '.join(IMAGE_FORMATS)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -385,7 +400,7 @@ def load_image(path: str, index: int, size_hw: tuple[int, int], channels: int) -
     elif channels == 3:
         pixels = np.asarray(resized, dtype=np.float32)
     else:
-        raise ImageLoadError(path, f"the model wants {channels}-channel input; images give 1 or 3")
+        pixels = np.asarray(rgba.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
     return InputImage(
         index=index,
         name=os.path.basename(path),
@@ -398,6 +413,10 @@ def load_image(path: str, index: int, size_hw: tuple[int, int], channels: int) -
 def load_images(arguments: tuple[str, ...], size_hw: tuple[int, int], channels: int,
                 keep_going: bool = False) -> tuple[list[InputImage], list[ImageLoadError]]:
     """The images, and with ``keep_going`` the errors of those that could not be read."""
+    if channels not in IMAGE_CHANNELS:
+        raise UsageError(
+            "--images", f"the model takes {channels}-channel input and image files give 1, 3 or 4 (RGBA); "
+            "build without --images to draw its filters and gradient-ascent images")
     images: list[InputImage] = []
     skipped: list[ImageLoadError] = []
     for path in expand_image_arguments(arguments):

@@ -97,6 +97,9 @@ def check_config(path: str, config: dict) -> None:
         class_name = node.get("class_name")
         if isinstance(class_name, str):
             subject = f"{path}: layer {_layer_name(node)!r}"
+            if "/" in str(_layer_name(node) or ""):
+                raise ModelLoadError(subject, "Keras does not allow '/' in a layer name; the file was not "
+                                              "written by Keras as it stands")
             if class_name in REFUSED_CLASSES:
                 raise ModelLoadError(subject, f"{REFUSED_CLASSES[class_name]}; refusing to load it")
             module = node.get("module")

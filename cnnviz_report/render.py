@@ -293,9 +293,21 @@ def mosaic(images: np.ndarray, labels: list[str], marked: list[bool] | None = No
     marked = marked or [False] * len(labels)
     tiles = []
     for image, label, mark in zip(images, labels, marked):
-        tile = image[:, :, 0] if image.shape[-1] == 1 else image
-        tiles.append(add_caption(scale_tile(tile, target), label, marked=mark))
+        tiles.append(add_caption(scale_tile(display_tile(image), target), label, marked=mark))
     return tile_grid(tiles, columns, gap=margin)
+
+
+def display_tile(image: np.ndarray) -> np.ndarray:
+    """A (H, W, C) uint8 model input as one picture: grey, RGB, or for any other C the first
+    three channels as RGB (if C > 3) followed by every further channel as a grey panel."""
+    channels = image.shape[-1]
+    if channels == 1:
+        return image[:, :, 0]
+    if channels == 3:
+        return image
+    panels = [image[:, :, :3]] if channels > 3 else []
+    panels += [_as_rgb(image[:, :, c]) for c in range(3 if channels > 3 else 0, channels)]
+    return tile_grid(panels, columns=len(panels), gap=1)
 
 
 # --------------------------------------------------------------------------- files

@@ -112,7 +112,17 @@ def _model_facts(report) -> list[tuple[str, str]]:
     ]
 
 
-def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, settings: dict) -> dict:
+def _channels_note(channels: int | None) -> str:
+    """How a mosaic tile shows a canvas that is neither grey nor RGB."""
+    if channels in (None, 1, 3):
+        return ""
+    colour = "channels 1-3 as colour, then " if channels > 3 else ""
+    first = 4 if channels > 3 else 1
+    return f"The model reads {channels} channels: each tile shows {colour}channels {first}-{channels} as grey panels."
+
+
+def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, settings: dict,
+                input_channels: int | None = 3) -> dict:
     info = layer_report.info
     features = []
     for feature in layer_report.features:
@@ -153,7 +163,7 @@ def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, sett
         "mosaic_filters": layer_report.mosaic_filters,
         "mosaic_dead": len(layer_report.mosaic_dead),
         "mosaic_canvas": fmt_axes(layer_report.mosaic_canvas) if layer_report.mosaic_canvas else "",
-        "mosaic_cached": layer_report.mosaic_cached,
+        "mosaic_channels_note": _channels_note(input_channels),
         "features": features,
         "not_drawn_reason": info.not_drawn_reason,
         "ascent_mode": settings["ascent_mode"],
@@ -165,7 +175,8 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
     """(site path, template, context) for every page of the site."""
     pages = {r.info.index: paths.layer_page(r.slug) for r in report.layers}
     images_by_index = {image.index: image for image in report.images}
-    layer_views = [_layer_view(r, pages, images_by_index, report.settings) for r in report.layers]
+    layer_views = [_layer_view(r, pages, images_by_index, report.settings, report.input_channels)
+                   for r in report.layers]
     image_views = [
         {"name": i.name, "page": paths.image_page(i.slug), "original": _asset(i.original)} for i in report.images
     ]
@@ -230,6 +241,9 @@ def write_site(report, root: str) -> list[str]:
             handle.write(html)
         written.append(site_path)
     static_target = os.path.join(root, "static")
-    shutil.copytree(templates_dir() / "static", static_target, dirs_exist_ok=True)
+    os.makedirs(static_target, exist_ok=True)
+    for source in sorted((templates_dir() / "static").iterdir()):  # one by one: a failure is a plain OSError
+        if source.is_file():
+            shutil.copyfile(source, os.path.join(static_target, source.name))
     Path(root, ".nojekyll").write_text("", encoding="utf-8")
     return written

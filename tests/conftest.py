@@ -127,3 +127,28 @@ def assert_valid_links(site: Path) -> int:
             assert (site / resolved).is_file(), f"{page}: dead link {link}"
             checked += 1
     return checked
+
+
+# --------------------------------------------------------------------------- the figures line
+
+FIGURE_GROUPS = (
+    ("model files tried", "refused", "code executed"),
+    ("image files tried", "handled cleanly"),
+    ("crash points injected", "partial sites left", "user folders damaged"),
+    ("XSS names tried", "unescaped in output"),
+)
+_FIGURES: dict[str, int] = {name: 0 for group in FIGURE_GROUPS for name in group}
+
+
+@pytest.fixture
+def figures():
+    """Counters the hostile-input tests add to; printed as one line at the end of the run."""
+    return _FIGURES
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not any(_FIGURES.values()):
+        return  # a run that selected none of the hostile-input tests
+    line = "; ".join(" / ".join(f"{name} {_FIGURES[name]}" for name in group) for group in FIGURE_GROUPS)
+    terminalreporter.write_sep("=", "hostile-input figures")
+    terminalreporter.write_line(line)

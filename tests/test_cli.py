@@ -214,10 +214,22 @@ def test_leftovers_of_killed_builds_are_removed_but_a_live_build_is_left_alone(t
                      f".site.cnnviz-staging-{os.getppid()}", f".other.cnnviz-staging-{dead_pid}"):
         (tmp_path / leftover).mkdir()
         (tmp_path / leftover / "index.html").write_text("half built")
+    (tmp_path / "site").mkdir()  # the swap finished, so the old copy is garbage
     assert main(["build", tiny_model_file, "--out", str(tmp_path / "site"), "--quiet", "--ascent-steps", "1"]) == 0
     left = sorted(p.name for p in tmp_path.iterdir() if "cnnviz-" in p.name)
     # the dead build's folders are gone; a running process's and another site's are kept
     assert left == sorted([f".site.cnnviz-staging-{os.getppid()}", f".other.cnnviz-staging-{dead_pid}"])
+
+
+def test_a_build_killed_between_its_two_renames_gets_the_old_site_back(tmp_path):
+    from cnnviz_report.build import remove_leftovers
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    old = tmp_path / f".site.cnnviz-old-{int(finished.stdout)}"
+    old.mkdir()
+    (old / "index.html").write_text("the previous site")
+    assert remove_leftovers(str(tmp_path / "site")) == []
+    assert (tmp_path / "site" / "index.html").read_text() == "the previous site" and not old.exists()
 
 
 def test_sigterm_leaves_no_staging_folder_and_keeps_the_old_site(tiny_model_file, tmp_path):
@@ -322,3 +334,31 @@ def test_half_precision_and_free_size_models_render(keras, photo_path, tmp_path,
 
     mosaic = np.asarray(Image.open(out / "layers/001-c/mosaic.png").convert("L"), dtype=float)
     assert mosaic.std() > 5  # pictures, not a flat or NaN tile
+
+
+@pytest.mark.parametrize("channels", [2, 4, 6])
+def test_models_with_other_than_three_input_channels(keras, photo_path, tmp_path, capsys, channels):
+    """RGBA models read images with their alpha; any count renders its filters and mosaics."""
+    inputs = keras.Input((12, 10, channels))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 3, activation="relu", name="conv")(inputs))
+    path = tmp_path / f"c{channels}.keras"
+    model.save(path)
+    out = tmp_path / "site"
+    assert main(["build", str(path), "--out", str(out), "--quiet", "--ascent-steps", "2"]) == 0
+    page = (out / "layers/001-conv.html").read_text()
+    assert f"The model reads {channels} channels" in page
+    from PIL import Image
+
+    mosaic = np.asarray(Image.open(out / "layers/001-conv/mosaic.png"))
+    assert mosaic.shape[1] > mosaic.shape[0] * 2  # each tile is a strip of panels, three tiles in a row
+    with_images = ["build", str(path), "--images", photo_path, "--out", str(tmp_path / "with-images"), "--quiet",
+                   "--ascent-steps", "2"]
+    capsys.readouterr()
+    if channels == 4:
+        assert main(with_images) == 0
+        assert (tmp_path / "with-images/layers/001-conv/fmaps-01-grace_hopper.png").is_file()
+    else:
+        assert main(with_images) == 2 and not (tmp_path / "with-images").exists()
+        assert capsys.readouterr().err == (
+            f"cnnviz_report: error: --images: the model takes {channels}-channel input and image files give 1, 3 "
+            "or 4 (RGBA); build without --images to draw its filters and gradient-ascent images\n")

@@ -58,21 +58,29 @@ def _find(config, class_name):
 
 
 @pytest.mark.parametrize("nested", [False, True])
-def test_lambda_layers_are_refused_and_never_run(keras, tmp_path, nested, capsys):
+def test_lambda_layers_are_refused_and_never_run(keras, tmp_path, nested, capsys, figures):
     sentinel, path = tmp_path / "pwned", tmp_path / "lambda.keras"
     _keras_with_lambda(keras, path, sentinel, nested)
-    assert main(["build", str(path), "--out", str(tmp_path / "site")]) == 2
+    code = main(["build", str(path), "--out", str(tmp_path / "site")])
+    figures["model files tried"] += 1
+    figures["refused"] += code == 2
+    figures["code executed"] += sentinel.exists()
+    assert code == 2
     err = capsys.readouterr().err.strip()
     assert err == f"cnnviz_report: error: {path}: layer 'innocent_looking': Lambda layers hold Python code; refusing to load it"
     assert not sentinel.exists() and not (tmp_path / "site").exists()
 
 
-def test_classes_outside_keras_tfsm_layers_and_vocabulary_files_are_refused(keras, tmp_path, tiny_model_file):
+def test_classes_outside_keras_tfsm_layers_and_vocabulary_files_are_refused(keras, tmp_path, tiny_model_file,
+                                                                          figures):
     def outside_module(config):
         _find(config, "Conv2D")["module"] = "os"
 
     def tfsm(config):
         _find(config, "Conv2D")["class_name"] = "TFSMLayer"
+
+    def slash_name(config):
+        _find(config, "Conv2D")["config"]["name"] = "../../etc/passwd"
 
     def vocabulary_file(config):
         node = _find(config, "Conv2D")
@@ -83,17 +91,19 @@ def test_classes_outside_keras_tfsm_layers_and_vocabulary_files_are_refused(kera
 
     cases = {outside_module: "comes from module 'os', outside Keras", tfsm: "TFSMLayer loads a TensorFlow SavedModel",
              vocabulary_file: "reads its vocabulary from the file '/etc/passwd'",
-             absurd_shape: "is not a plausible image model"}
+             absurd_shape: "is not a plausible image model", slash_name: "Keras does not allow '/' in a layer name"}
     for edit, reason in cases.items():
         path = tmp_path / f"{edit.__name__}.keras"
         _rewrite_config(tiny_model_file, path, edit)
+        figures["model files tried"] += 1
         with pytest.raises(ModelLoadError) as caught:
             load_model(ReportConfig(model=str(path)))
+        figures["refused"] += 1
         assert str(caught.value).startswith(f"{path}: layer ") and reason in str(caught.value), edit.__name__
         assert "\n" not in str(caught.value)
 
 
-def test_broken_model_files_fail_in_one_line(keras, tmp_path, tiny_model_file):
+def test_broken_model_files_fail_in_one_line(keras, tmp_path, tiny_model_file, figures):
     data = open(tiny_model_file, "rb").read()
     (tmp_path / "truncated.keras").write_bytes(data[: len(data) // 3])
     (tmp_path / "random.keras").write_bytes(np.random.default_rng(0).bytes(4096))
@@ -111,13 +121,16 @@ def test_broken_model_files_fail_in_one_line(keras, tmp_path, tiny_model_file):
     }
     for name, reason in expected.items():
         path = tmp_path / name
+        figures["model files tried"] += 1
         with pytest.raises(ModelLoadError) as caught:
             load_model(ReportConfig(model=str(path)))
+        figures["refused"] += 1
         message = str(caught.value)
         assert message.startswith(f"{path}: ") and reason in message and "\n" not in message, (name, message)
 
 
-def test_h5_models_are_checked_too(keras, tmp_path):
+def test_h5_models_are_checked_too(keras, tmp_path, figures):
+    """Legacy .h5 files store a Lambda's marshalled bytecode (CVE-2025-9905): refused unread."""
     import h5py
 
     inputs = keras.Input((8, 8, 3))
@@ -135,3 +148,27 @@ def test_h5_models_are_checked_too(keras, tmp_path):
     model.save_weights(weights_only)
     with pytest.raises(ModelLoadError, match="holds no model_config"):
         load_model(ReportConfig(model=str(weights_only)))
+    sentinel, with_code = tmp_path / "pwned", tmp_path / "lambda.h5"
+    code = _payload(sentinel)
+    lam = keras.layers.Lambda(lambda x: x + float(eval(code) is None), name="bytecode")  # noqa: S307
+    keras.Model(inputs, keras.layers.Conv2D(2, 3, name="c")(lam(inputs))).save(with_code)
+    sentinel.unlink(missing_ok=True)
+    with pytest.raises(ModelLoadError, match="layer 'bytecode': Lambda layers hold Python code"):
+        load_model(ReportConfig(model=str(with_code)))
+    figures["model files tried"] += 3
+    figures["refused"] += 3
+    figures["code executed"] += sentinel.exists()
+    assert not sentinel.exists()
+
+
+def test_a_real_savedmodel_directory_is_refused_with_how_to_convert(keras, tmp_path, capsys, figures):
+    inputs = keras.Input((8, 8, 3))
+    exported = tmp_path / "exported_model"
+    keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs)).export(str(exported), verbose=False)
+    assert (exported / "saved_model.pb").is_file()
+    code = main(["build", str(exported), "--out", str(tmp_path / "site")])
+    figures["model files tried"] += 1
+    figures["refused"] += code == 2
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"cnnviz_report: error: {exported}: ")
+    assert "convert it to a .keras file" in err and not (tmp_path / "site").exists()
