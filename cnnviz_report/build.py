@@ -20,12 +20,16 @@ import numpy as np
 from . import __version__, paths, render
 from .config import ReportConfig
 from .errors import OutputDirError, SiteWriteError, UsageError
+from .health import KernelFindings, LayerHealth, activation_findings, kernel_findings
 from .inspection import LayerInfo, ModelInfo, inspect_model
 from .loading import InputImage, LoadedModel, demo_image_path, file_sha256, load_images, load_model
+from .notes import Notes, read_notes
 from .render import ImageAsset
 
 MOSAIC_FILTERS = 64
 FEATURE_GRID_CHANNELS = 64
+CARD_TOP_IMAGES = 8  # a filter card shows the images that excite the filter most, at most this many
+CARD_MAP_SIDE = 48  # their maps are kept (and drawn) at most this many pixels a side
 
 
 # --------------------------------------------------------------------------- plain records
@@ -71,6 +75,29 @@ class FeatureAssets:
     nonfinite_channels: int = 0
 
 
+@dataclass(frozen=True)
+class ImageStat:
+    """One filter's response to one image: mean, max and the share of positions above zero."""
+
+    image_index: int
+    mean: float
+    max: float
+    active: float
+
+
+@dataclass
+class FilterCard:
+    """Everything drawn for one filter; the layer page shows it at the anchor ``#f<number>``."""
+
+    number: int
+    kernel: ImageAsset
+    ascent: ImageAsset | None = None
+    ascent_activation: float | None = None
+    ascent_dead: bool = False
+    maps: ImageAsset | None = None
+    top_images: tuple[ImageStat, ...] = ()  # the images in ``maps``, most excited first
+
+
 @dataclass
 class LayerReport:
     info: LayerInfo
@@ -89,6 +116,16 @@ class LayerReport:
     mosaic_canvas: tuple[int, int] | None = None
     mosaic_cached: bool = False
     features: list[FeatureAssets] = field(default_factory=list)
+    thumbnail: ImageAsset | None = None
+    cards: list[FilterCard] = field(default_factory=list)
+    # per image (rows) and output channel (columns): mean, max and active share of the map
+    channel_mean: np.ndarray | None = None
+    channel_min: np.ndarray | None = None
+    channel_max: np.ndarray | None = None
+    channel_active: np.ndarray | None = None
+    kernel_findings: KernelFindings | None = None
+    health: LayerHealth | None = None
+    _candidates: dict = field(default_factory=dict, repr=False)  # card filter -> [(mean, image, small map)]
 
 
 @dataclass(frozen=True)
@@ -108,6 +145,7 @@ class Report:
     not_drawn: tuple[LayerInfo, ...]
     settings: dict
     skipped_images: tuple[tuple[str, str], ...] = ()  # (file, reason) with --keep-going
+    notes: Notes = Notes()
     version: str = __version__
 
 
@@ -119,6 +157,9 @@ class BuildResult:
     phase_seconds: dict  # load, inspect, filters, feature maps, gradient ascent, pages
     cache_hits: int = 0
     cache_misses: int = 0
+    site_bytes: int = 0
+    single_file: str | None = None
+    single_file_bytes: int = 0
 
 
 # --------------------------------------------------------------------------- output folder
@@ -146,12 +187,23 @@ def _refuse_output(out: str, inputs: tuple[str, ...] = ()) -> None:
         if os.path.exists(path) and _inside(path, real):
             raise OutputDirError(out, f"holds the input {path}; replacing the site would delete it")
     if os.path.isdir(real) and os.listdir(real):
-        if not os.path.isfile(os.path.join(real, paths.MARKER_FILE)):
+        if not is_tool_site(real):
             raise OutputDirError(
                 out,
                 f"folder is not empty and holds no {paths.MARKER_FILE}, so it was not made by "
                 "cnnviz_report; choose a new or empty folder",
             )
+
+
+def is_tool_site(folder: str) -> bool:
+    """True for a folder this tool built: its manifest.json names the tool (a web app's does not)."""
+    if os.path.isfile(os.path.join(folder, paths.LEGACY_MARKER_FILE)):
+        return True
+    try:
+        with open(os.path.join(folder, paths.MARKER_FILE), encoding="utf-8") as handle:
+            return json.load(handle).get("tool") == "cnnviz_report"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 _LEFTOVER = re.compile(r"\.(?P<name>.+)\.cnnviz-(?:staging|old)-(?P<pid>\d+)")
@@ -270,10 +322,57 @@ def _draw_filters(model, report: LayerReport, max_filters: int, root: str) -> No
         report.filters_rgb = render.save_png(
             rgb, root, paths.layer_asset(report.slug, "filters-rgb"), f"kernels of {name} as colour tiles"
         )
+    report.kernel_findings = kernel_findings(view.kernel)
+    unit, _ = render.unit_range(view.kernel)
+    first_kernels = []
+    for number in range(grid.filters_shown):
+        card = render.kernel_card(unit[..., number], view.kernel[..., number])
+        report.cards.append(FilterCard(number, render.save_png(
+            card, root, paths.filter_asset(report.slug, number, "kernel"),
+            f"kernel of filter {number} of {name}, one cell per input channel")))
+        first_kernels += [render.kernel_card(unit[..., number], view.kernel[..., number], 1)] if number < 4 else []
+    report.thumbnail = render.save_png(render.thumbnail(first_kernels), root, paths.layer_asset(report.slug, "thumb"),
+                                       f"the first kernels of {name}")
+
+
+def _record_stats(report: LayerReport, image_index: int, fmap: np.ndarray) -> None:
+    """Per-channel numbers for the health table, and the small maps the filter cards may show."""
+    values = np.asarray(fmap, np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean, peak, active = values.mean(axis=(0, 1)), values.max(axis=(0, 1)), (values > 0).mean(axis=(0, 1))
+        low = values.min(axis=(0, 1))
+    for attribute, row in (("channel_mean", mean), ("channel_min", low), ("channel_max", peak),
+                           ("channel_active", active)):
+        table = getattr(report, attribute)
+        setattr(report, attribute, row[None] if table is None else np.vstack([table, row[None]]))
+    for card in report.cards:
+        if card.number >= values.shape[-1]:  # a separable layer's depthwise kernels outnumber its outputs
+            continue
+        kept = report._candidates.setdefault(card.number, [])
+        kept.append((float(mean[card.number]), image_index, render.shrink_map(fmap[:, :, card.number], CARD_MAP_SIDE)))
+        kept.sort(key=lambda item: (-item[0] if np.isfinite(item[0]) else np.inf, item[1]))
+        del kept[CARD_TOP_IMAGES:]
+
+
+def _draw_card_maps(report: LayerReport, images: dict[int, "ImageReport"], root: str) -> None:
+    """Each card's strip: its filter on the images that excite it most, on one shared scale."""
+    for card in report.cards:
+        kept = report._candidates.get(card.number, [])
+        if not kept:
+            continue
+        stats = tuple(ImageStat(index, mean, float(report.channel_max[index, card.number]),
+                                float(report.channel_active[index, card.number])) for mean, index, _ in kept)
+        labels = [f"#{s.image_index + 1} {s.mean:.3g}" for s in stats]
+        card.maps = render.save_png(
+            render.map_strip([m for _, _, m in kept], labels), root, paths.filter_asset(report.slug, card.number, "maps"),
+            f"filter {card.number} of {report.info.name} on the {len(kept)} images that excite it most")
+        card.top_images = stats
+    report._candidates.clear()
 
 
 def _draw_features(report: LayerReport, image: ImageReport, fmap: np.ndarray, root: str) -> None:
     name = report.info.name
+    _record_stats(report, image.index, fmap)
     grid = render.feature_grid(fmap, FEATURE_GRID_CHANNELS)
     strip = render.belt(fmap)
     report.features.append(
@@ -373,6 +472,17 @@ def _draw_mosaic(loaded, model_info, report: LayerReport, config: ReportConfig, 
     )
     report.mosaic_filters, report.mosaic_dead, report.mosaic_indices = count, dead, tuple(filters)
     report.mosaic_canvas = tuple(int(v) for v in entry["canvas"])
+    cards = {card.number: card for card in report.cards}
+    for position, (number, activation) in enumerate(zip(filters, activations)):
+        if number in cards:
+            cards[number].ascent = render.save_png(
+                render.scale_tile(render.display_tile(entry["images"][position]), 128), root,
+                paths.filter_asset(report.slug, number, "ascent"), f"gradient-ascent image of filter {number}")
+            cards[number].ascent_activation = activation
+            cards[number].ascent_dead = number in dead or number in broken
+    tiles = [render.display_tile(picture) for picture in entry["images"][:4]]
+    report.thumbnail = render.save_png(render.thumbnail(tiles), root, paths.layer_asset(report.slug, "thumb"),
+                                       f"the first gradient-ascent images of {info.name}")
 
 
 def _batches(images: list[InputImage], size: int):
@@ -423,6 +533,15 @@ def _gather(loaded, model_info, selected, images, image_reports, config, root, n
             notify(report.info.qualified_name, "gradient ascent")
             _draw_mosaic(loaded, model_info, report, config, root, cache, digests)
     clock.add("gradient ascent", started)
+    started = time.monotonic()
+    by_index = {image.index: image for image in image_reports}
+    for report in reports:
+        _draw_card_maps(report, by_index, root)
+        dead, constant = activation_findings(report.channel_min, report.channel_max)
+        report.health = LayerHealth(report.info.filters or 0, report.kernel_findings,
+                                    0 if report.channel_max is None else len(report.channel_max),
+                                    dead, constant, tuple(sorted(report.mosaic_dead)))
+    clock.add("filter cards", started)
     return reports
 
 
@@ -434,20 +553,44 @@ def _settings(config: ReportConfig) -> dict:
     return settings
 
 
-def _write_manifest(report: Report, loaded: LoadedModel, root: str) -> None:
+def _versions() -> dict:
+    import platform
+
+    import keras
+    import PIL
+    import tensorflow
+
+    return {"cnnviz_report": __version__, "python": platform.python_version(), "tensorflow": tensorflow.__version__,
+            "keras": keras.__version__, "numpy": np.__version__, "pillow": PIL.__version__}
+
+
+def _write_manifest(report: Report, loaded: LoadedModel, root: str, phase_seconds: dict) -> None:
+    """manifest.json: what was built from what, with which versions and settings, and how long it took."""
     manifest = {
         "tool": "cnnviz_report",
         "version": report.version,
+        "versions": _versions(),
         "model": {"name": report.model_name, "source": report.model_source, "weights": report.weights,
                   "file_sha256": loaded.file_sha256},
         "images": [{"name": i.name, "sha256": i.sha256, "page": paths.image_page(i.slug)} for i in report.images],
-        "layers": [{"name": r.info.qualified_name, "page": paths.layer_page(r.slug)} for r in report.layers],
+        "layers": [{"name": r.info.qualified_name, "page": paths.layer_page(r.slug),
+                    "health": r.health.counts if r.health else {}} for r in report.layers],
         "settings": report.settings,
+        "seconds_per_phase": {phase: round(seconds, 3) for phase, seconds in phase_seconds.items()},
         "skipped_images": [{"file": name, "reason": reason} for name, reason in report.skipped_images],
     }
     with open(os.path.join(root, paths.MARKER_FILE), "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=2, sort_keys=True)
         handle.write("\n")
+
+
+def _write_text(root: str, site_path: str, text: str) -> None:
+    with open(os.path.join(root, site_path), "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+
+
+def _folder_bytes(folder: str) -> int:
+    return sum(os.path.getsize(os.path.join(top, name)) for top, _, names in os.walk(folder) for name in names)
 
 
 DRAWING_COST = 2e10  # a picture's drawing and PNG writing, in FLOP-equivalents (~0.3 s here)
@@ -492,7 +635,11 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     clock = _Clock()
     config.validate()
     remove_leftovers(config.out)
-    _refuse_output(config.out, config.images + ((config.model,) if config.model else ()))
+    _refuse_output(config.out, config.images + tuple(p for p in (config.model, config.notes, config.single_file) if p))
+    if config.single_file:
+        from .single_file import check_target
+
+        check_target(config.single_file)
     loaded = load_model(config)
     image_args = config.images or ((demo_image_path(),) if config.model is None else ())
     if image_args and loaded.input_hw is None:
@@ -503,6 +650,7 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     started = time.monotonic()
     model_info = inspect_model(loaded.model)
     selected = select_layers(model_info, config.layers)
+    notes = read_notes(config.notes, {name for layer in selected for name in (layer.name, layer.qualified_name)})
     clock.add("inspect", started)
     cache = AscentCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir()) if config.use_cache \
         else AscentCache(None)
@@ -536,15 +684,21 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
             not_drawn=tuple(layer for layer in selected if not layer.takes_images),
             settings=_settings(config),
             skipped_images=tuple((error.subject, error.reason) for error in skipped),
+            notes=notes,
         )
         notify("site", "pages")
         from .site import write_site
 
         started = time.monotonic()
+        from .summary import health_csv, summary_markdown
+
         write_site(report, staging)
-        _write_manifest(report, loaded, staging)
-        _swap_in(staging, config.out)
+        _write_text(staging, paths.SUMMARY_FILE, summary_markdown(report))
+        _write_text(staging, paths.HEALTH_FILE, health_csv(report))
         clock.add("pages", started)
+        _write_manifest(report, loaded, staging, clock.seconds)
+        site_bytes = _folder_bytes(staging)
+        _swap_in(staging, config.out)
     except OSError as error:
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
@@ -553,5 +707,17 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
         raise
+    single_bytes = 0
+    if config.single_file:
+        from .single_file import write_single_file
+
+        started = time.monotonic()
+        try:
+            single_bytes = write_single_file(report, config.out, config.single_file, config.single_file_images)
+        except OSError as error:
+            raise SiteWriteError(config.single_file, f"cannot write the single-file report: "
+                                 f"{error.strerror or error}; the site itself was built") from error
+        clock.add("single file", started)
     return BuildResult(os.path.abspath(config.out), report, time.monotonic() - build_started,
-                       clock.seconds, cache.hits, cache.misses)
+                       clock.seconds, cache.hits, cache.misses, site_bytes,
+                       os.path.abspath(config.single_file) if config.single_file else None, single_bytes)

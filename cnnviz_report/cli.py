@@ -94,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--keep-going", action="store_true",
                        help="skip images that cannot be read instead of stopping; they are listed in "
                        "the report and on the console, and the exit code is 2")
+    build.add_argument("--notes", metavar="FILE.md",
+                       help="a reviewer's Markdown notes: shown on the index; a '## <layer name>' section "
+                       "goes on that layer's page (raw HTML in them is shown as text)")
+    build.add_argument("--single-file", metavar="FILE.html",
+                       help="also write the report as one self-contained HTML file (pictures embedded, "
+                       "shrunk) to attach where only one file can go")
+    build.add_argument("--single-file-images", type=int, default=3, metavar="N",
+                       help="feature maps of at most N images in the single file (default: %(default)s)")
     build.add_argument("--quiet", action="store_true", help="print nothing but errors")
     build.add_argument("--debug", action="store_true", help="show a traceback on errors")
     return parser
@@ -117,6 +125,9 @@ def _config(args: argparse.Namespace) -> ReportConfig:
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,
         keep_going=args.keep_going,
+        notes=args.notes,
+        single_file=args.single_file,
+        single_file_images=args.single_file_images,
     )
 
 
@@ -155,6 +166,13 @@ def _import_tensorflow_quietly() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+PAGES_WARN_BYTES = 800 * 1024 ** 2  # GitHub Pages' published-site limit is 1 GB
+
+
+def _size(count: int) -> str:
+    return f"{count / 1024 ** 2:.1f} MB" if count >= 1024 ** 2 else f"{count / 1024:.0f} KB"
 
 
 def _exit_on_sigterm(signum, frame):
@@ -199,5 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         index = os.path.join(result.out_dir, "index.html")
         phases = ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in result.phase_seconds.items())
         print(f"Built {len(result.report.layers)} conv-layer pages in {result.seconds:.1f} s ({phases}; "
-              f"mosaic cache: {result.cache_hits} reused, {result.cache_misses} computed): {index}")
+              f"mosaic cache: {result.cache_hits} reused, {result.cache_misses} computed): {index} "
+              f"({_size(result.site_bytes)})")
+        if result.single_file:
+            print(f"Single-file report: {result.single_file} ({_size(result.single_file_bytes)})")
+    if result.site_bytes > PAGES_WARN_BYTES:
+        print(f"{PROG}: warning: the site is {_size(result.site_bytes)}; GitHub Pages publishes at most 1 GB. "
+              "Use --layers, --max-filters or fewer images.", file=sys.stderr)
     return 2 if result.report.skipped_images else 0  # built, but not from every input

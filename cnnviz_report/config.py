@@ -34,6 +34,9 @@ class ReportConfig:
     use_cache: bool = True
     keep_going: bool = False  # skip unreadable images (listed in the report) instead of stopping
     image_batch_size: int = 8
+    notes: str | None = None  # a Markdown file: the index gets it, "## <layer>" sections their layer
+    single_file: str | None = None  # also write one self-contained HTML file here
+    single_file_images: int = 3  # feature maps of at most this many images in the single file
 
     def validate(self) -> "ReportConfig":
         """Raise one UsageError listing every problem found, or return self."""
@@ -59,6 +62,10 @@ class ReportConfig:
                 problems.append(f"--weights {self.weights}: no such file")
         if self.model is None and self.weights is not None and self.weights.lower() == "imagenet":
             problems.append("--weights imagenet needs an application name such as vgg16")
+        if self.notes is not None and not os.path.isfile(self.notes):
+            problems.append(f"--notes {self.notes}: no such file")
+        if self.single_file_images < 0:
+            problems.append(f"--single-file-images must be 0 or more, got {self.single_file_images}")
         if not self.out.strip():
             problems.append("--out must name a folder")
         if problems:

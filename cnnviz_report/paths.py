@@ -18,7 +18,11 @@ _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 
 INDEX_PAGE = "index.html"
 STYLESHEET = "static/style.css"
-MARKER_FILE = "cnnviz-manifest.json"
+SCRIPT = "static/site.js"
+SUMMARY_FILE = "summary.md"
+HEALTH_FILE = "health.csv"
+MARKER_FILE = "manifest.json"  # holds "tool": "cnnviz_report"; only such a folder is ever replaced
+LEGACY_MARKER_FILE = "cnnviz-manifest.json"  # what sites built by 0.1.0 before the manifest carry
 
 
 def sanitise(name: str) -> str:
@@ -48,6 +52,16 @@ def layer_asset(layer_slug_: str, kind: str, image_slug_: str | None = None) -> 
     """Site path of one picture of a layer: ``layers/003-x/fmaps-01-bird.png``."""
     suffix = f"-{image_slug_}" if image_slug_ else ""
     return f"layers/{layer_slug_}/{kind}{suffix}.png"
+
+
+def filter_asset(layer_slug_: str, number: int, kind: str) -> str:
+    """Site path of one filter's picture: ``layers/003-x/f017-kernel.png``."""
+    return f"layers/{layer_slug_}/f{number:03d}-{kind}.png"
+
+
+def filter_anchor(number: int) -> str:
+    """The anchor of a filter's card on its layer page: ``f117`` (``layer.html#f117``)."""
+    return f"f{number}"
 
 
 def image_page(image_slug_: str) -> str:

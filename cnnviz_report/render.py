@@ -319,3 +319,52 @@ def save_png(image: np.ndarray, site_root: str, site_path: str, alt: str) -> Ima
     os.makedirs(os.path.dirname(target), exist_ok=True)
     Image.fromarray(np.ascontiguousarray(image)).save(target, format="PNG", compress_level=6)
     return ImageAsset(site_path, int(image.shape[1]), int(image.shape[0]), alt)
+
+
+# --------------------------------------------------------------------------- one filter at a time
+
+
+def kernel_card(unit_kernel: np.ndarray, raw_kernel: np.ndarray, max_channels: int = 64, columns: int = 16) -> np.ndarray:
+    """One filter's kernel, every input channel (up to ``max_channels``) as a grey cell.
+
+    ``unit_kernel`` is already scaled with the whole layer (as in the filter grid), so a card
+    and the grid show the same greys.
+    """
+    kh, kw, channels = unit_kernel.shape
+    factor = max(_kernel_cell_factor(kh, kw), 32 // max(kh, kw))
+    cells = []
+    for c in range(min(channels, max_channels)):
+        cell = mark_nonfinite(_as_rgb(to_uint8(unit_kernel[:, :, c])), raw_kernel[:, :, c])
+        cells.append(np.repeat(np.repeat(cell, factor, axis=0), factor, axis=1))
+    return tile_grid(cells, min(columns, len(cells)), gap=1)
+
+
+def shrink_map(channel: np.ndarray, side: int) -> np.ndarray:
+    """A float map reduced by whole-factor block means to at most ``side`` pixels a side."""
+    factor = math.ceil(max(channel.shape) / side)
+    if factor <= 1:
+        return np.asarray(channel, np.float32)
+    height, width = (channel.shape[0] // factor) * factor, (channel.shape[1] // factor) * factor
+    blocks = np.asarray(channel[:height, :width], np.float64).reshape(height // factor, factor, width // factor, factor)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return blocks.mean(axis=(1, 3)).astype(np.float32)
+
+
+def map_strip(maps: list[np.ndarray], labels: list[str], target: int = 96) -> np.ndarray:
+    """The same filter's map on several images side by side, on one shared scale (so brighter
+    means more active, image against image), each captioned."""
+    finite = [m[np.isfinite(m)] for m in maps]
+    values = np.concatenate([f.ravel() for f in finite]) if any(f.size for f in finite) else np.zeros(1)
+    low, high = float(values.min()), float(values.max())
+    tiles = []
+    for channel, label in zip(maps, labels):
+        unit = (np.nan_to_num(channel, nan=low, posinf=high, neginf=low) - low) / (high - low) if high > low \
+            else np.zeros(channel.shape)
+        tile = mark_nonfinite(colorize(np.clip(unit, 0.0, 1.0)), channel)
+        tiles.append(add_caption(scale_tile(tile, target), label))
+    return tile_grid(tiles, len(tiles), gap=3)
+
+
+def thumbnail(tiles: list[np.ndarray], side: int = 56, columns: int = 2) -> np.ndarray:
+    """A small square of the first few pictures (ascent tiles or kernels) for the index table."""
+    return tile_grid([scale_tile(_as_rgb(t) if t.ndim == 2 else t, side) for t in tiles], columns, gap=1)

@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from . import paths
 from .inspection import LayerInfo
 
 PAGE_TEMPLATES = ("index.html", "layer.html", "image.html")
+
+# Everything the site needs is in the site: no inline script or style, nothing from elsewhere.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
+                           "base-uri 'none'; form-action 'none'")
+
+
+def build_date() -> str:
+    """The date shown on the pages: SOURCE_DATE_EPOCH's when set (reproducible builds), else today's."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    seconds = int(epoch) if epoch.isdigit() else time.time()
+    return time.strftime("%Y-%m-%d", time.gmtime(seconds))
 
 
 def templates_dir() -> Path:
@@ -121,8 +134,47 @@ def _channels_note(channels: int | None) -> str:
     return f"The model reads {channels} channels: each tile shows {colour}channels {first}-{channels} as grey panels."
 
 
+def _health_view(health) -> dict:
+    if health is None:
+        return {"badges": [], "summary": ""}
+    badges = [{"label": label, "count": count, "title": meaning} for label, count, meaning in health.badges]
+    return {"badges": badges, "summary": ", ".join(f"{b['count']} {b['label']}" for b in badges)}
+
+
+def _card_views(layer_report, images_by_index: dict) -> list[dict]:
+    health = layer_report.health
+    flags = {}
+    if health is not None:
+        for name, numbers in (("dead", health.dead), ("constant", health.constant),
+                              ("NaN/Inf kernel", health.kernel.nonfinite), ("norm outlier", health.kernel.norm_outliers)):
+            for number in numbers:
+                flags.setdefault(number, []).append(name)
+        for number, earlier, cosine in health.kernel.duplicates:
+            flags.setdefault(number, []).append(f"repeats filter {earlier} (cosine {cosine:.3f})")
+    views = []
+    for card in layer_report.cards:
+        norm = health.kernel.norms[card.number] if health is not None else None
+        views.append({
+            "number": card.number,
+            "anchor": paths.filter_anchor(card.number),
+            "kernel": _asset(card.kernel),
+            "ascent": _asset(card.ascent),
+            "ascent_activation": "" if card.ascent_activation is None else f"{card.ascent_activation:.3g}",
+            "ascent_dead": card.ascent_dead,
+            "maps": _asset(card.maps),
+            "kernel_norm": "" if norm is None else f"{norm:.3g}",
+            "flags": flags.get(card.number, []),
+            "top_images": [{
+                "name": images_by_index[stat.image_index].name,
+                "page": paths.image_page(images_by_index[stat.image_index].slug),
+                "mean": f"{stat.mean:.3g}", "max": f"{stat.max:.3g}", "active": f"{stat.active:.0%}",
+            } for stat in card.top_images],
+        })
+    return views
+
+
 def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, settings: dict,
-                input_channels: int | None = 3) -> dict:
+                input_channels: int | None = 3, notes_html: str = "") -> dict:
     info = layer_report.info
     features = []
     for feature in layer_report.features:
@@ -139,8 +191,13 @@ def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, sett
             "nonfinite_channels": feature.nonfinite_channels,
         })
     row = _layer_row(info, pages)
+    row["thumbnail"] = _asset(layer_report.thumbnail)
+    row["health"] = _health_view(layer_report.health)
     return {
         "row": row,
+        "cards": _card_views(layer_report, images_by_index),
+        "health": row["health"],
+        "notes": Markup(notes_html),
         "page": pages[info.index],
         "facts": [
             ("Type", info.type_name),
@@ -175,7 +232,9 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
     """(site path, template, context) for every page of the site."""
     pages = {r.info.index: paths.layer_page(r.slug) for r in report.layers}
     images_by_index = {image.index: image for image in report.images}
-    layer_views = [_layer_view(r, pages, images_by_index, report.settings, report.input_channels)
+    layer_views = [_layer_view(r, pages, images_by_index, report.settings, report.input_channels,
+                               report.notes.layer_html.get(r.info.qualified_name)
+                               or report.notes.layer_html.get(r.info.name, ""))
                    for r in report.layers]
     image_views = [
         {"name": i.name, "page": paths.image_page(i.slug), "original": _asset(i.original)} for i in report.images
@@ -185,6 +244,10 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
         "version": report.version,
         "index_page": paths.INDEX_PAGE,
         "stylesheet": paths.STYLESHEET,
+        "script": paths.SCRIPT,
+        "summary_page": paths.SUMMARY_FILE,
+        "csp": CONTENT_SECURITY_POLICY,
+        "built": build_date(),
     }
     result = [(
         paths.INDEX_PAGE,
@@ -198,6 +261,7 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
             images=image_views,
             skipped_images=[{"file": name, "reason": reason} for name, reason in report.skipped_images],
             settings=sorted(report.settings.items()),
+            notes=Markup(report.notes.index_html),
         ),
     )]
     for position, view in enumerate(layer_views):

@@ -21,7 +21,7 @@ PER_IMAGE = ("fmaps", "mean", "belt")
 
 
 def _table_rows(html: str, table_class: str) -> list[str]:
-    table = html.split(f'<table class="{table_class}">', 1)[1].split("</table>", 1)[0]
+    table = re.split(f'<table class="{table_class}"[ >]', html, maxsplit=1)[1].split("</table>", 1)[0]
     return re.findall(r"<tr[ >].*?</tr>", table.split("<tbody>", 1)[1], flags=re.S)
 
 
@@ -35,13 +35,13 @@ def test_build_writes_a_complete_site_for_a_small_model(tiny_model_file, photo_p
 
     assert assert_valid_links(out) > 20
     index = (out / "index.html").read_text()
-    all_rows = _table_rows(index, "layers all")
+    all_rows = _table_rows(index, "layers all searchable")
     from keras.saving import load_model
 
     assert len(all_rows) == len(load_model(tiny_model_file).layers) == 5  # every layer, input included
     for name in ("pixels", "conv_a", "conv_b", "gap", "head"):
         assert any(f">{name}<" in row for row in all_rows), name
-    assert len(_table_rows(index, "layers")) == 2
+    assert len(_table_rows(index, "layers searchable")) == 2
     assert "(3, 3, 3, 4)" in index and "(None, 8, 8, 4)" in index
 
     links = site_links(out)["index.html"]

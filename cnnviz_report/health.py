@@ -1,0 +1,94 @@
+"""Filter health: which filters are dead, constant, broken, redundant or odd. numpy only.
+
+Two halves, because they come from different phases: ``kernel_findings`` needs only the
+weights (every filter, drawn or not); ``activation_findings`` needs the per-image statistics
+the feature-map phase records. ``LayerHealth`` joins them with the ascent's dead filters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DUPLICATE_COSINE = 0.98  # kernels this parallel (or more) do the same work
+OUTLIER_Z = 3.5  # robust z-score (median and MAD) of a kernel's L2 norm that counts as an outlier
+
+
+BADGE_LABELS = {"dead": "dead", "constant": "constant", "nonfinite": "NaN/Inf kernel", "duplicates": "duplicate",
+                "norm_outliers": "norm outlier", "ascent_dead": "ascent-dead"}
+
+
+@dataclass(frozen=True)
+class KernelFindings:
+    norms: tuple[float, ...]  # L2 norm of each filter's kernel (NaN if it holds NaN/Inf)
+    nonfinite: tuple[int, ...]
+    duplicates: tuple[tuple[int, int, float], ...]  # (filter, earlier filter it repeats, cosine)
+    norm_outliers: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LayerHealth:
+    filters: int
+    kernel: KernelFindings
+    images: int  # how many images the activation findings rest on (0: none given)
+    dead: tuple[int, ...] = ()  # output <= 0 everywhere on every image
+    constant: tuple[int, ...] = ()  # one value everywhere on every image, not dead
+    ascent_dead: tuple[int, ...] = ()  # gradient ascent could not make it fire (of the filters tried)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"dead": len(self.dead), "constant": len(self.constant), "nonfinite": len(self.kernel.nonfinite),
+                "duplicates": len(self.kernel.duplicates), "norm_outliers": len(self.kernel.norm_outliers),
+                "ascent_dead": len(self.ascent_dead)}
+
+    @property
+    def badges(self) -> list[tuple[str, int, str]]:
+        """(label, count, explanation) of every finding present, for the pages."""
+        meaning = {
+            "dead": f"output zero or below on all {self.images} image(s)",
+            "constant": f"the same value everywhere on all {self.images} image(s)",
+            "nonfinite": "NaN or Inf in the kernel",
+            "duplicates": f"kernel within cosine {DUPLICATE_COSINE} of an earlier filter's",
+            "norm_outliers": f"kernel norm more than {OUTLIER_Z} robust deviations from the layer's median",
+            "ascent_dead": "gradient ascent could not make it fire",
+        }
+        return [(BADGE_LABELS[name], count, meaning[name]) for name, count in self.counts.items() if count]
+
+
+def kernel_findings(kernel: np.ndarray) -> KernelFindings:
+    """From a (kh, kw, in, out) kernel: norms, NaN/Inf filters, near-duplicates, norm outliers."""
+    flat = np.asarray(kernel, np.float64).reshape(-1, kernel.shape[-1]).T  # (filters, weights)
+    finite = np.isfinite(flat).all(axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.where(finite, np.linalg.norm(np.where(np.isfinite(flat), flat, 0.0), axis=1), np.nan)
+    duplicates = []
+    usable = np.flatnonzero(finite & (norms > 0))
+    if len(usable) > 1:
+        unit = flat[usable] / norms[usable, None]
+        cosine = unit @ unit.T
+        for row in range(1, len(usable)):
+            earlier = int(np.argmax(cosine[row, :row]))
+            if cosine[row, earlier] >= DUPLICATE_COSINE:
+                duplicates.append((int(usable[row]), int(usable[earlier]), round(float(cosine[row, earlier]), 4)))
+    outliers = ()
+    good = norms[finite]
+    if len(good) >= 8:  # too few filters make any spread look odd
+        median = np.median(good)
+        deviation = np.median(np.abs(good - median)) * 1.4826
+        if deviation > 0:
+            z = np.abs(norms - median) / deviation
+            outliers = tuple(int(f) for f in np.flatnonzero(finite & (z > OUTLIER_Z)))
+    return KernelFindings(tuple(float(n) for n in norms), tuple(int(f) for f in np.flatnonzero(~finite)),
+                          tuple(duplicates), outliers)
+
+
+def activation_findings(channel_min: np.ndarray | None, channel_max: np.ndarray | None
+                        ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(dead, constant) filters from per-image (rows) per-channel min and max of the maps."""
+    if channel_max is None or channel_min is None or not len(channel_max):
+        return (), ()
+    finite = np.isfinite(channel_max).all(axis=0) & np.isfinite(channel_min).all(axis=0)
+    dead = finite & (channel_max <= 0).all(axis=0)
+    constant = finite & ~dead & (channel_max == channel_min).all(axis=0)
+    return tuple(int(f) for f in np.flatnonzero(dead)), tuple(int(f) for f in np.flatnonzero(constant))

@@ -1,0 +1,115 @@
+"""Report records -> ``summary.md`` (GitHub-flavoured Markdown for a review thread) and
+``health.csv`` (one row per filter). Names are user data, so they are escaped for Markdown.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+from . import paths
+from .site import fmt_axes, fmt_int, fmt_shape
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # what can start markup anywhere in a line
+
+
+def md_text(text: str) -> str:
+    """``text`` shown literally in Markdown (also inside a table cell): HTML and Markdown escaped."""
+    text = " ".join(str(text).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def md_link(text: str, target: str) -> str:
+    return f"[{md_text(text)}]({target.replace(' ', '%20').replace('(', '%28').replace(')', '%29')})"
+
+
+def summary_markdown(report) -> str:
+    model = report.model
+    lines = [f"# {md_text(report.title)}", ""]
+    lines += [
+        f"**Model:** {md_text(report.model_name)} ({md_text(report.model_source)}, weights: {md_text(report.weights)})  ",
+        f"**Input:** {md_text(fmt_shape(model.input_shape))}, preprocessing {md_text(report.preprocess)}  ",
+        f"**Parameters:** {fmt_int(model.total_params)} ({fmt_int(model.trainable_params)} trainable, "
+        f"{fmt_int(model.non_trainable_params)} non-trainable)  ",
+        f"**Layers:** {len(model.layers)}, of which {len(model.conv_layers)} convolution layers  ",
+        f"**Images:** {len(report.images)}"
+        + (f" ({', '.join(md_link(i.name, paths.image_page(i.slug)) for i in report.images[:10])}"
+           f"{', ...' if len(report.images) > 10 else ''})" if report.images else ""),
+        "",
+        f"Open the report: {md_link('index.html', paths.INDEX_PAGE)}. Per-filter numbers: "
+        f"{md_link('health.csv', paths.HEALTH_FILE)}.",
+        "",
+        "| # | Layer | Type | Output | Kernel | Filters | RF | Dead | Constant | Duplicates | NaN/Inf | Ascent-dead |",
+        "|--:|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    images = len(report.images)
+    for layer in report.layers:
+        info, health = layer.info, layer.health
+        counts = health.counts if health else {}
+        on_images = (lambda key: str(counts.get(key, 0))) if images else (lambda key: "–")
+        tried = f"{counts.get('ascent_dead', 0)}/{layer.mosaic_filters}" if layer.mosaic_filters else "–"
+        kernel = fmt_shape(info.kernel_shape) + (f" + {fmt_shape(info.pointwise_shape)}" if info.pointwise_shape else "")
+        lines.append(
+            f"| {info.index} | {md_link(info.qualified_name, paths.layer_page(layer.slug))} | {md_text(info.type_name)} "
+            f"| {md_text(fmt_shape(info.output_shape))} | {md_text(kernel)} | {fmt_int(info.filters)} "
+            f"| {md_text(fmt_axes(info.receptive_field))} | {on_images('dead')} | {on_images('constant')} "
+            f"| {counts.get('duplicates', 0)} | {counts.get('nonfinite', 0)} | {tried} |")
+    lines += [
+        "",
+        "Dead: output zero or below everywhere on every image; constant: one value everywhere on every "
+        f"image; duplicates: kernel within cosine 0.98 of an earlier filter's; ascent-dead: of the filters "
+        "given a gradient-ascent picture, those that could not be made to fire."
+        + ("" if images else " Dead and constant need images (`--images`)."),
+    ]
+    if report.skipped_images:
+        lines += ["", f"**{len(report.skipped_images)} image(s) could not be read** and were skipped: "
+                  + ", ".join(md_text(name) for name, _ in report.skipped_images)]
+    lines += ["", f"<sub>cnnviz_report {md_text(report.version)}</sub>", ""]
+    return "\n".join(lines)
+
+
+HEALTH_COLUMNS = ("layer", "filter", "kernel_norm", "nonfinite_kernel", "duplicate_of", "cosine", "norm_outlier",
+                  "dead_on_images", "constant_on_images", "ascent_dead", "ascent_activation",
+                  "mean_activation", "max_activation", "active_share", "images")
+
+
+def health_csv(report) -> str:
+    """One row per filter of every drawn layer; empty cells where a number was not measured."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HEALTH_COLUMNS)
+    for layer in report.layers:
+        health = layer.health
+        if health is None:
+            continue
+        kernel = health.kernel
+        duplicate = {f: (earlier, cosine) for f, earlier, cosine in kernel.duplicates}
+        ascent = {card.number: card.ascent_activation for card in layer.cards}
+        images = 0 if layer.channel_max is None else len(layer.channel_max)
+        for number in range(health.filters):
+            earlier, cosine = duplicate.get(number, ("", ""))
+            measured = images and number < layer.channel_max.shape[1]
+            row = [
+                _cell(layer.info.qualified_name), number, _num(kernel.norms[number]), int(number in kernel.nonfinite),
+                earlier, cosine, int(number in kernel.norm_outliers),
+                int(number in health.dead) if images else "", int(number in health.constant) if images else "",
+                int(number in health.ascent_dead) if number in layer.mosaic_indices else "",
+                _num(ascent.get(number)),
+                _num(layer.channel_mean[:, number].mean()) if measured else "",
+                _num(layer.channel_max[:, number].max()) if measured else "",
+                _num(layer.channel_active[:, number].mean()) if measured else "",
+                images,
+            ]
+            writer.writerow(row)
+    return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A name as a CSV cell a spreadsheet will not run as a formula (=, +, -, @ first)."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _num(value) -> str:
+    return "" if value is None else f"{float(value):.6g}"

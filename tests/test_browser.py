@@ -1,0 +1,247 @@
+"""The demo site as a reader meets it: Debian's chromium driven by playwright, from file:// and
+from `python -m http.server` under a sub-path (as on GitHub Pages). Skipped when playwright or
+chromium is missing, unless CNNVIZ_REQUIRE_BROWSER=1 (as in .ci/run), where that is a failure.
+
+Screenshots of the index, a layer page, a phone-width page and the single-file report are
+saved in $CNNVIZ_TEST_ARTIFACTS (default: the test's temporary folder) to be looked at.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from cnnviz_report.cli import main
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+NOTES = """# Review
+
+Looks healthy. <script>alert("notes")</script> [bad link](javascript:alert(2))
+
+## conv1
+
+Edge and grating detectors. <img src=x onerror=alert(3)>
+"""
+
+
+def _require_browser():
+    required = os.environ.get("CNNVIZ_REQUIRE_BROWSER") == "1"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        if required:
+            pytest.fail("playwright is not installed but CNNVIZ_REQUIRE_BROWSER=1")
+        pytest.skip("playwright is not installed")
+    if not os.path.exists(CHROMIUM):
+        if required:
+            pytest.fail(f"{CHROMIUM} is missing but CNNVIZ_REQUIRE_BROWSER=1")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("CNNVIZ_TEST_ARTIFACTS") or tmp_path_factory.mktemp("artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo site (with hostile notes) and its single-file report, built once for the module."""
+    _require_browser()
+    root = tmp_path_factory.mktemp("browser")
+    (root / "notes.md").write_text(NOTES, encoding="utf-8")
+    site, single = root / "served" / "repo", root / "report.html"
+    site.parent.mkdir()
+    assert main(["build", "--out", str(site), "--quiet", "--notes", str(root / "notes.md"), "--single-file",
+                 str(single), "--cache-dir", str(root / "cache")]) == 0
+    return {"site": site, "single": single}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    """http.server over the folder holding the site, so the site lives at /repo/ (a sub-path)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                "--directory", str(demo["site"].parent)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/repo/"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+class Watch:
+    """Collects what a reader would notice: console errors (CSP violations print there), page
+    errors, failed or 4xx/5xx requests, and any dialog (a script that should never run)."""
+
+    def __init__(self, page):
+        self.problems: list[str] = []
+        page.on("console", lambda m: m.type in ("error", "warning") and self.problems.append(f"console: {m.text}"))
+        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        # a request the browser itself cancels on leaving the page is not a broken link
+        page.on("requestfailed", lambda r: "ERR_ABORTED" not in (r.failure or "")
+                and self.problems.append(f"failed: {r.url} {r.failure}"))
+        page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"))
+        page.on("dialog", lambda d: (self.problems.append(f"dialog: {d.message}"), d.dismiss()))
+
+
+def _load_all_images(page) -> list[str]:
+    """Scroll through the page so lazy pictures load; the sources of any that did not."""
+    height = page.evaluate("document.body.scrollHeight")
+    for y in range(0, height + 800, 800):
+        page.evaluate(f"window.scrollTo(0, {y})")
+        page.wait_for_timeout(20)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=20000)
+    return page.evaluate("Array.from(document.images).filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
+
+
+def _crawl(page, start: str, watch: Watch) -> dict[str, int]:
+    """Visit every page reachable from ``start`` inside the site; check each link's target."""
+    base = start.rsplit("/", 1)[0] + "/"
+    queue, seen, checked = [start], set(), {"pages": 0, "links": 0, "images": 0}
+    while queue:
+        url = queue.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        page.goto(url)
+        checked["pages"] += 1
+        assert _load_all_images(page) == [], url
+        checked["images"] += page.evaluate("document.images.length")
+        for href in page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"):
+            target = href.split("#", 1)[0]
+            assert target.startswith(base), f"{url}: link leaves the site: {href}"
+            checked["links"] += 1
+            if target.endswith(".html"):
+                queue.append(target)
+            elif target.startswith("file:"):
+                assert Path(urllib.parse.unquote(urllib.parse.urlparse(target).path)).is_file(), f"{url}: dead {href}"
+            else:
+                assert page.request.get(target).ok, f"{url}: dead {href}"
+    assert watch.problems == []
+    return checked
+
+
+@pytest.mark.parametrize("where", ["file", "http-subpath"])
+def test_every_page_link_and_image_resolves_without_console_errors(browser, demo, request, where):
+    start = (demo["site"] / "index.html").as_uri() if where == "file" else request.getfixturevalue("server")
+    page = browser.new_page()
+    watch = Watch(page)
+    if where != "file":
+        start = page.goto(start).url  # /repo/ serves index.html
+        start = start if start.endswith(".html") else start + "index.html"
+    checked = _crawl(page, start, watch)
+    assert checked["pages"] == 1 + 4 + 1 and checked["images"] > 100 and checked["links"] > 100
+    page.close()
+
+
+def test_notes_are_shown_as_text_and_never_run(browser, demo):
+    page = browser.new_page()
+    watch = Watch(page)
+    page.goto((demo["site"] / "index.html").as_uri())
+    notes = page.inner_text("section.notes")
+    assert '<script>alert("notes")</script>' in notes and page.locator("section.notes script").count() == 0
+    assert page.get_attribute("section.notes a", "href") == "#unsafe-link-removed"
+    page.goto((demo["site"] / "layers/002-conv1.html").as_uri())
+    assert "<img src=x onerror=alert(3)>" in page.inner_text("section.notes")
+    assert watch.problems == []
+    page.close()
+
+
+def test_search_narrows_the_tables_and_keys_move_between_layers(browser, demo, artifacts):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page)
+    page.goto((demo["site"] / "index.html").as_uri())
+    rows = "#conv-table tbody tr"
+    assert page.locator(rows).count() == 4 and page.is_visible("#layer-filter")
+    page.screenshot(path=str(artifacts / "index.png"))
+    page.keyboard.press("/")  # focuses the box
+    page.keyboard.type("conv4")
+    assert page.locator(f"{rows}:visible").count() == 1 and "conv4" in page.inner_text(f"{rows}:visible")
+    assert page.inner_text("#layer-filter-count") == "1 of 4 conv layers, 1 of 11 layers"
+    assert page.locator("table.all tbody tr:visible").count() == 1
+    page.fill("#layer-filter", "")
+    assert page.locator(f"{rows}:visible").count() == 4
+
+    page.goto((demo["site"] / "layers/002-conv1.html").as_uri())
+    page.screenshot(path=str(artifacts / "layer.png"))
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url("**/004-conv2.html")
+    page.keyboard.press("j")
+    page.wait_for_url("**/006-conv3.html")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url("**/004-conv2.html")
+    assert watch.problems == []
+    page.close()
+
+
+def test_a_filter_anchor_shows_that_filter(browser, demo, artifacts):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto((demo["site"] / "layers/008-conv4.html").as_uri() + "#f17")
+    card = page.locator("#f17")
+    assert card.is_visible() and "Filter 17" in card.inner_text()
+    box = card.bounding_box()
+    assert 0 <= box["y"] < 900 and page.evaluate("window.scrollY") > 1000  # scrolled to it
+    _load_all_images(page)
+    page.evaluate("document.getElementById('f17').scrollIntoView()")
+    page.screenshot(path=str(artifacts / "filter-card.png"))
+    page.close()
+
+
+def test_pages_fit_a_phone_width_screen(browser, demo, artifacts):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    for name in ("index.html", "layers/008-conv4.html", "images/01-grace_hopper.html"):
+        page.goto((demo["site"] / name).as_uri())
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 1, (name, overflow)
+    page.goto((demo["site"] / "index.html").as_uri())
+    page.screenshot(path=str(artifacts / "phone-index.png"))
+    page.close()
+
+
+def test_the_single_file_report_renders_every_image_from_itself(browser, demo, artifacts):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page)
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(demo["single"].as_uri())
+    assert _load_all_images(page) == []
+    count = page.evaluate("document.images.length")
+    assert count >= 4 * 2 + 4  # every layer's kernels and mosaic, and a feature grid per layer
+    assert all(u == demo["single"].as_uri() or u.startswith("data:") for u in requests), requests
+    assert page.evaluate("getComputedStyle(document.querySelector('.topbar')).position") == "sticky"  # CSS applied
+    assert watch.problems == []
+    page.screenshot(path=str(artifacts / "single-file.png"))
+    size = demo["single"].stat().st_size
+    assert size < 5 * 1024 ** 2, size
+    page.close()
