@@ -142,3 +142,18 @@ def test_health_flags_duplicates_nan_kernels_and_dead_filters(keras, photo_path,
     assert "1 duplicate<" in page and "1 NaN/Inf kernel<" in page and "1 dead<" in page
     assert 'id="f5"' in page and "repeats filter 2" in page
     assert assert_valid_links(out) > 10
+
+
+def test_the_pages_workflow_uses_the_official_actions_and_real_options():
+    from pathlib import Path
+
+    from cnnviz_report.cli import _parser
+
+    workflow = (Path(__file__).parent.parent / "examples/github-pages.yml").read_text()
+    for action in ("actions/configure-pages@", "actions/upload-pages-artifact@", "actions/deploy-pages@",
+                   "actions/cache@"):
+        assert action in workflow
+    assert "pages: write" in workflow and "id-token: write" in workflow and "~/.keras/models" in workflow
+    build_help = _parser()._subparsers._group_actions[0].choices["build"].format_help()
+    for option in set(re.findall(r"\s(--[a-z-]+)", workflow.split("python -m cnnviz_report build", 1)[1])):
+        assert option in build_help, option
