@@ -450,7 +450,7 @@ def _draw_mosaic(loaded, model_info, report: LayerReport, config: ReportConfig, 
     key = ascent_key(digests[info.index], info, {
         "mode": settings.mode, "steps": settings.step_count, "rate": settings.rate, "seed": settings.seed,
         "rescue_stuck": settings.rescue_stuck, "canvas": (settings.min_canvas, settings.max_canvas),
-        "select": config.select, "count": count, "model": loaded.name, "input_hw": loaded.input_hw,
+        "select": config.select, "count": count, "input_hw": loaded.input_hw,
         "channels": loaded.channels, "channels_first": loaded.channels_first, "preprocess": loaded.preprocess_mode,
     })
     entry = cache.load(key)

@@ -104,7 +104,45 @@ def _parser() -> argparse.ArgumentParser:
                        help="feature maps of at most N images in the single file (default: %(default)s)")
     build.add_argument("--quiet", action="store_true", help="print nothing but errors")
     build.add_argument("--debug", action="store_true", help="show a traceback on errors")
+
+    diff = commands.add_parser(
+        "diff",
+        help="compare two checkpoints of one architecture, filter by filter",
+        description="Compare two checkpoints of the same architecture: per-filter kernel change and its "
+        "ranking, side-by-side filter grids and mosaics, feature-map differences, filters that became "
+        "dead or came alive. Builds a report for each under DIR/a and DIR/b (reusing the mosaic cache).",
+        epilog="examples:\n  python -m cnnviz_report diff before.keras after.keras --images photos/\n"
+        "  python -m cnnviz_report diff vgg16 finetuned.weights.h5 --images bird.jpg   (B: A's architecture with these weights)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    diff.add_argument("model_a", metavar="A", help="a .keras/.h5 model file or an application name")
+    diff.add_argument("model_b", metavar="B", help="a model file of the same architecture, or a .weights.h5 file "
+                      "to load into A's architecture")
+    diff.add_argument("--weights-a", metavar="imagenet|none|PATH", help="weights for A (as build's --weights)")
+    diff.add_argument("--images", nargs="+", default=[], metavar="IMG", help="images to compare the feature maps on")
+    diff.add_argument("--out", default="cnnviz-diff", metavar="DIR", help="folder for the diff site (default: %(default)s)")
+    diff.add_argument("--layers", nargs="+", default=[], metavar="NAME", help="only these conv layers")
+    diff.add_argument("--max-filters", type=int, default=64, metavar="N")
+    diff.add_argument("--seed", type=int, default=0, metavar="N")
+    diff.add_argument("--preprocess", choices=PREPROCESS_MODES, default="auto")
+    diff.add_argument("--ascent-steps", type=int, metavar="N")
+    diff.add_argument("--cache-dir", metavar="DIR")
+    diff.add_argument("--no-cache", action="store_true")
+    diff.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    diff.add_argument("--debug", action="store_true", help="show a traceback on errors")
     return parser
+
+
+def _diff_configs(args: argparse.Namespace) -> tuple[ReportConfig, ReportConfig]:
+    common = dict(images=tuple(args.images), layers=tuple(args.layers), max_filters=args.max_filters, seed=args.seed,
+                  preprocess=args.preprocess, ascent_steps=args.ascent_steps, cache_dir=args.cache_dir,
+                  use_cache=not args.no_cache)
+    config_a = ReportConfig(model=args.model_a, weights=args.weights_a, **common)
+    if args.model_b.lower().endswith(".weights.h5"):
+        config_b = ReportConfig(model=args.model_a, weights=args.model_b, **common)
+    else:
+        config_b = ReportConfig(model=args.model_b, **common)
+    return config_a.validate(), config_b.validate()
 
 
 def _config(args: argparse.Namespace) -> ReportConfig:
@@ -180,10 +218,25 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _run_diff(args: argparse.Namespace) -> int:
+    from .diff import diff_models
+
+    config_a, config_b = _diff_configs(args)
+    found = diff_models(config_a, config_b, args.out, progress=None if args.quiet else ConsoleProgress())
+    if not args.quiet:
+        ranked = sorted(found["layers"], key=lambda d: -d.mean_change)
+        for diff in ranked[:5]:
+            top = ", ".join(f"{c.number} ({c.relative_l2:.2g})" for c in diff.changed[:3]) or "none"
+            print(f"  {diff.info.qualified_name}: mean change {diff.mean_change:.3g}; most changed filters {top}")
+        print(f"Diff of {len(found['layers'])} conv layers in {found['seconds']:.1f} s (mosaic cache: "
+              f"{found['cache_hits']} reused, {found['cache_misses']} computed): {os.path.join(args.out, 'index.html')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command != "build":
+    if args.command not in ("build", "diff"):
         parser.print_help()
         return 2
     if not args.debug:
@@ -194,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.filterwarnings("ignore", module=module)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
+        if args.command == "diff":
+            return _run_diff(args)
         from .build import build_site
 
         result = build_site(_config(args), progress=None if args.quiet else ConsoleProgress())

@@ -194,7 +194,8 @@ def _load_model_file(path: str):
         raise ModelLoadError(path, f"cannot load model: {_first_line(exc)}") from exc
 
 
-def _demo_model_path() -> str:
+def demo_model_path() -> str:
+    """The bundled demo model file (inside the installed package)."""
     package, filename = DEMO_MODEL_RESOURCE
     return str(resources.files(package) / filename)
 
@@ -262,7 +263,7 @@ def load_model(config: ReportConfig) -> LoadedModel:
     """Resolve config.model (None = demo, a path, or an application name) into a LoadedModel."""
     weights = config.weights
     if config.model is None:
-        path = _demo_model_path()
+        path = demo_model_path()
         model, source, name, label = _load_model_file(path), "demo", "cnnviz demo CNN", "bundled"
         app_preprocess = None
     elif is_model_file_argument(config.model):

@@ -181,14 +181,19 @@ def _kernel_cell_factor(kh: int, kw: int) -> int:
     return max(1, KERNEL_CELL // max(kh, kw))
 
 
-def filter_grid(kernel: np.ndarray, max_filters: int = 64, max_channels: int = 32) -> FilterGrid:
+def filter_grid(kernel: np.ndarray, max_filters: int = 64, max_channels: int = 32,
+                scale_with: np.ndarray | None = None) -> FilterGrid:
     """Seed 000/001's picture: a row per filter, a column per input channel, grey, [0, 1] per layer.
 
-    The normalisation uses the whole layer's kernel, so tiles compare across the grid. With a
-    single input channel (depthwise kernels) the filters wrap into rows of 16 instead.
+    The normalisation uses the whole layer's kernel, so tiles compare across the grid; with
+    ``scale_with`` (another checkpoint's kernel) both share one scale, so two grids compare too.
+    With a single input channel (depthwise kernels) the filters wrap into rows of 16 instead.
     """
     kh, kw, channels, filters = kernel.shape
-    unit, _ = unit_range(kernel)
+    if scale_with is None:
+        unit, _ = unit_range(kernel)
+    else:
+        unit = unit_range(np.concatenate([kernel, scale_with], axis=-1))[0][..., :filters]
     nonfinite = not np.isfinite(kernel).all()
     shown_filters, shown_channels = min(filters, max_filters), min(channels, max_channels)
     factor = _kernel_cell_factor(kh, kw)

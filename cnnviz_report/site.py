@@ -248,6 +248,7 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
         "summary_page": paths.SUMMARY_FILE,
         "csp": CONTENT_SECURITY_POLICY,
         "built": build_date(),
+        "health_page": paths.HEALTH_FILE,
     }
     result = [(
         paths.INDEX_PAGE,
@@ -311,3 +312,77 @@ def write_site(report, root: str) -> list[str]:
             shutil.copyfile(source, os.path.join(static_target, source.name))
     Path(root, ".nojekyll").write_text("", encoding="utf-8")
     return written
+
+
+# --------------------------------------------------------------------------- checkpoint diff
+
+
+def _side(prefix: str, asset) -> dict | None:
+    """An asset of the A or B sub-site, as seen from the diff site's root."""
+    view = _asset(asset)
+    if view is not None:
+        view = dict(view, path=f"{prefix}/{view['path']}")
+    return view
+
+
+def write_diff_site(diffs, report_a, report_b, config_a, config_b, root: str) -> None:
+    """index.html and one page per conv layer comparing A (``a/``) and B (``b/``)."""
+    env = make_environment()
+    reports_b = {r.info.qualified_name: r for r in report_b.layers}
+    names = {"a": config_a.model or "demo model", "b": config_b.weights or config_b.model or "demo model"}
+    common = {"report_title": f"Diff: {os.path.basename(names['a'])} → {os.path.basename(names['b'])}",
+              "version": report_a.version, "index_page": paths.INDEX_PAGE, "stylesheet": paths.STYLESHEET,
+              "script": paths.SCRIPT, "summary_page": paths.SUMMARY_FILE, "csp": CONTENT_SECURITY_POLICY,
+              "built": build_date(), "health_page": None, "names": names}
+    rows = []
+    for diff in diffs:
+        rows.append({"name": diff.info.qualified_name, "type": diff.info.type_name, "page": paths.layer_page(diff.slug),
+                     "mean_change": f"{diff.mean_change:.3g}", "filters": len(diff.changes),
+                     "top": [{"number": c.number, "change": f"{c.relative_l2:.2g}",
+                              "anchor": paths.filter_anchor(c.number)} for c in diff.changed[:5]],
+                     "became_dead": diff.became_dead, "came_alive": diff.came_alive})
+    pages = [(paths.INDEX_PAGE, "diff_index.html", dict(common, layers=rows,
+                                                        sites={"a": "a/index.html", "b": "b/index.html"}))]
+    for position, (diff, report_a_layer) in enumerate(zip(diffs, report_a.layers)):
+        report_b_layer = reports_b[diff.info.qualified_name]
+        features_b = {f.image_index: f for f in report_b_layer.features}
+        per_image = []
+        for feature, (image_name, difference) in zip(report_a_layer.features, diff.difference_maps):
+            per_image.append({"name": image_name, "a": _side("a", feature.grid),
+                              "b": _side("b", features_b[feature.image_index].grid), "difference": _asset(difference)})
+        changes = [{"number": c.number, "anchor": paths.filter_anchor(c.number), "change": f"{c.relative_l2:.3g}",
+                    "cosine": f"{c.cosine:.3f}",
+                    "a_card": f"a/{paths.layer_page(diff.slug)}#{paths.filter_anchor(c.number)}",
+                    "b_card": f"b/{paths.layer_page(diff.slug)}#{paths.filter_anchor(c.number)}",
+                    "dead": "became dead" if c.number in diff.became_dead else
+                            "came alive" if c.number in diff.came_alive else ""}
+                   for c in diff.changes]
+        neighbours = {"previous": diffs[position - 1] if position > 0 else None,
+                      "next": diffs[position + 1] if position + 1 < len(diffs) else None}
+        pages.append((paths.layer_page(diff.slug), "diff_layer.html", dict(
+            common, row=rows[position], top=changes[:len(diff.changed)][:16],
+            changes=sorted(changes, key=lambda c: c["number"]),
+            filters={"a": _asset(diff.filter_grids[0]), "b": _asset(diff.filter_grids[1])},
+            mosaics={"a": _side("a", report_a_layer.mosaic), "b": _side("b", report_b_layer.mosaic)},
+            per_image=per_image,
+            previous={"name": neighbours["previous"].info.name, "page": paths.layer_page(neighbours["previous"].slug)}
+            if neighbours["previous"] else None,
+            next={"name": neighbours["next"].info.name, "page": paths.layer_page(neighbours["next"].slug)}
+            if neighbours["next"] else None,
+            position=position + 1, count=len(diffs))))
+    for site_path, template_name, context in pages:
+
+        def url(target: str, _from: str = site_path) -> str:
+            return paths.relative_url(_from, target)
+
+        html = env.get_template(template_name).render(context, url=url, page_path=site_path)
+        target = os.path.join(root, *site_path.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w", encoding="utf-8") as handle:
+            handle.write(html)
+    static_target = os.path.join(root, "static")
+    os.makedirs(static_target, exist_ok=True)
+    for source in sorted((templates_dir() / "static").iterdir()):
+        if source.is_file():
+            shutil.copyfile(source, os.path.join(static_target, source.name))
+    Path(root, ".nojekyll").write_text("", encoding="utf-8")
