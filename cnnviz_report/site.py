@@ -290,11 +290,12 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
     return result
 
 
-def write_site(report, root: str) -> list[str]:
-    """Render every page into ``root``; returns the site paths written."""
+def _write_pages(pages: list[tuple[str, str, dict]], root: str) -> list[str]:
+    """Render (site path, template, context) pages into ``root``, with the static files and
+    ``.nojekyll``; each page's ``url()`` makes links relative to that page."""
     env = make_environment()
     written = []
-    for site_path, template_name, context in build_pages(report):
+    for site_path, template_name, context in pages:
 
         def url(target: str, _from: str = site_path) -> str:
             return paths.relative_url(_from, target)
@@ -314,6 +315,11 @@ def write_site(report, root: str) -> list[str]:
     return written
 
 
+def write_site(report, root: str) -> list[str]:
+    """Render every page into ``root``; returns the site paths written."""
+    return _write_pages(build_pages(report), root)
+
+
 # --------------------------------------------------------------------------- checkpoint diff
 
 
@@ -327,7 +333,6 @@ def _side(prefix: str, asset) -> dict | None:
 
 def write_diff_site(diffs, report_a, report_b, config_a, config_b, root: str) -> None:
     """index.html and one page per conv layer comparing A (``a/``) and B (``b/``)."""
-    env = make_environment()
     reports_b = {r.info.qualified_name: r for r in report_b.layers}
     names = {"a": config_a.model or "demo model", "b": config_b.weights or config_b.model or "demo model"}
     common = {"report_title": f"Diff: {os.path.basename(names['a'])} → {os.path.basename(names['b'])}",
@@ -370,19 +375,4 @@ def write_diff_site(diffs, report_a, report_b, config_a, config_b, root: str) ->
             next={"name": neighbours["next"].info.name, "page": paths.layer_page(neighbours["next"].slug)}
             if neighbours["next"] else None,
             position=position + 1, count=len(diffs))))
-    for site_path, template_name, context in pages:
-
-        def url(target: str, _from: str = site_path) -> str:
-            return paths.relative_url(_from, target)
-
-        html = env.get_template(template_name).render(context, url=url, page_path=site_path)
-        target = os.path.join(root, *site_path.split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "w", encoding="utf-8") as handle:
-            handle.write(html)
-    static_target = os.path.join(root, "static")
-    os.makedirs(static_target, exist_ok=True)
-    for source in sorted((templates_dir() / "static").iterdir()):
-        if source.is_file():
-            shutil.copyfile(source, os.path.join(static_target, source.name))
-    Path(root, ".nojekyll").write_text("", encoding="utf-8")
+    _write_pages(pages, root)
