@@ -114,7 +114,6 @@ class LayerReport:
     mosaic_dead: tuple[int, ...] = ()
     mosaic_indices: tuple[int, ...] = ()  # filter numbers in mosaic order
     mosaic_canvas: tuple[int, int] | None = None
-    mosaic_cached: bool = False
     features: list[FeatureAssets] = field(default_factory=list)
     thumbnail: ImageAsset | None = None
     cards: list[FilterCard] = field(default_factory=list)
@@ -454,7 +453,6 @@ def _draw_mosaic(loaded, model_info, report: LayerReport, config: ReportConfig, 
         "channels": loaded.channels, "channels_first": loaded.channels_first, "preprocess": loaded.preprocess_mode,
     })
     entry = cache.load(key)
-    report.mosaic_cached = entry is not None
     if entry is None:
         entry = _ascend(loaded, model_info, info, config, count)
         cache.store(key, entry)

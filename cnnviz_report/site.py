@@ -228,6 +228,13 @@ def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, sett
     }
 
 
+def _pager(links: list[dict], position: int) -> dict:
+    """The previous/next links of page ``position`` among ``links`` ({"name", "page"} each)."""
+    return {"previous": links[position - 1] if position > 0 else None,
+            "next": links[position + 1] if position + 1 < len(links) else None,
+            "position": position + 1, "count": len(links)}
+
+
 def build_pages(report) -> list[tuple[str, str, dict]]:
     """(site path, template, context) for every page of the site."""
     pages = {r.info.index: paths.layer_page(r.slug) for r in report.layers}
@@ -265,21 +272,9 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
             notes=Markup(report.notes.index_html),
         ),
     )]
+    pager_links = [{"name": view["row"]["name"], "page": view["page"]} for view in layer_views]
     for position, view in enumerate(layer_views):
-        previous = layer_views[position - 1] if position > 0 else None
-        following = layer_views[position + 1] if position + 1 < len(layer_views) else None
-        result.append((
-            view["page"],
-            "layer.html",
-            dict(
-                common,
-                layer=view,
-                previous={"name": previous["row"]["name"], "page": previous["page"]} if previous else None,
-                next={"name": following["row"]["name"], "page": following["page"]} if following else None,
-                position=position + 1,
-                count=len(layer_views),
-            ),
-        ))
+        result.append((view["page"], "layer.html", dict(common, layer=view, **_pager(pager_links, position))))
     for image_view in image_views:
         rows = []
         for view in layer_views:
@@ -348,6 +343,7 @@ def write_diff_site(diffs, report_a, report_b, config_a, config_b, root: str) ->
                      "became_dead": diff.became_dead, "came_alive": diff.came_alive})
     pages = [(paths.INDEX_PAGE, "diff_index.html", dict(common, layers=rows,
                                                         sites={"a": "a/index.html", "b": "b/index.html"}))]
+    pager_links = [{"name": diff.info.name, "page": paths.layer_page(diff.slug)} for diff in diffs]
     for position, (diff, report_a_layer) in enumerate(zip(diffs, report_a.layers)):
         report_b_layer = reports_b[diff.info.qualified_name]
         features_b = {f.image_index: f for f in report_b_layer.features}
@@ -362,17 +358,10 @@ def write_diff_site(diffs, report_a, report_b, config_a, config_b, root: str) ->
                     "dead": "became dead" if c.number in diff.became_dead else
                             "came alive" if c.number in diff.came_alive else ""}
                    for c in diff.changes]
-        neighbours = {"previous": diffs[position - 1] if position > 0 else None,
-                      "next": diffs[position + 1] if position + 1 < len(diffs) else None}
         pages.append((paths.layer_page(diff.slug), "diff_layer.html", dict(
             common, row=rows[position], top=changes[:len(diff.changed)][:16],
             changes=sorted(changes, key=lambda c: c["number"]),
             filters={"a": _asset(diff.filter_grids[0]), "b": _asset(diff.filter_grids[1])},
             mosaics={"a": _side("a", report_a_layer.mosaic), "b": _side("b", report_b_layer.mosaic)},
-            per_image=per_image,
-            previous={"name": neighbours["previous"].info.name, "page": paths.layer_page(neighbours["previous"].slug)}
-            if neighbours["previous"] else None,
-            next={"name": neighbours["next"].info.name, "page": paths.layer_page(neighbours["next"].slug)}
-            if neighbours["next"] else None,
-            position=position + 1, count=len(diffs))))
+            per_image=per_image, **_pager(pager_links, position))))
     _write_pages(pages, root)
