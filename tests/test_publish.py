@@ -157,3 +157,14 @@ def test_the_pages_workflow_uses_the_official_actions_and_real_options():
     build_help = _parser()._subparsers._group_actions[0].choices["build"].format_help()
     for option in set(re.findall(r"\s(--[a-z-]+)", workflow.split("python -m cnnviz_report build", 1)[1])):
         assert option in build_help, option
+
+
+def test_bad_notes_fail_in_one_line_and_leave_nothing(tiny_model_file, tmp_path, capsys):
+    (tmp_path / "latin1.md").write_bytes("caf\xe9 notes".encode("latin-1"))
+    cases = {str(tmp_path / "missing.md"): "--notes " + str(tmp_path / "missing.md") + ": no such file",
+             str(tmp_path / "latin1.md"): str(tmp_path / "latin1.md") + ": notes are not UTF-8 text (byte 3)"}
+    for notes, message in cases.items():
+        assert _build(tiny_model_file, tmp_path / "site", "--notes", notes) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert not (tmp_path / "site").exists() and not any(".cnnviz-" in p.name for p in tmp_path.iterdir())
