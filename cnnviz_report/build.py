@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,14 +19,15 @@ import numpy as np
 
 from . import __version__, paths, render
 from .config import ReportConfig
-from .errors import OutputDirError, SiteWriteError, UsageError
-from .health import KernelFindings, LayerHealth, activation_findings, kernel_findings
+from .errors import CnnvizError, LayerError, OutputDirError, SiteWriteError, UsageError
+from .health import KernelFindings, LayerHealth, activation_findings, at_floor, floor_rule, kernel_findings
 from .inspection import LayerInfo, ModelInfo, inspect_model
 from .loading import InputImage, LoadedModel, demo_image_path, file_sha256, load_images, load_model
 from .notes import Notes, read_notes
 from .render import ImageAsset
 
 MOSAIC_FILTERS = 64
+ASCENT_JUDGE_STEPS = 10  # fewer steps than this cannot tell a dead filter from a slow one
 FEATURE_GRID_CHANNELS = 64
 CARD_TOP_IMAGES = 8  # a filter card shows the images that excite the filter most, at most this many
 CARD_MAP_SIDE = 48  # their maps are kept (and drawn) at most this many pixels a side
@@ -104,6 +105,7 @@ class LayerReport:
     slug: str
     filters: ImageAsset | None = None
     filters_rgb: ImageAsset | None = None
+    filters_depthwise: ImageAsset | None = None  # separable convs: the depthwise kernels the filters share
     filter_note: str = ""
     filters_shown: int = 0
     channels_shown: int = 0
@@ -112,6 +114,7 @@ class LayerReport:
     mosaic: ImageAsset | None = None
     mosaic_filters: int = 0
     mosaic_dead: tuple[int, ...] = ()
+    ascent_judged: bool = True  # False: too few ascent steps to call a filter ascent-dead
     mosaic_indices: tuple[int, ...] = ()  # filter numbers in mosaic order
     mosaic_canvas: tuple[int, int] | None = None
     features: list[FeatureAssets] = field(default_factory=list)
@@ -123,7 +126,9 @@ class LayerReport:
     channel_max: np.ndarray | None = None
     channel_active: np.ndarray | None = None
     kernel_findings: KernelFindings | None = None
+    floor: np.ndarray | None = None  # per filter, the unit's floor (None: the response has none)
     health: LayerHealth | None = None
+    failure: str | None = None  # with --keep-going: the phase and reason this layer could not be drawn
     _candidates: dict = field(default_factory=dict, repr=False)  # card filter -> [(mean, image, small map)]
 
 
@@ -144,8 +149,14 @@ class Report:
     not_drawn: tuple[LayerInfo, ...]
     settings: dict
     skipped_images: tuple[tuple[str, str], ...] = ()  # (file, reason) with --keep-going
+    free_size: bool = False  # the model takes any height and width; input_hw is the size used
     notes: Notes = Notes()
     version: str = __version__
+
+    @property
+    def failed_layers(self) -> tuple[LayerReport, ...]:
+        """Layers that could not be drawn (only with --keep-going; otherwise the build stops)."""
+        return tuple(layer for layer in self.layers if layer.failure is not None)
 
 
 @dataclass(frozen=True)
@@ -321,6 +332,11 @@ def _draw_filters(model, report: LayerReport, max_filters: int, root: str) -> No
         report.filters_rgb = render.save_png(
             rgb, root, paths.layer_asset(report.slug, "filters-rgb"), f"kernels of {name} as colour tiles"
         )
+    if view.depthwise is not None:
+        depthwise = render.filter_grid(view.depthwise, max_filters=max_filters)
+        report.filters_depthwise = render.save_png(
+            depthwise.image, root, paths.layer_asset(report.slug, "filters-depthwise"),
+            f"depthwise kernels of {name}: one row per input channel (times the depth multiplier)")
     report.kernel_findings = kernel_findings(view.kernel)
     unit, _ = render.unit_range(view.kernel)
     first_kernels = []
@@ -410,6 +426,14 @@ def _mosaic_count(config: ReportConfig, info: LayerInfo) -> int:
     return min(MOSAIC_FILTERS, config.max_filters, info.filters or 0)
 
 
+def _unit_end(model_info: ModelInfo, info: LayerInfo) -> LayerInfo:
+    """The last layer of ``info``'s unit (the conv itself when the unit is its raw output)."""
+    if not info.unit_layers:
+        return info
+    return next(layer for layer in model_info.layers
+                if layer.path == info.path and layer.name == info.unit_layers[-1] and layer.index > info.index)
+
+
 def _upstream(model_info: ModelInfo, info: LayerInfo) -> list[LayerInfo]:
     """The conv layers up to and including ``info`` in walk order (what its ascent pays for)."""
     return [layer for layer in model_info.conv_layers if layer.index <= info.index]
@@ -421,7 +445,7 @@ def _ascend(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, config:
 
     settings = _ascent_settings(config)
     engine = LayerAscent(loaded.model, info, _upstream(model_info, info), loaded.input_hw, loaded.channels, loaded.preprocess,
-                         settings, loaded.channels_first)
+                         settings, loaded.channels_first, info.unit_layers)
     chosen = list(range(count))
     if config.select == "top" and (info.filters or 0) > count:
         scan = engine.run(list(range(info.filters)), steps=max(1, settings.step_count // 4))
@@ -435,6 +459,7 @@ def _ascend(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, config:
         "images": result.images[order],
         "activations": result.activations[order],
         "canvas": np.asarray(result.canvas_hw, np.int64),
+        "floor": np.asarray([] if engine.floor is None else engine.floor, np.float64),
     }
 
 
@@ -446,11 +471,12 @@ def _draw_mosaic(loaded, model_info, report: LayerReport, config: ReportConfig, 
     if count == 0:
         return
     settings = _ascent_settings(config)
-    key = ascent_key(digests[info.index], info, {
+    key = ascent_key(digests[_unit_end(model_info, info).index], info, {
         "mode": settings.mode, "steps": settings.step_count, "rate": settings.rate, "seed": settings.seed,
         "rescue_stuck": settings.rescue_stuck, "canvas": (settings.min_canvas, settings.max_canvas),
         "select": config.select, "count": count, "input_hw": loaded.input_hw,
         "channels": loaded.channels, "channels_first": loaded.channels_first, "preprocess": loaded.preprocess_mode,
+        "unit": info.unit_layers, "noise": settings.noise_amplitude,
     })
     entry = cache.load(key)
     if entry is None:
@@ -458,7 +484,10 @@ def _draw_mosaic(loaded, model_info, report: LayerReport, config: ReportConfig, 
         cache.store(key, entry)
     filters = [int(f) for f in entry["filter_indices"]]
     activations = [float(a) for a in entry["activations"]]
-    dead = tuple(f for f, a in zip(filters, activations) if np.isfinite(a) and not a > 0)
+    floor = entry["floor"] if len(entry["floor"]) else None
+    judged = settings.step_count >= ASCENT_JUDGE_STEPS
+    dead = tuple(f for f, a in zip(filters, activations)
+                 if judged and floor is not None and np.isfinite(a) and at_floor(a, floor[f]))
     broken = {f for f, a in zip(filters, activations) if not np.isfinite(a)}  # NaN/Inf upstream
     labels = [f"{f} nan" if f in broken else f"{f} dead" if f in dead else f"{f}  {a:.3g}"
               for f, a in zip(filters, activations)]
@@ -469,6 +498,7 @@ def _draw_mosaic(loaded, model_info, report: LayerReport, config: ReportConfig, 
         f"gradient-ascent images of the {which} {count} filters of {info.name}",
     )
     report.mosaic_filters, report.mosaic_dead, report.mosaic_indices = count, dead, tuple(filters)
+    report.ascent_judged = judged
     report.mosaic_canvas = tuple(int(v) for v in entry["canvas"])
     cards = {card.number: card for card in report.cards}
     for position, (number, activation) in enumerate(zip(filters, activations)):
@@ -498,6 +528,24 @@ class _Clock:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + time.monotonic() - started
 
 
+def _guarded(report: LayerReport, phase: str, keep_going: bool, work: Callable[[], None]) -> None:
+    """Run one layer's ``work``; an unexpected error names the layer (or, with --keep-going, is kept
+    on the layer's page and the layer's later phases are skipped)."""
+    if report.failure is not None:
+        return
+    try:
+        work()
+    except (CnnvizError, OSError):  # already one line (or a write failure, reported for the whole site)
+        raise
+    except Exception as error:
+        reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        if not keep_going:
+            raise LayerError(report.info.qualified_name,
+                             f"{report.info.type_name} layer failed while drawing its {phase}: {reason} "
+                             "(--debug shows the traceback; --keep-going builds the other layers)") from error
+        report.failure = f"{phase}: {reason}"
+
+
 def _gather(loaded, model_info, selected, images, image_reports, config, root, notify, clock, cache) -> list[LayerReport]:
     from .analysis.activations import FeatureProbe
     from .cache import weights_digests
@@ -507,7 +555,11 @@ def _gather(loaded, model_info, selected, images, image_reports, config, root, n
     started = time.monotonic()
     for report in reports:
         notify(report.info.qualified_name, "filters")
-        _draw_filters(loaded.model, report, config.max_filters, root)
+        _guarded(report, "filters", config.keep_going,
+                 lambda report=report: _draw_filters(loaded.model, report, config.max_filters, root))
+        if report.info.takes_images:
+            _guarded(report, "unit floor", config.keep_going,
+                     lambda report=report: setattr(report, "floor", unit_floor(loaded.model, report.info)))
     clock.add("filters", started)
     started = time.monotonic()
     if images and image_layers:
@@ -521,7 +573,9 @@ def _gather(loaded, model_info, selected, images, image_reports, config, root, n
             for report in image_layers:
                 notify(report.info.qualified_name, f"feature maps, images {batch[0].index + 1}-{batch[-1].index + 1}")
                 for position, image in enumerate(batch):
-                    _draw_features(report, image_reports[image.index], maps[report.info.index][position], root)
+                    _guarded(report, "feature maps", config.keep_going,
+                             lambda report=report, image=image, position=position: _draw_features(
+                                 report, image_reports[image.index], maps[report.info.index][position], root))
             del maps
     clock.add("feature maps", started)
     started = time.monotonic()
@@ -529,18 +583,39 @@ def _gather(loaded, model_info, selected, images, image_reports, config, root, n
         digests = weights_digests(loaded.model, model_info.layers)
         for report in image_layers:
             notify(report.info.qualified_name, "gradient ascent")
-            _draw_mosaic(loaded, model_info, report, config, root, cache, digests)
+            _guarded(report, "gradient ascent", config.keep_going,
+                     lambda report=report: _draw_mosaic(loaded, model_info, report, config, root, cache, digests))
     clock.add("gradient ascent", started)
     started = time.monotonic()
     by_index = {image.index: image for image in image_reports}
     for report in reports:
-        _draw_card_maps(report, by_index, root)
-        dead, constant = activation_findings(report.channel_min, report.channel_max)
-        report.health = LayerHealth(report.info.filters or 0, report.kernel_findings,
-                                    0 if report.channel_max is None else len(report.channel_max),
-                                    dead, constant, tuple(sorted(report.mosaic_dead)))
+        _guarded(report, "filter cards", config.keep_going, lambda report=report: _finish_layer(report, by_index, root))
     clock.add("filter cards", started)
     return reports
+
+
+def _finish_layer(report: LayerReport, images: dict[int, ImageReport], root: str) -> None:
+    """The cards' image strips and the layer's health verdicts, from what the phases recorded."""
+    _draw_card_maps(report, images, root)
+    dead, constant = activation_findings(report.channel_min, report.channel_max, report.floor)
+    report.health = LayerHealth(report.info.filters or 0, report.kernel_findings,
+                                0 if report.channel_max is None else len(report.channel_max),
+                                dead, constant, tuple(sorted(report.mosaic_dead)), floor_rule(report.floor),
+                                report.ascent_judged)
+
+
+def unit_floor(model, info: LayerInfo) -> np.ndarray | None:
+    """Per filter, the floor of the layer's unit response (None when it has none)."""
+    from .inspection import resolve_layer
+    from .units import UnitChain, response_floor, unit_functions
+
+    holder = model
+    for name in info.path:
+        holder = holder.get_layer(name)
+    functions = unit_functions(holder, UnitChain(resolve_layer(model, info).name, info.unit_layers))
+    if not functions or not info.filters:
+        return None
+    return response_floor(functions, info.filters, info.data_format == "channels_first")
 
 
 def _settings(config: ReportConfig) -> dict:
@@ -572,10 +647,12 @@ def _write_manifest(report: Report, loaded: LoadedModel, root: str, phase_second
                   "file_sha256": loaded.file_sha256},
         "images": [{"name": i.name, "sha256": i.sha256, "page": paths.image_page(i.slug)} for i in report.images],
         "layers": [{"name": r.info.qualified_name, "page": paths.layer_page(r.slug),
-                    "health": r.health.counts if r.health else {}} for r in report.layers],
+                    "health": r.health.counts if r.health else {}, "failure": r.failure} for r in report.layers],
         "settings": report.settings,
         "seconds_per_phase": {phase: round(seconds, 3) for phase, seconds in phase_seconds.items()},
         "skipped_images": [{"file": name, "reason": reason} for name, reason in report.skipped_images],
+        "failed_layers": [{"name": r.info.qualified_name, "type": r.info.type_name, "reason": r.failure}
+                          for r in report.failed_layers],
     }
     with open(os.path.join(root, paths.MARKER_FILE), "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=2, sort_keys=True)
@@ -647,6 +724,8 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     clock.add("load", started)
     started = time.monotonic()
     model_info = inspect_model(loaded.model)
+    if config.unit == "raw":  # every picture and verdict from the conv layer's own output
+        model_info = replace(model_info, layers=tuple(replace(layer, unit_layers=()) for layer in model_info.layers))
     selected = select_layers(model_info, config.layers)
     notes = read_notes(config.notes, {name for layer in selected for name in (layer.name, layer.qualified_name)})
     clock.add("inspect", started)
@@ -677,6 +756,7 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
             preprocess=loaded.preprocess_mode,
             input_hw=loaded.input_hw,
             input_channels=loaded.channels,
+            free_size=loaded.free_size,
             layers=tuple(layers),
             images=tuple(image_reports),
             not_drawn=tuple(layer for layer in selected if not layer.takes_images),

@@ -13,7 +13,7 @@ import time
 import warnings
 
 from . import __version__
-from .config import ASCENT_MODES, PREPROCESS_MODES, SELECT_MODES, ReportConfig
+from .config import ASCENT_MODES, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES, ReportConfig
 from .errors import CnnvizError
 
 PROG = "cnnviz_report"
@@ -84,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--select", choices=SELECT_MODES, default="first",
                        help="which 64 filters get a picture: first (default) or top (scan every filter "
                        "briefly, keep the 64 most activated)")
+    build.add_argument("--input-size", type=_input_size, metavar="N|HxW",
+                       help="the input size for models that accept any size (default 224); a model with a "
+                       "fixed size is built at its own")
+    build.add_argument("--unit", choices=UNIT_MODES, default="response",
+                       help="what a filter's pictures and verdicts are taken from: response (default: the conv's "
+                       "output after the BatchNormalization/activation layers that follow it alone, i.e. what "
+                       "the next layer sees) or raw (the conv layer's own output)")
     build.add_argument("--ascent-steps", type=int, metavar="N",
                        help="gradient-ascent steps per filter (default: 30 fast, 128 robust); 0 skips the mosaics")
     build.add_argument("--ascent-lr", type=float, metavar="LR",
@@ -92,8 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="where finished mosaics are kept between builds (default: ~/.cache/cnnviz_report)")
     build.add_argument("--no-cache", action="store_true", help="neither read nor write the mosaic cache")
     build.add_argument("--keep-going", action="store_true",
-                       help="skip images that cannot be read instead of stopping; they are listed in "
-                       "the report and on the console, and the exit code is 2")
+                       help="skip images that cannot be read, and layers that fail to draw, instead of "
+                       "stopping; they are listed in the report and on the console, and the exit code is 2")
     build.add_argument("--notes", metavar="FILE.md",
                        help="a reviewer's Markdown notes: shown on the index; a '## <layer name>' section "
                        "goes on that layer's page (raw HTML in them is shown as text)")
@@ -133,6 +140,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _input_size(text: str) -> tuple[int, int]:
+    """``224`` or ``240x320`` (height x width)."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected N or HxW in pixels, got {text!r}")
+    sides = [int(p) for p in parts]
+    return (sides[0], sides[-1])
+
+
 def _diff_configs(args: argparse.Namespace) -> tuple[ReportConfig, ReportConfig]:
     common = dict(images=tuple(args.images), layers=tuple(args.layers), max_filters=args.max_filters, seed=args.seed,
                   preprocess=args.preprocess, ascent_steps=args.ascent_steps, cache_dir=args.cache_dir,
@@ -158,6 +174,8 @@ def _config(args: argparse.Namespace) -> ReportConfig:
         preprocess=args.preprocess,
         ascent_mode=args.ascent,
         select=args.select,
+        unit=args.unit,
+        input_size=args.input_size,
         ascent_steps=args.ascent_steps,
         ascent_learning_rate=args.ascent_lr,
         cache_dir=args.cache_dir,
@@ -219,12 +237,12 @@ def _exit_on_sigterm(signum, frame):
 
 
 def _run_diff(args: argparse.Namespace) -> int:
-    from .diff import diff_models
+    from .diff import diff_models, ranked_layers
 
     config_a, config_b = _diff_configs(args)
     found = diff_models(config_a, config_b, args.out, progress=None if args.quiet else ConsoleProgress())
     if not args.quiet:
-        ranked = sorted(found["layers"], key=lambda d: -d.mean_change)
+        ranked = ranked_layers(found["layers"])
         for diff in ranked[:5]:
             top = ", ".join(f"{c.number} ({c.relative_l2:.2g})" for c in diff.changed[:3]) or "none"
             print(f"  {diff.info.qualified_name}: mean change {diff.mean_change:.3g}; most changed filters {top}")
@@ -268,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for name, reason in result.report.skipped_images:
         print(f"{PROG}: skipped: {name}: {reason}", file=sys.stderr)
+    for layer in result.report.failed_layers:
+        print(f"{PROG}: layer not drawn: {layer.info.qualified_name} ({layer.info.type_name}): {layer.failure}",
+              file=sys.stderr)
     if not args.quiet:
         index = os.path.join(result.out_dir, "index.html")
         phases = ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in result.phase_seconds.items())
@@ -279,4 +300,4 @@ def main(argv: list[str] | None = None) -> int:
     if result.site_bytes > PAGES_WARN_BYTES:
         print(f"{PROG}: warning: the site is {_size(result.site_bytes)}; GitHub Pages publishes at most 1 GB. "
               "Use --layers, --max-filters or fewer images.", file=sys.stderr)
-    return 2 if result.report.skipped_images else 0  # built, but not from every input
+    return 2 if result.report.skipped_images or result.report.failed_layers else 0  # built, but not whole

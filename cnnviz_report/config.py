@@ -11,6 +11,7 @@ PREPROCESS_MODES = ("auto", "raw", "unit", "tf", "caffe", "torch")
 WEIGHT_KEYWORDS = ("imagenet", "none")
 ASCENT_MODES = ("fast", "robust")
 SELECT_MODES = ("first", "top")
+UNIT_MODES = ("response", "raw")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class ReportConfig:
     preprocess: str = "auto"
     ascent_mode: str = "fast"
     select: str = "first"  # "first": filters 0-63; "top": scan them all, keep the 64 most activated
+    input_size: tuple[int, int] | None = None  # (height, width) for models that take any size; None: 224
+    unit: str = "response"  # "response": after the conv's BN/activation chain; "raw": the conv's own output
     ascent_steps: int | None = None  # None: the mode's own (fast 30, robust 128)
     ascent_learning_rate: float | None = None  # None: the mode's own
     cache_dir: str | None = None  # None: ~/.cache/cnnviz_report (XDG_CACHE_HOME honoured)
@@ -51,6 +54,10 @@ class ReportConfig:
             problems.append(f"--ascent must be one of {', '.join(ASCENT_MODES)}, got {self.ascent_mode!r}")
         if self.select not in SELECT_MODES:
             problems.append(f"--select must be one of {', '.join(SELECT_MODES)}, got {self.select!r}")
+        if self.input_size is not None and not all(8 <= side <= 4096 for side in self.input_size):
+            problems.append(f"--input-size sides must be 8 to 4096 pixels, got {self.input_size}")
+        if self.unit not in UNIT_MODES:
+            problems.append(f"--unit must be one of {', '.join(UNIT_MODES)}, got {self.unit!r}")
         if self.image_batch_size < 1:
             problems.append(f"image batch size must be at least 1, got {self.image_batch_size}")
         if self.preprocess not in PREPROCESS_MODES:

@@ -176,13 +176,18 @@ def _compare(result_a: BuildResult, result_b: BuildResult, loaded_a, loaded_b, c
     return diffs
 
 
+def ranked_layers(diffs: list[LayerDiff]) -> list[LayerDiff]:
+    """Most changed first; NaN (a NaN weight) ranks first; equal changes keep model order."""
+    return sorted(diffs, key=lambda d: (-np.nan_to_num(d.mean_change, nan=np.inf), d.info.index))
+
+
 def diff_summary(diffs: list[LayerDiff], config_a: ReportConfig, config_b: ReportConfig) -> str:
     """Markdown for the review thread: the most changed layers and filters, with links."""
     a_name, b_name = config_a.model or "demo", config_b.weights or config_b.model or "demo"
     lines = [f"# Checkpoint diff: {md_text(os.path.basename(a_name))} → {md_text(os.path.basename(b_name))}", "",
              f"Open the comparison: {md_link('index.html', paths.INDEX_PAGE)}.", "",
              "| Layer | Mean change | Most changed filters | Became dead | Came alive |", "|---|--:|---|---|---|"]
-    for diff in sorted(diffs, key=lambda d: -d.mean_change):
+    for diff in ranked_layers(diffs):
         top = ", ".join(md_link(f"{c.number} ({c.relative_l2:.2g})", f"{paths.layer_page(diff.slug)}#"
                                 f"{paths.filter_anchor(c.number)}") for c in diff.changed[:5]) or "unchanged"
         lines.append(f"| {md_link(diff.info.qualified_name, paths.layer_page(diff.slug))} | {diff.mean_change:.3g} | "

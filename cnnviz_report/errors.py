@@ -38,3 +38,7 @@ class OutputDirError(UsageError):
 
 class SiteWriteError(CnnvizError):
     """The site could not be written (disk full, permission denied): exit 1, old site intact."""
+
+
+class LayerError(CnnvizError):
+    """Drawing one layer failed unexpectedly: the message names the layer, its type and the reason."""

@@ -32,9 +32,11 @@ class LayerHealth:
     filters: int
     kernel: KernelFindings
     images: int  # how many images the activation findings rest on (0: none given)
-    dead: tuple[int, ...] = ()  # output <= 0 everywhere on every image
+    dead: tuple[int, ...] = ()  # response at its floor everywhere on every image
     constant: tuple[int, ...] = ()  # one value everywhere on every image, not dead
     ascent_dead: tuple[int, ...] = ()  # gradient ascent could not make it fire (of the filters tried)
+    rule: str = ""  # which rule decided "dead", in words, for the page
+    ascent_judged: bool = True  # False: too few ascent steps ran to call a filter ascent-dead
 
     @property
     def counts(self) -> dict[str, int]:
@@ -46,12 +48,12 @@ class LayerHealth:
     def badges(self) -> list[tuple[str, int, str]]:
         """(label, count, explanation) of every finding present, for the pages."""
         meaning = {
-            "dead": f"output zero or below on all {self.images} image(s)",
+            "dead": f"response at its floor everywhere on all {self.images} image(s)",
             "constant": f"the same value everywhere on all {self.images} image(s)",
             "nonfinite": "NaN or Inf in the kernel",
             "duplicates": f"kernel within cosine {DUPLICATE_COSINE} of an earlier filter's",
             "norm_outliers": f"kernel norm more than {OUTLIER_Z} robust deviations from the layer's median",
-            "ascent_dead": "gradient ascent could not make it fire",
+            "ascent_dead": "gradient ascent could not move its response off its floor",
         }
         return [(BADGE_LABELS[name], count, meaning[name]) for name, count in self.counts.items() if count]
 
@@ -83,12 +85,34 @@ def kernel_findings(kernel: np.ndarray) -> KernelFindings:
                           tuple(duplicates), outliers)
 
 
-def activation_findings(channel_min: np.ndarray | None, channel_max: np.ndarray | None
-                        ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(dead, constant) filters from per-image (rows) per-channel min and max of the maps."""
+def at_floor(values: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """True where ``values`` equal the unit's floor (to float32 rounding)."""
+    return np.abs(np.asarray(values, np.float64) - floor) <= 1e-6 * (1.0 + np.abs(floor))
+
+
+def floor_rule(floor: np.ndarray | None) -> str:
+    """The rule that decides "dead" for a unit with this floor, in words."""
+    if floor is None:
+        return ("the response has no floor (linear, or an activation with a negative slope such as PReLU or "
+                "LeakyReLU), so no filter is called dead; a filter that never changes is called constant")
+    if np.all(floor == 0):
+        return "dead: the response sits at 0, its activation's floor, everywhere on every image"
+    return ("dead: the response sits at its floor everywhere on every image (per filter, the value it takes when "
+            "its input is very negative, e.g. a BatchNormalization's shift after a ReLU)")
+
+
+def activation_findings(channel_min: np.ndarray | None, channel_max: np.ndarray | None,
+                        floor: np.ndarray | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(dead, constant) filters from per-image (rows) per-channel min and max of the responses.
+
+    Dead: at the unit's ``floor`` everywhere (never, when the unit has no floor); constant: one
+    value everywhere on each image, and not dead."""
     if channel_max is None or channel_min is None or not len(channel_max):
         return (), ()
     finite = np.isfinite(channel_max).all(axis=0) & np.isfinite(channel_min).all(axis=0)
-    dead = finite & (channel_max <= 0).all(axis=0)
+    if floor is None:
+        dead = np.zeros(channel_max.shape[1], bool)
+    else:
+        dead = finite & (at_floor(channel_max, floor) & at_floor(channel_min, floor)).all(axis=0)
     constant = finite & ~dead & (channel_max == channel_min).all(axis=0)
     return tuple(int(f) for f in np.flatnonzero(dead)), tuple(int(f) for f in np.flatnonzero(constant))

@@ -46,10 +46,17 @@ class LayerInfo:
     effective_stride: tuple | None = None  # per spatial axis, input pixels per output step
     is_submodel: bool = False
     not_drawn_reason: str | None = None  # conv layers whose images cannot be drawn
+    # conv layers: the pointwise layers after it (same sub-model) that make its unit's response
+    unit_layers: tuple[str, ...] = ()
 
     @property
     def is_conv(self) -> bool:
         return self.conv_kind is not None
+
+    @property
+    def unit_description(self) -> str:
+        """``conv2d_93 → batch_normalization_93 → activation_93``: what the next layer sees."""
+        return " → ".join((self.name,) + self.unit_layers)
 
     @property
     def qualified_name(self) -> str:
@@ -133,10 +140,22 @@ def _out_channels(layer, output_shape) -> int | None:
     return output_shape[1] if fmt == "channels_first" else output_shape[-1]
 
 
-def _first_node(layer, known: dict):
-    """The first call of ``layer`` whose inputs are all known tensors of the graph being walked."""
+def _graph(model):
+    """The Functional graph behind a Functional or a Sequential model."""
+    return getattr(model, "_functional", None) or model
+
+
+def _graph_nodes(model) -> list:
+    """Every call node of ``model``'s graph in topological order, keras.ops calls included
+    (``x + y`` in a functional model is a node whose operation is not in ``model.layers``)."""
+    by_depth = getattr(_graph(model), "_nodes_by_depth", None) or {}
+    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth] if not node.is_input]
+
+
+def _first_node(layer, graph_node_ids: set):
+    """The first call of ``layer`` that belongs to the graph being walked."""
     for node in layer._inbound_nodes:
-        if all(id(t) in known for t in node.input_tensors):
+        if id(node) in graph_node_ids:
             return node
     return None
 
@@ -150,7 +169,10 @@ def _spatial(shape: tuple) -> tuple:
 
 def _rf_step(layer, states: list, node) -> tuple | None:
     """(receptive field, jump) after ``layer`` from its inputs' states; None when not spatial."""
-    if not states or any(s is None for s in states):
+    # An elementwise op that mixes in a global value (a squeeze-excite scale, a broadcast
+    # constant) keeps the field of its spatial inputs.
+    states = [s for s in states if s is not None]
+    if not states:
         return None
     rank = len(states[0][0])
     if any(len(s[0]) != rank for s in states):
@@ -181,27 +203,23 @@ def _rf_step(layer, states: list, node) -> tuple | None:
 
 
 def _walk_rf(model, input_states: list, results: dict, known: dict) -> list:
-    """Propagate (rf, jump) states through ``model``; nested models are walked in place."""
-    for tensor, state in zip(model.inputs, input_states):
+    """Propagate (rf, jump) states through ``model``'s graph; nested models are walked in place."""
+    graph = _graph(model)
+    for tensor, state in zip(graph.inputs, input_states):
         known[id(tensor)] = state
-    for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
-            continue
-        node = _first_node(layer, known)
-        if node is None:
-            results[id(layer)] = None
-            continue
-        states = [known[id(t)] for t in node.input_tensors]
-        if _is_model(layer):
-            outputs = _walk_rf(layer, states, results, known)
-            results[id(layer)] = outputs[0] if outputs else None
+    for node in _graph_nodes(model):
+        operation = node.operation
+        states = [known.get(id(t)) for t in node.input_tensors]
+        if _is_model(operation):
+            outputs = _walk_rf(operation, states, results, known)
+            results.setdefault(id(operation), outputs[0] if outputs else None)
         else:
-            state = _rf_step(layer, states, node)
-            results[id(layer)] = state
+            state = _rf_step(operation, states, node)
+            results.setdefault(id(operation), state)
             outputs = [state] * len(node.output_tensors)
         for tensor, state in zip(node.output_tensors, outputs):
             known[id(tensor)] = state
-    return [known.get(id(t)) for t in model.outputs]
+    return [known.get(id(t)) for t in graph.outputs]
 
 
 def receptive_fields(model) -> dict:
@@ -224,11 +242,10 @@ def _as_number(values: tuple | None) -> tuple | None:
 # --------------------------------------------------------------------------- the walk
 
 
-def _layer_rows(model, path: tuple, depth: int, fields: dict, rows: list, known: dict) -> None:
-    for tensor in model.inputs:
-        known[id(tensor)] = True
+def _layer_rows(model, path: tuple, depth: int, fields: dict, chains: dict, rows: list) -> None:
+    graph_node_ids = {id(node) for node in _graph_nodes(model)}
     for layer in model.layers:
-        node = _first_node(layer, known) if layer._inbound_nodes else None
+        node = _first_node(layer, graph_node_ids)
         outputs = node.output_tensors if node is not None else getattr(layer, "_outputs", None) or []
         if type(layer).__name__ == "InputLayer":
             outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
@@ -260,18 +277,19 @@ def _layer_rows(model, path: tuple, depth: int, fields: dict, rows: list, known:
                 effective_stride=_as_number(state[1]) if state else None,
                 is_submodel=_is_model(layer),
                 not_drawn_reason=reason,
+                unit_layers=chains[id(layer)].layers if id(layer) in chains else (),
             )
         )
-        for tensor in outputs:
-            known[id(tensor)] = True
         if _is_model(layer):
-            _layer_rows(layer, path + (layer.name,), depth + 1, fields, rows, known)
+            _layer_rows(layer, path + (layer.name,), depth + 1, fields, chains, rows)
 
 
 def inspect_model(model) -> ModelInfo:
     """Every layer in model order, sub-models expanded right after their own row."""
     rows: list[LayerInfo] = []
-    _layer_rows(model, (), 0, receptive_fields(model), rows, {})
+    from .units import unit_chains
+
+    _layer_rows(model, (), 0, receptive_fields(model), unit_chains(model), rows)
     return ModelInfo(
         name=model.name,
         input_shape=_shape(model.inputs),

@@ -47,6 +47,7 @@ class LoadedModel:
     input_hw: tuple[int, int] | None  # None when the model does not take images
     channels: int | None
     channels_first: bool = False  # the model takes (N, C, H, W); pixels are always (N, H, W, C)
+    free_size: bool = False  # the model accepts any height and width; input_hw is the size chosen
     file_path: str | None = None
     file_sha256: str | None = None
 
@@ -183,15 +184,87 @@ def _load_model_file(path: str):
                                    f"file inside ({', '.join(MODEL_FILE_SUFFIXES)})")
     if not os.path.isfile(path):
         raise ModelLoadError(path, "no such model file")
-    if not path.lower().endswith(MODEL_FILE_SUFFIXES):
-        raise ModelLoadError(path, f"unknown model file type (use {', '.join(MODEL_FILE_SUFFIXES)})")
     if os.path.getsize(path) == 0:
         raise ModelLoadError(path, "the file is empty")
-    check_config(path, read_config(path))  # before Keras opens it: nothing in it may run
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:
-        raise ModelLoadError(path, f"cannot load model: {_first_line(exc)}") from exc
+    hdf5 = is_hdf5(path)
+    if not hdf5 and path.lower().endswith((".h5", ".hdf5")):
+        raise ModelLoadError(path, "not an HDF5 model file: it does not start with the HDF5 signature")
+    if not hdf5 and not path.lower().endswith(".keras"):
+        raise ModelLoadError(path, f"unknown model file type: neither a .keras archive nor an HDF5 file "
+                                   f"(use {', '.join(MODEL_FILE_SUFFIXES)})")
+    config = read_config(path, hdf5)
+    check_config(path, config)  # before Keras opens it: nothing in it may run
+    with tempfile.TemporaryDirectory(prefix="cnnviz-model-") as folder:
+        readable = _keras3_readable_copy(path, config, folder) if hdf5 else path
+        try:
+            return keras.saving.load_model(readable, compile=False, safe_mode=True)
+        except Exception as exc:
+            raise ModelLoadError(path, f"cannot load model: {_first_line(exc)}") from exc
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# tf.keras (Keras 2) writes these keys into every depthwise and separable conv's config, and
+# Keras 3 refuses them as unknown arguments; they hold nothing those layers use.
+_KERAS2_ONLY_KEYS = ("groups", "kernel_initializer", "kernel_regularizer", "kernel_constraint")
+_DEPTHWISE_CLASSES = ("SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D")
+
+
+def is_hdf5(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(8) == HDF5_SIGNATURE
+
+
+def keras2_config_fixes(config) -> int:
+    """Rewrite, in place, what Keras 2 wrote into an .h5 model config that Keras 3 refuses; returns
+    how many things changed. Each change drops an argument that does not alter what the model
+    computes: the Keras-2-only keys of depthwise/separable convs (``groups`` only when 1), and the
+    ``dtype`` that Keras 2.2-2.3 put into initializer configs."""
+    changes = 0
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        inner = node.get("config")
+        if isinstance(inner, dict):
+            if node.get("class_name") in _DEPTHWISE_CLASSES:
+                for key in _KERAS2_ONLY_KEYS:
+                    if key in inner and (key != "groups" or inner[key] == 1):
+                        del inner[key]
+                        changes += 1
+            for key, value in inner.items():
+                if key.endswith("_initializer") and isinstance(value, dict) and isinstance(value.get("config"), dict) \
+                        and "dtype" in value["config"]:
+                    del value["config"]["dtype"]
+                    changes += 1
+        stack.extend(node.values())
+    return changes
+
+
+def _keras3_readable_copy(path: str, config: dict, folder: str) -> str:
+    """``path`` itself when Keras 3 can read it as it is; else a repaired .h5 copy in ``folder``.
+
+    Keras picks the format from the extension, so an HDF5 file named ``.model`` or ``.hdf5``
+    is copied under an .h5 name too.
+    """
+    import shutil
+
+    import h5py
+
+    fixes = keras2_config_fixes(config)
+    if not fixes and path.lower().endswith(".h5"):
+        return path
+    copy = os.path.join(folder, "model.h5")
+    shutil.copyfile(path, copy)
+    if fixes:
+        import json
+
+        with h5py.File(copy, "r+") as handle:
+            handle.attrs["model_config"] = json.dumps(config)
+    return copy
 
 
 def demo_model_path() -> str:
@@ -245,8 +318,10 @@ def _takes_channels_first(model) -> bool:
     return False
 
 
-def _input_geometry(model, subject: str) -> tuple[tuple[int, int] | None, int | None, bool]:
-    """((height, width), channels, channels_first) of the image input; (None, None, False) if none."""
+def _input_geometry(model, subject: str, free_size: tuple[int, int] | None = None
+                    ) -> tuple[tuple[int, int] | None, int | None, bool]:
+    """((height, width), channels, channels_first) of the image input; (None, None, False) if none.
+    A side the model leaves free (None) is taken from ``free_size`` (default 224)."""
     if len(model.inputs) != 1:
         raise ModelLoadError(subject, f"has {len(model.inputs)} inputs; only single-input models are supported")
     shape = tuple(model.inputs[0].shape)
@@ -256,7 +331,13 @@ def _input_geometry(model, subject: str) -> tuple[tuple[int, int] | None, int | 
     channels, height, width = (shape[1], shape[2], shape[3]) if channels_first else (shape[3], shape[1], shape[2])
     if channels is None:
         raise ModelLoadError(subject, f"input shape {shape} has no fixed channel count")
-    return (height or DEFAULT_FREE_SIZE, width or DEFAULT_FREE_SIZE), int(channels), channels_first
+    free_height, free_width = free_size or (DEFAULT_FREE_SIZE, DEFAULT_FREE_SIZE)
+    return (height or free_height, width or free_width), int(channels), channels_first
+
+
+def _accepts_any_size(model) -> bool:
+    shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else ()
+    return len(shape) == 4 and any(side is None for side in shape[1:])
 
 
 def load_model(config: ReportConfig) -> LoadedModel:
@@ -294,7 +375,8 @@ def load_model(config: ReportConfig) -> LoadedModel:
     else:
         preprocess = _preprocess_for_mode(mode)
 
-    input_hw, channels, channels_first = _input_geometry(model, config.model or name)
+    input_hw, channels, channels_first = _input_geometry(model, config.model or name, config.input_size)
+    free_size = _accepts_any_size(model)
     return LoadedModel(
         model=model,
         name=name,
@@ -305,6 +387,7 @@ def load_model(config: ReportConfig) -> LoadedModel:
         input_hw=input_hw,
         channels=channels,
         channels_first=channels_first,
+        free_size=free_size,
         file_path=path,
         file_sha256=file_sha256(path) if path else None,
     )

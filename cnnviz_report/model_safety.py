@@ -22,11 +22,17 @@ REFUSED_CLASSES = {
     "TFSMLayer": "TFSMLayer loads a TensorFlow SavedModel, which can hold code",
 }
 LOOKUP_CLASSES = ("StringLookup", "IntegerLookup", "TextVectorization")
+MODEL_CLASSES = ("Functional", "Sequential", "Model")  # what a model file's top level may be
+SUBCLASSED_HINT = (
+    "the model is a subclassed model (class {class_name}): its layers are wired in Python code, "
+    "which is not loaded; rebuild it as a functional model (x = keras.Input(shape); y = the same layers "
+    "called on x; keras.Model(x, y)), copy the weights with set_weights, and save that (see the README, "
+    "'Subclassed models')")
 
 
-def read_config(path: str) -> dict:
-    """The model's JSON configuration from a .keras or .h5 file; one-line errors otherwise."""
-    if path.lower().endswith(".keras"):
+def read_config(path: str, hdf5: bool | None = None) -> dict:
+    """The model's JSON configuration from a .keras or HDF5 (.h5) file; one-line errors otherwise."""
+    if not hdf5 and (hdf5 is False or path.lower().endswith(".keras")):
         return _keras_zip_config(path)
     return _h5_config(path)
 
@@ -95,6 +101,8 @@ def check_config(path: str, config: dict) -> None:
         if not isinstance(node, dict):
             continue
         class_name = node.get("class_name")
+        if node is config and class_name not in MODEL_CLASSES:
+            raise ModelLoadError(path, SUBCLASSED_HINT.format(class_name=class_name))
         if isinstance(class_name, str):
             subject = f"{path}: layer {_layer_name(node)!r}"
             if "/" in str(_layer_name(node) or ""):

@@ -108,6 +108,12 @@ def _layer_row(info: LayerInfo, pages: dict[int, str]) -> dict:
     }
 
 
+def size_words(report) -> str:
+    """"built at 224 × 224; the model takes any size" for a model whose input size is free."""
+    height, width = report.input_hw
+    return f"{height} × {width} pixels; the model takes any size (choose with --input-size)"
+
+
 def _model_facts(report) -> list[tuple[str, str]]:
     model = report.model
     return [
@@ -115,6 +121,7 @@ def _model_facts(report) -> list[tuple[str, str]]:
         ("Source", report.model_source),
         ("Weights", report.weights),
         ("Input shape", fmt_shape(model.input_shape)),
+        *([("Built at", size_words(report))] if report.free_size else []),
         ("Output shape", fmt_shape(model.output_shape)),
         ("Input preprocessing", report.preprocess),
         ("Parameters", fmt_int(model.total_params)),
@@ -174,7 +181,7 @@ def _card_views(layer_report, images_by_index: dict) -> list[dict]:
 
 
 def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, settings: dict,
-                input_channels: int | None = 3, notes_html: str = "") -> dict:
+                input_channels: int | None = 3, notes_html: str = "", free_size_words: str = "") -> dict:
     info = layer_report.info
     features = []
     for feature in layer_report.features:
@@ -205,12 +212,15 @@ def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, sett
             ("Output shape", fmt_shape(info.output_shape)),
             ("Kernel shape", row["kernel_shape"]),
             ("Filters (output channels)", fmt_int(info.filters)),
+            ("Unit (what is drawn and judged)", _unit_words(info, settings)),
             ("Parameters", fmt_int(info.params)),
             ("Receptive field (input pixels)", fmt_axes(info.receptive_field) or "not known"),
+            *([("Built at", free_size_words)] if free_size_words else []),
             ("Effective stride (input pixels)", fmt_axes(info.effective_stride) or "not known"),
         ],
         "filters": _asset(layer_report.filters),
         "filters_rgb": _asset(layer_report.filters_rgb),
+        "filters_depthwise": _asset(layer_report.filters_depthwise),
         "filter_note": layer_report.filter_note,
         "filters_shown": layer_report.filters_shown,
         "channels_shown": layer_report.channels_shown,
@@ -219,13 +229,25 @@ def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, sett
         "mosaic": _asset(layer_report.mosaic),
         "mosaic_filters": layer_report.mosaic_filters,
         "mosaic_dead": len(layer_report.mosaic_dead),
+        "ascent_judged": layer_report.ascent_judged,
+        "dead_rule": layer_report.health.rule if layer_report.health else "",
         "mosaic_canvas": fmt_axes(layer_report.mosaic_canvas) if layer_report.mosaic_canvas else "",
         "mosaic_channels_note": _channels_note(input_channels),
         "features": features,
         "not_drawn_reason": info.not_drawn_reason,
+        "failure": layer_report.failure,
         "ascent_mode": settings["ascent_mode"],
         "select": settings["select"],
     }
+
+
+def _unit_words(info: LayerInfo, settings: dict) -> str:
+    """The chain a filter's response is taken from, in words."""
+    if not info.unit_layers:
+        if settings.get("unit") == "raw":
+            return f"{info.name} (its own output: --unit raw)"
+        return f"{info.name} (its own output; no per-channel layer follows it alone)"
+    return f"{info.unit_description} (what the next layer sees)"
 
 
 def _pager(links: list[dict], position: int) -> dict:
@@ -241,7 +263,8 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
     images_by_index = {image.index: image for image in report.images}
     layer_views = [_layer_view(r, pages, images_by_index, report.settings, report.input_channels,
                                report.notes.layer_html.get(r.info.qualified_name)
-                               or report.notes.layer_html.get(r.info.name, ""))
+                               or report.notes.layer_html.get(r.info.name, ""),
+                               size_words(report) if report.free_size else "")
                    for r in report.layers]
     image_views = [
         {"name": i.name, "page": paths.image_page(i.slug), "original": _asset(i.original)} for i in report.images
@@ -268,6 +291,7 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
             not_drawn=[_layer_row(info, pages) for info in report.not_drawn],
             images=image_views,
             skipped_images=[{"file": name, "reason": reason} for name, reason in report.skipped_images],
+            failed_layers=[dict(_layer_row(r.info, pages), failure=r.failure) for r in report.failed_layers],
             settings=sorted(report.settings.items()),
             notes=Markup(report.notes.index_html),
         ),

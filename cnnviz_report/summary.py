@@ -9,6 +9,7 @@ import io
 import re
 
 from . import paths
+from .build import ASCENT_JUDGE_STEPS
 from .site import fmt_axes, fmt_int, fmt_shape
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # what can start markup anywhere in a line
@@ -49,7 +50,8 @@ def summary_markdown(report) -> str:
         info, health = layer.info, layer.health
         counts = health.counts if health else {}
         on_images = (lambda key: str(counts.get(key, 0))) if images else (lambda key: "–")
-        tried = f"{counts.get('ascent_dead', 0)}/{layer.mosaic_filters}" if layer.mosaic_filters else "–"
+        tried = (("not judged" if not layer.ascent_judged else f"{counts.get('ascent_dead', 0)}/{layer.mosaic_filters}")
+                 if layer.mosaic_filters else "–")
         kernel = fmt_shape(info.kernel_shape) + (f" + {fmt_shape(info.pointwise_shape)}" if info.pointwise_shape else "")
         lines.append(
             f"| {info.index} | {md_link(info.qualified_name, paths.layer_page(layer.slug))} | {md_text(info.type_name)} "
@@ -58,11 +60,20 @@ def summary_markdown(report) -> str:
             f"| {counts.get('duplicates', 0)} | {counts.get('nonfinite', 0)} | {tried} |")
     lines += [
         "",
-        "Dead: output zero or below everywhere on every image; constant: one value everywhere on every "
-        f"image; duplicates: kernel within cosine 0.98 of an earlier filter's; ascent-dead: of the filters "
-        "given a gradient-ascent picture, those that could not be made to fire."
+        "Each filter is judged on its unit's response: the conv's output after the BatchNormalization and "
+        "activation layers that follow it alone (what the next layer sees; `--unit raw` judges the conv's own "
+        "output). Dead: the response sits at its activation's floor everywhere on every image (a unit with no "
+        "floor, such as a linear projection or a PReLU, is never dead); constant: one value everywhere on every "
+        "image; duplicates: kernel within cosine 0.98 of an earlier filter's; ascent-dead: of the filters given "
+        f"a gradient-ascent picture, those whose response stayed at its floor ({ASCENT_JUDGE_STEPS} steps or more "
+        "needed to judge)."
         + ("" if images else " Dead and constant need images (`--images`)."),
     ]
+    if report.failed_layers:
+        lines += ["", f"**{len(report.failed_layers)} layer(s) could not be drawn** and were left out: "
+                  + "; ".join(f"{md_link(layer.info.qualified_name, paths.layer_page(layer.slug))} "
+                              f"({md_text(layer.info.type_name)}): {md_text(layer.failure)}"
+                              for layer in report.failed_layers)]
     if report.skipped_images:
         lines += ["", f"**{len(report.skipped_images)} image(s) could not be read** and were skipped: "
                   + ", ".join(md_text(name) for name, _ in report.skipped_images)]
@@ -95,7 +106,7 @@ def health_csv(report) -> str:
                 _cell(layer.info.qualified_name), number, _num(kernel.norms[number]), int(number in kernel.nonfinite),
                 earlier, cosine, int(number in kernel.norm_outliers),
                 int(number in health.dead) if images else "", int(number in health.constant) if images else "",
-                int(number in health.ascent_dead) if number in layer.mosaic_indices else "",
+                int(number in health.ascent_dead) if number in layer.mosaic_indices and layer.ascent_judged else "",
                 _num(ascent.get(number)),
                 _num(layer.channel_mean[:, number].mean()) if measured else "",
                 _num(layer.channel_max[:, number].max()) if measured else "",

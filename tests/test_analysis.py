@@ -47,11 +47,28 @@ def test_kernel_views_bring_every_conv_kind_to_kh_kw_in_out(keras, nested_model)
     assert depthwise.kernel.shape == (3, 3, 1, 6)
     np.testing.assert_array_equal(depthwise.kernel[:, :, 0, 4], raw[:, :, 4, 0])
     separable = kernel_view(nested_model, conv["head_block/head_separable"])
-    assert separable.kernel.shape == (3, 3, 1, 6) and "pointwise" in separable.note
+    # a separable filter is an output channel; its kernel is the one ordinary conv it equals
+    assert separable.kernel.shape == (3, 3, 6, 5) and "pointwise" in separable.note
+    assert separable.depthwise.shape == (3, 3, 1, 6)
     transpose = kernel_view(nested_model, conv["up"])
     raw = resolve_layer(nested_model, conv["up"]).kernel.numpy()  # (3, 3, out=3, in=5)
     assert transpose.kernel.shape == (3, 3, 5, 3)
     np.testing.assert_array_equal(transpose.kernel[:, :, 4, 1], raw[:, :, 1, 4])
+
+
+@pytest.mark.parametrize("multiplier", [1, 3])
+def test_separable_effective_kernel_is_the_conv_the_layer_computes(keras, multiplier):
+    layer = keras.layers.SeparableConv2D(5, 3, depth_multiplier=multiplier, use_bias=False)
+    model = keras.Sequential([keras.Input((9, 9, 4)), layer])
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(0, 1, w.shape).astype("float32") for w in model.get_weights()])
+    info = inspect_model(model).conv_layers[0]
+    view = kernel_view(model, info)
+    assert view.kernel.shape == (3, 3, 4, 5) and info.filters == 5
+    plain = keras.Sequential([keras.Input((9, 9, 4)), keras.layers.Conv2D(5, 3, use_bias=False)])
+    plain.set_weights([view.kernel])
+    x = rng.uniform(-1, 1, (2, 9, 9, 4)).astype("float32")
+    np.testing.assert_allclose(np.asarray(plain(x)), np.asarray(model(x)), rtol=1e-4, atol=1e-4)
 
 
 def test_conv1d_and_conv3d_kernels_are_laid_flat(keras):

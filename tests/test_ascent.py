@@ -85,7 +85,7 @@ def test_a_dead_filter_is_reported_dead(keras, tmp_path):
     (layer,) = result.report.layers
     assert layer.mosaic_dead == (1,) and layer.mosaic_indices == (0, 1, 2)
     page = (tmp_path / "site" / "layers" / "001-c.html").read_text()
-    assert "<strong>1 dead filter(s)</strong>" in page
+    assert "<strong>1 ascent-dead filter(s)</strong>" in page
 
 
 def test_robust_mode_raises_the_activation_and_draws_valid_images(keras, tiny_model):
@@ -172,6 +172,6 @@ def test_a_graph_that_cannot_be_replayed_falls_back_to_the_models_own_size(keras
     engine = LayerAscent(tiny_model, conv[1], conv, (8, 8), 3, lambda p: p / 255.0,
                          AscentSettings(steps=10, fixed_canvas=(32, 32)))
     assert engine.canvas_hw == (8, 8)  # the fixed model only takes its own size
-    assert engine._activation is not None  # the chain ends at the linear copy: the rescue still works
+    assert engine._after  # the chain ends at the linear copy: the rescue still climbs the pre-activation
     result = engine.run([0, 1])
     assert result.images.shape[1:3] == (8 - 2 * round(8 * 25 / 180),) * 2 and np.all(result.activations > 0)

@@ -33,6 +33,39 @@ class _Stage:
     model: object  # keras.Model from this level's inputs to [wanted outputs..., child inputs...]
     layer_slots: list  # (output position, LayerInfo)
     children: list = field(default_factory=list)  # (first position, count, _Stage)
+    call: object = None  # the model's forward pass, compiled where layer names allow
+
+    def __post_init__(self):
+        self.call = compiled_forward(self.model)
+
+
+def reads_channels_first(models) -> bool:
+    """True when any layer of ``models`` (nested ones too) computes channels first."""
+
+    def layers(layer):
+        yield layer
+        for inner in getattr(layer, "layers", ()):
+            yield from layers(inner)
+
+    return any(getattr(layer, "data_format", None) == "channels_first" for m in models for layer in layers(m))
+
+
+def compiled_forward(model):
+    """``model(x, training=False)`` as a tf.function when every layer name is a valid TF scope.
+
+    TensorFlow's CPU kernels refuse channels-first convolutions ("Conv2D only supports NHWC on
+    the CPU"), eagerly and in plain graph mode alike; compiled with XLA they run.
+    """
+    import tensorflow as tf
+
+    from .ascent import _graph_safe
+
+    def forward(x):
+        return model(x, training=False)
+
+    if not _graph_safe([model]):
+        return forward
+    return tf.function(forward, reduce_retracing=True, jit_compile=reads_channels_first([model]) or None)
 
 
 def _build_stage(holder, targets: list[LayerInfo], depth: int) -> _Stage:
@@ -42,7 +75,8 @@ def _build_stage(holder, targets: list[LayerInfo], depth: int) -> _Stage:
     for info in targets:
         if len(info.path) == depth:
             layer_slots.append((len(outputs), info))
-            outputs.append(layer_output_tensor(holder.get_layer(info.name)))
+            # the unit's response: the conv's output after the pointwise layers that follow it
+            outputs.append(layer_output_tensor(holder.get_layer(info.unit_layers[-1] if info.unit_layers else info.name)))
     child_names = sorted({info.path[depth] for info in targets if len(info.path) > depth})
     for child_name in child_names:
         child = holder.get_layer(child_name)
@@ -63,7 +97,7 @@ def _channels_last(array: np.ndarray, info: LayerInfo) -> np.ndarray:
 
 
 def _run(stage: _Stage, inputs: list, results: dict) -> None:
-    outputs = stage.model(inputs, training=False)
+    outputs = stage.call(inputs)
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]
     for position, info in stage.layer_slots:
@@ -73,7 +107,10 @@ def _run(stage: _Stage, inputs: list, results: dict) -> None:
 
 
 class FeatureProbe:
-    """Maps a batch of model inputs to {layer index: (N, H, W, C) float32 feature maps}."""
+    """Maps a batch of model inputs to {layer index: (N, H, W, C) float32 feature maps}.
+
+    A layer's map is its unit's response: the output of the last of ``info.unit_layers``
+    (the conv's own output when there are none, as with ``--unit raw``)."""
 
     def __init__(self, model, layers: list[LayerInfo]):
         self._stage = _build_stage(model, list(layers), 0)

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..inspection import LayerInfo
 from ..render import NONFINITE_RGB
-from .activations import ascent_chain, free_size_model
+from .activations import ascent_chain, free_size_model, reads_channels_first
 
 MODES = ("fast", "robust")
 # keras.io: lr 10 on a 180x180x3 canvas scaled to [-1, 1] is an RMS step of this many pixel levels
@@ -304,7 +304,7 @@ class LayerAscent:
 
     def __init__(self, model, info: LayerInfo, upstream: list[LayerInfo], input_hw: tuple[int, int],
                  channels: int, preprocess, settings: AscentSettings = AscentSettings(),
-                 input_channels_first: bool = False):
+                 input_channels_first: bool = False, unit_layers: tuple[str, ...] = ()):
         import tensorflow as tf
 
         if settings.mode not in MODES:
@@ -312,9 +312,10 @@ class LayerAscent:
         self.info, self.settings, self.channels = info, settings, channels
         free = free_size_model(model, info, input_channels_first)
         if free is not None:
-            self._chain, self._activation = [free[0]], free[1]
+            self._chain, conv_activation = [free[0]], free[1]
         else:  # a graph that cannot be replayed at a free size: the model's own input size
-            self._chain, self._activation = ascent_chain(model, info)
+            self._chain, conv_activation = ascent_chain(model, info)
+        self._set_unit(model, conv_activation, unit_layers)
         self.canvas_hw = plan_canvas(info, input_hw, free is not None, settings)
         self.cost = LayerCost.of(upstream, input_hw)
         self.flops_per_canvas_step = self.cost.step_flops(self.canvas_hw)
@@ -323,15 +324,36 @@ class LayerAscent:
         self._input_channels_first = input_channels_first
         self._output_channels_first = info.data_format == "channels_first"
         compiled = _graph_safe(self._chain)
-        self._compile = (lambda f: tf.function(f, reduce_retracing=True)) if compiled else (lambda f: f)
+        xla = reads_channels_first(self._chain) or None  # TF's CPU kernels run NCHW convs only under XLA
+        self._compile = (lambda f: tf.function(f, reduce_retracing=True, jit_compile=xla)) if compiled else (lambda f: f)
         self._fast_step = self._compile(self._fast)
         self._robust_step = self._compile(self._robust)
         self._measure = self._compile(lambda pixels, one_hot: self._objective(pixels, one_hot)[1])
 
     # -- the objective ---------------------------------------------------------------
 
+    def _set_unit(self, model, conv_activation, unit_layers: tuple[str, ...]) -> None:
+        """What is climbed: the unit's response (the conv, its own activation, then ``unit_layers``);
+        while a filter sits at the response's floor, the input of the last saturating step."""
+        from ..inspection import resolve_layer
+        from ..units import UnitChain, rescue_split, response_floor, unit_functions
+
+        conv = resolve_layer(model, self.info)
+        holder = model
+        for name in self.info.path:
+            holder = holder.get_layer(name)
+        functions = unit_functions(holder, UnitChain(conv.name, unit_layers))
+        if conv_activation is None and getattr(conv, "activation", None) is not None:
+            functions = functions[1:]  # the chain's last link already applied the conv's activation
+        filters = self.info.filters or 0
+        channels_first = self.info.data_format == "channels_first"
+        split = rescue_split(functions, filters, channels_first) if functions else None
+        self._before = functions[:split] if split is not None else functions
+        self._after = functions[split:] if split is not None else []
+        self.floor = response_floor(functions, filters, channels_first) if functions else None
+
     def _forward(self, pixels):
-        """(pre-activation, output) of the layer for (B, H, W, C) pixels, channels last."""
+        """(what the rescue climbs, the unit's response) for (B, H, W, C) pixels, channels last."""
         import tensorflow as tf
 
         x = self._preprocess(pixels)
@@ -339,7 +361,11 @@ class LayerAscent:
             x = tf.transpose(x, (0, 3, 1, 2))
         for stage in self._chain:
             x = stage(x, training=False)
-        output = self._activation(x) if self._activation is not None else x
+        for function in self._before:
+            x = function(x)
+        output = x
+        for function in self._after:
+            output = function(output)
         # float16/bfloat16 layers (mixed precision): the objective is summed in float32
         x, output = tf.cast(x, tf.float32), tf.cast(output, tf.float32)
         if self._output_channels_first:
@@ -363,9 +389,11 @@ class LayerAscent:
 
         pre, output = self._forward(pixels)
         output_means = self._filter_means(output, one_hot)
-        if self._activation is None or not self.settings.rescue_stuck:
+        if not self._after or self.floor is None or not self.settings.rescue_stuck:
             return output_means, output_means
-        stuck = tf.where(output_means > 0, tf.zeros_like(output_means), self._filter_means(pre, one_hot))
+        floor = tf.einsum("bc,c->b", one_hot, tf.constant(self.floor, tf.float32))
+        off_floor = tf.abs(output_means - floor) > 1e-6 * (1.0 + tf.abs(floor))
+        stuck = tf.where(off_floor, tf.zeros_like(output_means), self._filter_means(pre, one_hot))
         return output_means + stuck, output_means
 
     # -- one step of each mode ---------------------------------------------------------

@@ -13,6 +13,16 @@ from ..inspection import LayerInfo, resolve_layer
 class KernelView:
     kernel: np.ndarray  # float32 (kh, kw, in_channels, filters)
     note: str  # how the layer's own kernel was laid out to get here ("" when as stored)
+    depthwise: np.ndarray | None = None  # separable convs: their depthwise kernels, (kh, kw, 1, in x multiplier)
+
+
+def separable_effective_kernel(depthwise: np.ndarray, pointwise: np.ndarray) -> np.ndarray:
+    """The (kh, kw, in, out) kernel a separable conv applies: nothing non-linear sits between its
+    depthwise and pointwise steps, so output channel o is one ordinary conv with kernel
+    sum_m depthwise[..., c, m] * pointwise[0, 0, c * M + m, o]."""
+    kh, kw, channels, multiplier = depthwise.shape
+    mixing = pointwise.reshape(channels, multiplier, pointwise.shape[-1])
+    return np.einsum("hwcm,cmo->hwco", depthwise.astype(np.float64), mixing.astype(np.float64)).astype(np.float32)
 
 
 def _numpy(variable) -> np.ndarray:
@@ -24,18 +34,25 @@ def kernel_view(model, info: LayerInfo) -> KernelView:
     layer = resolve_layer(model, info)
     kind = info.conv_kind
     if kind in ("separable", "separable1d"):
-        raw = _numpy(layer.depthwise_kernel)
-    else:
-        raw = _numpy(layer.kernel)
-    if kind in ("conv1d", "transpose1d", "depthwise1d", "separable1d"):
+        depthwise, pointwise = _numpy(layer.depthwise_kernel), _numpy(layer.pointwise_kernel)
+        if kind == "separable1d":
+            depthwise, pointwise = depthwise[None], pointwise[None]
+        kh, kw, channels, multiplier = depthwise.shape
+        return KernelView(
+            separable_effective_kernel(depthwise, pointwise),
+            "a filter of a separable conv is one output channel: its kernel here is the layer's depthwise "
+            "kernels weighted by that filter's column of the 1x1 pointwise kernel, which is exactly what the "
+            "layer computes; the depthwise kernels themselves are drawn below",
+            depthwise.reshape(kh, kw, 1, channels * multiplier))
+    raw = _numpy(layer.kernel)
+    if kind in ("conv1d", "transpose1d", "depthwise1d"):
         raw = raw[None]  # (k, in, out) -> (1, k, in, out)
     if kind in ("transpose", "transpose1d"):
         return KernelView(raw.transpose(0, 1, 3, 2), "transposed-conv kernel (kh, kw, out, in) shown as (in, out)")
-    if kind in ("depthwise", "depthwise1d", "separable", "separable1d"):
+    if kind in ("depthwise", "depthwise1d"):
         kh, kw, channels, multiplier = raw.shape
-        note = "depthwise kernels: one spatial kernel per input channel"
-        if kind.startswith("separable"):
-            note += f"; the 1x1 pointwise kernel {info.pointwise_shape} is not drawn"
+        note = ("depthwise kernels: one spatial kernel per output channel, which reads input channel "
+                f"(filter // {multiplier})" if multiplier > 1 else "depthwise kernels: filter c reads input channel c alone")
         return KernelView(raw.reshape(kh, kw, 1, channels * multiplier), note)
     if kind in ("conv3d", "transpose3d"):
         if kind == "transpose3d":
