@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import ReportConfig
 from .errors import ImageLoadError, ModelLoadError, UsageError
-from .model_safety import check_config, read_config
+from .model_safety import check_config, config_nodes, read_config
 
 DEMO_MODEL_RESOURCE = ("cnnviz_report.demo", "demo_cnn.keras")
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -220,14 +220,7 @@ def keras2_config_fixes(config) -> int:
     computes: the Keras-2-only keys of depthwise/separable convs (``groups`` only when 1), and the
     ``dtype`` that Keras 2.2-2.3 put into initializer configs."""
     changes = 0
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-            continue
-        if not isinstance(node, dict):
-            continue
+    for node in config_nodes(config):
         inner = node.get("config")
         if isinstance(inner, dict):
             if node.get("class_name") in _DEPTHWISE_CLASSES:
@@ -240,7 +233,6 @@ def keras2_config_fixes(config) -> int:
                         and "dtype" in value["config"]:
                     del value["config"]["dtype"]
                     changes += 1
-        stack.extend(node.values())
     return changes
 
 

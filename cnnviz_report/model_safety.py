@@ -90,16 +90,21 @@ def _declared_shapes(inner: dict):
             yield key, shape
 
 
-def check_config(path: str, config: dict) -> None:
-    """Raise ModelLoadError naming the first layer that could run code or is not plausible."""
+def config_nodes(config):
+    """Every dict inside a model config (layers, their configs, nested models), depth first."""
     stack = [config]
     while stack:
         node = stack.pop()
         if isinstance(node, list):
             stack.extend(node)
-            continue
-        if not isinstance(node, dict):
-            continue
+        elif isinstance(node, dict):
+            yield node
+            stack.extend(node.values())
+
+
+def check_config(path: str, config: dict) -> None:
+    """Raise ModelLoadError naming the first layer that could run code or is not plausible."""
+    for node in config_nodes(config):
         class_name = node.get("class_name")
         if node is config and class_name not in MODEL_CLASSES:
             raise ModelLoadError(path, SUBCLASSED_HINT.format(class_name=class_name))
@@ -121,4 +126,3 @@ def check_config(path: str, config: dict) -> None:
                 for key, shape in _declared_shapes(inner):
                     if any(isinstance(d, int) and not 0 <= d <= MAX_DIMENSION for d in shape):
                         raise ModelLoadError(subject, f"declared {key} {shape} is not a plausible image model")
-        stack.extend(node.values())
