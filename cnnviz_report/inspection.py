@@ -140,15 +140,15 @@ def _out_channels(layer, output_shape) -> int | None:
     return output_shape[1] if fmt == "channels_first" else output_shape[-1]
 
 
-def _graph(model):
+def functional_graph(model):
     """The Functional graph behind a Functional or a Sequential model."""
     return getattr(model, "_functional", None) or model
 
 
-def _graph_nodes(model) -> list:
+def graph_nodes(model) -> list:
     """Every call node of ``model``'s graph in topological order, keras.ops calls included
     (``x + y`` in a functional model is a node whose operation is not in ``model.layers``)."""
-    by_depth = getattr(_graph(model), "_nodes_by_depth", None) or {}
+    by_depth = getattr(functional_graph(model), "_nodes_by_depth", None) or {}
     return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth] if not node.is_input]
 
 
@@ -204,10 +204,10 @@ def _rf_step(layer, states: list, node) -> tuple | None:
 
 def _walk_rf(model, input_states: list, results: dict, known: dict) -> list:
     """Propagate (rf, jump) states through ``model``'s graph; nested models are walked in place."""
-    graph = _graph(model)
+    graph = functional_graph(model)
     for tensor, state in zip(graph.inputs, input_states):
         known[id(tensor)] = state
-    for node in _graph_nodes(model):
+    for node in graph_nodes(model):
         operation = node.operation
         states = [known.get(id(t)) for t in node.input_tensors]
         if _is_model(operation):
@@ -243,7 +243,7 @@ def _as_number(values: tuple | None) -> tuple | None:
 
 
 def _layer_rows(model, path: tuple, depth: int, fields: dict, chains: dict, rows: list) -> None:
-    graph_node_ids = {id(node) for node in _graph_nodes(model)}
+    graph_node_ids = {id(node) for node in graph_nodes(model)}
     for layer in model.layers:
         node = _first_node(layer, graph_node_ids)
         outputs = node.output_tensors if node is not None else getattr(layer, "_outputs", None) or []
@@ -300,9 +300,21 @@ def inspect_model(model) -> ModelInfo:
     )
 
 
-def resolve_layer(model, info: LayerInfo):
-    """The live Keras layer behind ``info``."""
+def resolve_holder(model, info: LayerInfo):
+    """The (sub-)model that holds ``info``'s layer."""
     holder = model
     for name in info.path:
         holder = holder.get_layer(name)
-    return holder.get_layer(info.name)
+    return holder
+
+
+def resolve_layer(model, info: LayerInfo):
+    """The live Keras layer behind ``info``."""
+    return resolve_holder(model, info).get_layer(info.name)
+
+
+def nested_layers(layers):
+    """``layers`` and, recursively, every layer inside those that are models."""
+    for layer in layers:
+        yield layer
+        yield from nested_layers(getattr(layer, "layers", ()))

@@ -66,12 +66,12 @@ def _consumers(graph_nodes, tensor) -> list:
 
 def unit_chains(model) -> dict[int, UnitChain]:
     """id(conv layer) -> its UnitChain, for every conv layer of ``model`` and of nested models."""
-    from .inspection import _first_node, _graph, _graph_nodes, _is_model, conv_kind
+    from .inspection import _first_node, _is_model, conv_kind, functional_graph, graph_nodes
 
     chains: dict[int, UnitChain] = {}
-    nodes = _graph_nodes(model)
+    nodes = graph_nodes(model)
     node_ids = {id(node) for node in nodes}
-    outputs = {id(t) for t in _graph(model).outputs}
+    outputs = {id(t) for t in functional_graph(model).outputs}
     for layer in model.layers:
         if _is_model(layer):
             chains.update(unit_chains(layer))

@@ -9,11 +9,16 @@ whole probe still costs one forward pass.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..inspection import LayerInfo, resolve_layer
+from ..inspection import LayerInfo, functional_graph, graph_nodes, nested_layers, resolve_layer
+
+# TensorFlow graph mode only accepts these characters in name scopes, and Keras opens one per
+# layer; layer names are user data and may hold anything else.
+_SCOPE_NAME = re.compile(r"[A-Za-z0-9_.\\/>-]*")
 
 
 def layer_output_tensor(layer):
@@ -41,13 +46,12 @@ class _Stage:
 
 def reads_channels_first(models) -> bool:
     """True when any layer of ``models`` (nested ones too) computes channels first."""
+    return any(getattr(layer, "data_format", None) == "channels_first" for layer in nested_layers(models))
 
-    def layers(layer):
-        yield layer
-        for inner in getattr(layer, "layers", ()):
-            yield from layers(inner)
 
-    return any(getattr(layer, "data_format", None) == "channels_first" for m in models for layer in layers(m))
+def graph_safe(models) -> bool:
+    """True when every layer ``models`` call has a name TensorFlow accepts as a scope."""
+    return all(_SCOPE_NAME.fullmatch(layer.name) for layer in nested_layers(models))
 
 
 def compiled_forward(model):
@@ -58,12 +62,10 @@ def compiled_forward(model):
     """
     import tensorflow as tf
 
-    from .ascent import _graph_safe
-
     def forward(x):
         return model(x, training=False)
 
-    if not _graph_safe([model]):
+    if not graph_safe([model]):
         return forward
     return tf.function(forward, reduce_retracing=True, jit_compile=reads_channels_first([model]) or None)
 
@@ -190,11 +192,6 @@ class _Reached(Exception):
         self.tensor = tensor
 
 
-def _graph(holder):
-    """The Functional graph behind a Functional or a Sequential model."""
-    return getattr(holder, "_functional", None) or holder
-
-
 def _replay(holder, inputs: list, target, take_input: bool) -> list:
     """Call ``holder``'s layers again on ``inputs``, as Functional.call does, until ``target``.
 
@@ -205,27 +202,26 @@ def _replay(holder, inputs: list, target, take_input: bool) -> list:
     import keras
     from keras import tree
 
-    graph = _graph(holder)
+    graph = functional_graph(holder)
     values = {id(t): v for t, v in zip(graph.inputs, inputs)}
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            operation = node.operation
-            if operation is None or node.is_input or any(id(x) not in values for x in node.input_tensors):
-                continue
-            args, kwargs = node.arguments.fill_in(values)
-            if operation is target:
-                raise _Reached(tree.flatten(args)[0] if take_input else operation(*args, **kwargs))
-            try:
-                if isinstance(operation, keras.Model):
-                    outputs = _replay(operation, [values[id(x)] for x in node.input_tensors], target, take_input)
-                else:
-                    outputs = operation(*args, **kwargs)
-            except _Reached:
-                raise
-            except Exception:  # not on the way to the target (or the replay fails below)
-                continue
-            for reference, value in zip(node.outputs, tree.flatten(outputs)):
-                values[id(reference)] = value
+    for node in graph_nodes(holder):
+        operation = node.operation
+        if operation is None or any(id(x) not in values for x in node.input_tensors):
+            continue
+        args, kwargs = node.arguments.fill_in(values)
+        if operation is target:
+            raise _Reached(tree.flatten(args)[0] if take_input else operation(*args, **kwargs))
+        try:
+            if isinstance(operation, keras.Model):
+                outputs = _replay(operation, [values[id(x)] for x in node.input_tensors], target, take_input)
+            else:
+                outputs = operation(*args, **kwargs)
+        except _Reached:
+            raise
+        except Exception:  # not on the way to the target (or the replay fails below)
+            continue
+        for reference, value in zip(node.outputs, tree.flatten(outputs)):
+            values[id(reference)] = value
     return [values.get(id(t)) for t in graph.outputs]
 
 

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..inspection import LayerInfo
 from ..render import NONFINITE_RGB
-from .activations import ascent_chain, free_size_model, reads_channels_first
+from .activations import ascent_chain, free_size_model, graph_safe, reads_channels_first
 
 MODES = ("fast", "robust")
 # keras.io: lr 10 on a 180x180x3 canvas scaled to [-1, 1] is an RMS step of this many pixel levels
@@ -182,22 +181,6 @@ def deprocess(canvas: np.ndarray, crop: int) -> np.ndarray:
 # --------------------------------------------------------------------------- graph mode
 
 
-# TensorFlow graph mode only accepts these characters in name scopes, and Keras opens one per
-# layer; layer names are user data and may hold anything else.
-_SCOPE_NAME = re.compile(r"[A-Za-z0-9_.\\/>-]*")
-
-
-def _graph_safe(chain) -> bool:
-    """True when every layer the chain calls has a name TensorFlow accepts as a scope."""
-
-    def names(layer):
-        yield layer.name
-        for inner in getattr(layer, "layers", ()):
-            yield from names(inner)
-
-    return all(_SCOPE_NAME.fullmatch(name) for link in chain for name in names(link))
-
-
 # --------------------------------------------------------------------------- robust mode pieces
 
 
@@ -323,7 +306,7 @@ class LayerAscent:
         self._preprocess = preprocess
         self._input_channels_first = input_channels_first
         self._output_channels_first = info.data_format == "channels_first"
-        compiled = _graph_safe(self._chain)
+        compiled = graph_safe(self._chain)
         xla = reads_channels_first(self._chain) or None  # TF's CPU kernels run NCHW convs only under XLA
         self._compile = (lambda f: tf.function(f, reduce_retracing=True, jit_compile=xla)) if compiled else (lambda f: f)
         self._fast_step = self._compile(self._fast)
