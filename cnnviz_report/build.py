@@ -25,6 +25,7 @@ from .inspection import LayerInfo, ModelInfo, inspect_model
 from .loading import InputImage, LoadedModel, demo_image_path, file_sha256, load_images, load_model
 from .notes import Notes, read_notes
 from .render import ImageAsset
+from .units import unit_floor
 
 MOSAIC_FILTERS = 64
 ASCENT_JUDGE_STEPS = 10  # fewer steps than this cannot tell a dead filter from a slow one
@@ -445,7 +446,7 @@ def _ascend(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, config:
 
     settings = _ascent_settings(config)
     engine = LayerAscent(loaded.model, info, _upstream(model_info, info), loaded.input_hw, loaded.channels, loaded.preprocess,
-                         settings, loaded.channels_first, info.unit_layers)
+                         settings, loaded.channels_first)
     chosen = list(range(count))
     if config.select == "top" and (info.filters or 0) > count:
         scan = engine.run(list(range(info.filters)), steps=max(1, settings.step_count // 4))
@@ -602,20 +603,6 @@ def _finish_layer(report: LayerReport, images: dict[int, ImageReport], root: str
                                 0 if report.channel_max is None else len(report.channel_max),
                                 dead, constant, tuple(sorted(report.mosaic_dead)), floor_rule(report.floor),
                                 report.ascent_judged)
-
-
-def unit_floor(model, info: LayerInfo) -> np.ndarray | None:
-    """Per filter, the floor of the layer's unit response (None when it has none)."""
-    from .inspection import resolve_layer
-    from .units import UnitChain, response_floor, unit_functions
-
-    holder = model
-    for name in info.path:
-        holder = holder.get_layer(name)
-    functions = unit_functions(holder, UnitChain(resolve_layer(model, info).name, info.unit_layers))
-    if not functions or not info.filters:
-        return None
-    return response_floor(functions, info.filters, info.data_format == "channels_first")
 
 
 def _settings(config: ReportConfig) -> dict:

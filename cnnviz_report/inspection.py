@@ -277,7 +277,7 @@ def _layer_rows(model, path: tuple, depth: int, fields: dict, chains: dict, rows
                 effective_stride=_as_number(state[1]) if state else None,
                 is_submodel=_is_model(layer),
                 not_drawn_reason=reason,
-                unit_layers=chains[id(layer)].layers if id(layer) in chains else (),
+                unit_layers=chains.get(id(layer), ()),
             )
         )
         if _is_model(layer):

@@ -14,8 +14,6 @@ its floor everywhere; a unit with no floor is never dead, only constant when it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 # Layers that act on each value (or each channel) alone, so they belong to the unit.
@@ -27,21 +25,6 @@ POINTWISE_LAYERS = {
 # Activation functions that mix channels (softmax over the channel axis): they end the chain.
 MIXING_ACTIVATIONS = ("softmax", "log_softmax")
 _VERY_NEGATIVE = (-1e4, -2e4)  # two inputs far below any real pre-activation
-
-
-@dataclass(frozen=True)
-class UnitChain:
-    """The layers after a conv that make its unit's response, with names to show on the page."""
-
-    conv: str  # the conv layer's name
-    layers: tuple[str, ...]  # names of the pointwise layers that follow it, in order
-
-    @property
-    def last(self) -> str:
-        return self.layers[-1] if self.layers else self.conv
-
-    def describe(self) -> str:
-        return " → ".join((self.conv,) + self.layers)
 
 
 def _activation_name(function) -> str:
@@ -60,17 +43,18 @@ def _is_pointwise(layer) -> bool:
     return True
 
 
-def _consumers(graph_nodes, tensor) -> list:
-    return [node for node in graph_nodes if any(t is tensor for t in node.input_tensors)]
-
-
-def unit_chains(model) -> dict[int, UnitChain]:
-    """id(conv layer) -> its UnitChain, for every conv layer of ``model`` and of nested models."""
+def unit_chains(model) -> dict[int, tuple[str, ...]]:
+    """id(conv layer) -> names of the pointwise layers after it that make its unit, in order, for
+    every conv layer of ``model`` and of nested models."""
     from .inspection import _first_node, _is_model, conv_kind, functional_graph, graph_nodes
 
-    chains: dict[int, UnitChain] = {}
+    chains: dict[int, tuple[str, ...]] = {}
     nodes = graph_nodes(model)
     node_ids = {id(node) for node in nodes}
+    consumers: dict[int, list] = {}
+    for node in nodes:
+        for tensor in node.input_tensors:
+            consumers.setdefault(id(tensor), []).append(node)
     outputs = {id(t) for t in functional_graph(model).outputs}
     for layer in model.layers:
         if _is_model(layer):
@@ -82,22 +66,24 @@ def unit_chains(model) -> dict[int, UnitChain]:
         if node is not None and len(node.output_tensors) == 1:
             tensor = node.output_tensors[0]
             while id(tensor) not in outputs:
-                consumers = _consumers(nodes, tensor)
-                if len(consumers) != 1 or not _is_pointwise(consumers[0].operation):
+                after = consumers.get(id(tensor), [])
+                if len(after) != 1 or not _is_pointwise(after[0].operation):
                     break
-                following.append(consumers[0].operation.name)
-                tensor = consumers[0].output_tensors[0]
-        chains[id(layer)] = UnitChain(layer.name, tuple(following))
+                following.append(after[0].operation.name)
+                tensor = after[0].output_tensors[0]
+        chains[id(layer)] = tuple(following)
     return chains
 
 
-def unit_functions(holder, chain: UnitChain) -> list:
+def unit_functions(model, info) -> list:
     """The callables that take the conv's pre-activation value to the unit's response: the conv's
-    own activation, then each layer of the chain."""
-    conv = holder.get_layer(chain.conv)
-    activation = getattr(conv, "activation", None)
+    own activation, then each layer of ``info.unit_layers``."""
+    from .inspection import resolve_holder
+
+    holder = resolve_holder(model, info)
+    activation = getattr(holder.get_layer(info.name), "activation", None)
     functions = [activation] if activation is not None else []
-    for name in chain.layers:
+    for name in info.unit_layers:
         layer = holder.get_layer(name)
         functions.append(lambda x, layer=layer: layer(x, training=False))
     return functions
@@ -117,6 +103,14 @@ def _numpy(x) -> np.ndarray:
 
 def _saturated(values: list[np.ndarray]) -> bool:
     return bool(np.allclose(values[0], values[1], rtol=0.0, atol=1e-6 * (1.0 + np.abs(values[0]).max())))
+
+
+def unit_floor(model, info) -> np.ndarray | None:
+    """Per filter, the floor of ``info``'s unit response (None when it has none)."""
+    functions = unit_functions(model, info)
+    if not functions or not info.filters:
+        return None
+    return response_floor(functions, info.filters, info.data_format == "channels_first")
 
 
 def response_floor(functions: list, channels: int, channels_first: bool = False) -> np.ndarray | None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..inspection import LayerInfo
+from ..inspection import LayerInfo, resolve_layer
 from ..render import NONFINITE_RGB
 from .activations import ascent_chain, free_size_model, graph_safe, reads_channels_first
 
@@ -287,7 +287,7 @@ class LayerAscent:
 
     def __init__(self, model, info: LayerInfo, upstream: list[LayerInfo], input_hw: tuple[int, int],
                  channels: int, preprocess, settings: AscentSettings = AscentSettings(),
-                 input_channels_first: bool = False, unit_layers: tuple[str, ...] = ()):
+                 input_channels_first: bool = False):
         import tensorflow as tf
 
         if settings.mode not in MODES:
@@ -298,7 +298,7 @@ class LayerAscent:
             self._chain, conv_activation = [free[0]], free[1]
         else:  # a graph that cannot be replayed at a free size: the model's own input size
             self._chain, conv_activation = ascent_chain(model, info)
-        self._set_unit(model, conv_activation, unit_layers)
+        self._set_unit(model, conv_activation)
         self.canvas_hw = plan_canvas(info, input_hw, free is not None, settings)
         self.cost = LayerCost.of(upstream, input_hw)
         self.flops_per_canvas_step = self.cost.step_flops(self.canvas_hw)
@@ -315,25 +315,21 @@ class LayerAscent:
 
     # -- the objective ---------------------------------------------------------------
 
-    def _set_unit(self, model, conv_activation, unit_layers: tuple[str, ...]) -> None:
-        """What is climbed: the unit's response (the conv, its own activation, then ``unit_layers``);
-        while a filter sits at the response's floor, the input of the last saturating step."""
-        from ..inspection import resolve_layer
-        from ..units import UnitChain, rescue_split, response_floor, unit_functions
+    def _set_unit(self, model, conv_activation) -> None:
+        """What is climbed: the unit's response (the conv, its own activation, then
+        ``info.unit_layers``); while a filter sits at the response's floor, the input of the last
+        saturating step."""
+        from ..units import rescue_split, response_floor, unit_functions
 
-        conv = resolve_layer(model, self.info)
-        holder = model
-        for name in self.info.path:
-            holder = holder.get_layer(name)
-        functions = unit_functions(holder, UnitChain(conv.name, unit_layers))
-        if conv_activation is None and getattr(conv, "activation", None) is not None:
-            functions = functions[1:]  # the chain's last link already applied the conv's activation
+        functions = unit_functions(model, self.info)
         filters = self.info.filters or 0
         channels_first = self.info.data_format == "channels_first"
+        self.floor = response_floor(functions, filters, channels_first) if functions else None
+        if conv_activation is None and getattr(resolve_layer(model, self.info), "activation", None) is not None:
+            functions = functions[1:]  # the chain's last link already applied the conv's activation
         split = rescue_split(functions, filters, channels_first) if functions else None
         self._before = functions[:split] if split is not None else functions
         self._after = functions[split:] if split is not None else []
-        self.floor = response_floor(functions, filters, channels_first) if functions else None
 
     def _forward(self, pixels):
         """(what the rescue climbs, the unit's response) for (B, H, W, C) pixels, channels last."""
