@@ -239,7 +239,7 @@ def keras2_config_fixes(config) -> int:
 def _keras3_readable_copy(path: str, config: dict, folder: str) -> str:
     """``path`` itself when Keras 3 can read it as it is; else a repaired .h5 copy in ``folder``.
 
-    Keras picks the format from the extension, so an HDF5 file named ``.model`` or ``.hdf5``
+    Keras picks the format from the extension (.h5 or .hdf5), so an HDF5 file named ``.model``
     is copied under an .h5 name too.
     """
     import shutil
@@ -247,7 +247,7 @@ def _keras3_readable_copy(path: str, config: dict, folder: str) -> str:
     import h5py
 
     fixes = keras2_config_fixes(config)
-    if not fixes and path.lower().endswith(".h5"):
+    if not fixes and path.lower().endswith((".h5", ".hdf5")):
         return path
     copy = os.path.join(folder, "model.h5")
     shutil.copyfile(path, copy)

@@ -32,9 +32,9 @@ SUBCLASSED_HINT = (
 
 def read_config(path: str, hdf5: bool | None = None) -> dict:
     """The model's JSON configuration from a .keras or HDF5 (.h5) file; one-line errors otherwise."""
-    if not hdf5 and (hdf5 is False or path.lower().endswith(".keras")):
-        return _keras_zip_config(path)
-    return _h5_config(path)
+    if hdf5 is None:  # not known from the content: go by the name
+        hdf5 = not path.lower().endswith(".keras")
+    return _h5_config(path) if hdf5 else _keras_zip_config(path)
 
 
 def _keras_zip_config(path: str) -> dict:
