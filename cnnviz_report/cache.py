@@ -13,14 +13,16 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .inspection import LayerInfo, resolve_layer
+from .graph import resolve_layer
+from .inspection import LayerInfo
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the key holds every AscentSettings field
 
 
 def default_cache_dir() -> Path:
@@ -44,13 +46,38 @@ def weights_digests(model, layers: tuple[LayerInfo, ...]) -> dict[int, str]:
     return digests
 
 
-def ascent_key(weights_digest: str, info: LayerInfo, settings: dict) -> str:
+def ascent_key(weights_digest: str, info: LayerInfo, settings, geometry: dict, selection: dict) -> str:
+    """The one key of a layer's mosaic: every field of the ascent settings dataclass (so a new
+    setting is part of it without anyone listing it), the input geometry, which filters were
+    chosen and how, the unit, the weights up to the unit's end and the tool's version."""
     payload = json.dumps(
-        {"tool": __version__, "format": FORMAT_VERSION, "weights": weights_digest,
-         "layer": info.qualified_name, "settings": settings},
+        {"tool": __version__, "format": FORMAT_VERSION, "weights": weights_digest, "layer": info.qualified_name,
+         "unit": info.unit_layers, "settings": dict(asdict(settings), step_count=settings.step_count, rate=settings.rate), "geometry": geometry, "selection": selection},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class MosaicEntry:
+    """One layer's finished ascent, in mosaic order: what the cache keeps and the mosaic draws."""
+
+    filter_indices: np.ndarray  # int64 (F,)
+    images: np.ndarray  # uint8 (F, h, w, C)
+    activations: np.ndarray  # float32 (F,), the unit's mean response on the final canvas
+    canvas_hw: tuple[int, int]
+    floor: np.ndarray | None  # float64 per filter of the layer; None: the response has no floor
+
+    def to_npz(self, stream) -> None:
+        np.savez(stream, filter_indices=self.filter_indices, images=self.images, activations=self.activations,
+                 canvas=np.asarray(self.canvas_hw, np.int64),
+                 floor=np.asarray([] if self.floor is None else self.floor, np.float64))
+
+    @classmethod
+    def from_npz(cls, stored) -> "MosaicEntry":
+        floor = stored["floor"]
+        return cls(stored["filter_indices"], stored["images"], stored["activations"],
+                   tuple(int(v) for v in stored["canvas"]), floor if len(floor) else None)
 
 
 class AscentCache:
@@ -60,23 +87,23 @@ class AscentCache:
         self.directory = Path(directory) / "ascent" if directory is not None else None
         self.hits = 0
         self.misses = 0
-        self.write_errors = 0
+        self.write_errors = 0  # entries that could not be stored (shown after the build)
 
-    def load(self, key: str) -> dict | None:
+    def load(self, key: str) -> MosaicEntry | None:
         if self.directory is None:
             self.misses += 1  # computed, as with an empty cache
             return None
         path = self.directory / f"{key}.npz"
         try:
             with np.load(path, allow_pickle=False) as stored:
-                entry = {name: stored[name] for name in stored.files}
+                entry = MosaicEntry.from_npz(stored)
         except (OSError, ValueError, KeyError):  # absent, or unreadable: recompute
             self.misses += 1
             return None
         self.hits += 1
         return entry
 
-    def store(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+    def store(self, key: str, entry: MosaicEntry) -> None:
         """Write atomically, so a killed build never leaves a half-written entry.
 
         A cache that cannot be written (read-only home, full disk) costs a recomputation next
@@ -89,7 +116,7 @@ class AscentCache:
             self.directory.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
             with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, **arrays)
+                entry.to_npz(stream)
             os.replace(temporary, self.directory / f"{key}.npz")
         except OSError:
             self.write_errors += 1

@@ -188,7 +188,8 @@ def _config(args: argparse.Namespace) -> ReportConfig:
 
 
 class ConsoleProgress:
-    """``[ 3/41] block1_conv2: feature maps  (ETA 1m20s)`` on stderr as each step starts."""
+    """``[ 3/41] block1_conv2: feature maps  (ETA 1m20s)`` on stderr as each step starts, and as a
+    long step goes on (``gradient ascent, 16 of 64 filters``)."""
 
     def __init__(self, stream=None):
         self.stream = stream  # None: whatever sys.stderr is when a line is printed
@@ -201,7 +202,8 @@ class ConsoleProgress:
             remaining = elapsed / event.work_done * (1.0 - event.work_done)
             eta = f"  (ETA {int(remaining // 60)}m{int(remaining % 60):02d}s)"
         width = len(str(event.total))
-        print(f"[{event.step:>{width}}/{event.total}] {event.subject}: {event.phase}{eta}",
+        detail = f", {event.detail}" if event.detail else ""
+        print(f"[{event.step:>{width}}/{event.total}] {event.subject}: {event.phase}{detail}{eta}",
               file=self.stream or sys.stderr, flush=True)
 
 
@@ -237,7 +239,8 @@ def _exit_on_sigterm(signum, frame):
 
 
 def _run_diff(args: argparse.Namespace) -> int:
-    from .diff import diff_models, ranked_layers
+    from .diff import diff_models
+    from .records import ranked_layers
 
     config_a, config_b = _diff_configs(args)
     found = diff_models(config_a, config_b, args.out, progress=None if args.quiet else ConsoleProgress())
@@ -295,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Built {len(result.report.layers)} conv-layer pages in {result.seconds:.1f} s ({phases}; "
               f"mosaic cache: {result.cache_hits} reused, {result.cache_misses} computed): {index} "
               f"({_size(result.site_bytes)})")
+        if result.cache_write_errors:
+            print(f"{PROG}: warning: {result.cache_write_errors} mosaic(s) could not be written to the cache; "
+                  "the next build computes them again", file=sys.stderr)
         if result.single_file:
             print(f"Single-file report: {result.single_file} ({_size(result.single_file_bytes)})")
     if result.site_bytes > PAGES_WARN_BYTES:

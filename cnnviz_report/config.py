@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .errors import UsageError
 
@@ -40,6 +40,20 @@ class ReportConfig:
     notes: str | None = None  # a Markdown file: the index gets it, "## <layer>" sections their layer
     single_file: str | None = None  # also write one self-contained HTML file here
     single_file_images: int = 3  # feature maps of at most this many images in the single file
+
+    @property
+    def settings(self) -> dict:
+        """Every setting but the output folder, as the index and the manifest list them."""
+        settings = asdict(self)
+        settings["images"] = list(self.images)
+        settings["layers"] = list(self.layers)
+        settings.pop("out")
+        return settings
+
+    @property
+    def outside_files(self) -> tuple[str, ...]:
+        """Files the build reads or writes beside the site: the output folder must not hold them."""
+        return self.images + tuple(path for path in (self.model, self.notes, self.single_file) if path)
 
     def validate(self) -> "ReportConfig":
         """Raise one UsageError listing every problem found, or return self."""

@@ -1,7 +1,8 @@
 """The few exception types the tool raises on purpose.
 
 Every message names the file, layer or option at fault and says why, so the CLI can print it
-as one line: ``cnnviz_report: error: <subject>: <reason>``.
+as one line: ``cnnviz_report: error: <subject>: <reason>``. An error translated from another is
+always chained (``raise ... from error``), so ``--debug`` shows the cause.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 DUPLICATE_COSINE = 0.98  # kernels this parallel (or more) do the same work
+ASCENT_JUDGE_STEPS = 10  # fewer ascent steps than this cannot tell a dead filter from a slow one
 OUTLIER_Z = 3.5  # robust z-score (median and MAD) of a kernel's L2 norm that counts as an outlier
 
 

@@ -10,19 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-CONV_KINDS = {
-    # class name -> kind; subclasses are found through the MRO
-    "Conv1D": "conv1d",
-    "Conv2D": "conv2d",
-    "Conv3D": "conv3d",
-    "DepthwiseConv1D": "depthwise1d",
-    "DepthwiseConv2D": "depthwise",
-    "SeparableConv1D": "separable1d",
-    "SeparableConv2D": "separable",
-    "Conv1DTranspose": "transpose1d",
-    "Conv2DTranspose": "transpose",
-    "Conv3DTranspose": "transpose3d",
-}
+from .errors import UsageError
+from .graph import conv_kind, first_node, functional_graph, graph_nodes, is_model
+from .units import unit_chains
+
 IMAGE_CONV_KINDS = ("conv2d", "depthwise", "separable", "transpose")
 
 
@@ -103,20 +94,6 @@ class ModelInfo:
 # --------------------------------------------------------------------------- helpers
 
 
-def conv_kind(layer) -> str | None:
-    for cls in type(layer).__mro__:
-        kind = CONV_KINDS.get(cls.__name__)
-        if kind and cls.__module__.startswith("keras"):
-            return kind
-    return None
-
-
-def _is_model(layer) -> bool:
-    import keras
-
-    return isinstance(layer, keras.Model)
-
-
 def _shape(tensors) -> tuple:
     shapes = tuple(tuple(t.shape) for t in tensors)
     return shapes[0] if len(shapes) == 1 else shapes
@@ -138,26 +115,6 @@ def _out_channels(layer, output_shape) -> int | None:
     if not output_shape or not isinstance(output_shape[0], (int, type(None))):
         return None
     return output_shape[1] if fmt == "channels_first" else output_shape[-1]
-
-
-def functional_graph(model):
-    """The Functional graph behind a Functional or a Sequential model."""
-    return getattr(model, "_functional", None) or model
-
-
-def graph_nodes(model) -> list:
-    """Every call node of ``model``'s graph in topological order, keras.ops calls included
-    (``x + y`` in a functional model is a node whose operation is not in ``model.layers``)."""
-    by_depth = getattr(functional_graph(model), "_nodes_by_depth", None) or {}
-    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth] if not node.is_input]
-
-
-def _first_node(layer, graph_node_ids: set):
-    """The first call of ``layer`` that belongs to the graph being walked."""
-    for node in layer._inbound_nodes:
-        if id(node) in graph_node_ids:
-            return node
-    return None
 
 
 # --------------------------------------------------------------------------- receptive field
@@ -210,7 +167,7 @@ def _walk_rf(model, input_states: list, results: dict, known: dict) -> list:
     for node in graph_nodes(model):
         operation = node.operation
         states = [known.get(id(t)) for t in node.input_tensors]
-        if _is_model(operation):
+        if is_model(operation):
             outputs = _walk_rf(operation, states, results, known)
             results.setdefault(id(operation), outputs[0] if outputs else None)
         else:
@@ -245,7 +202,7 @@ def _as_number(values: tuple | None) -> tuple | None:
 def _layer_rows(model, path: tuple, depth: int, fields: dict, chains: dict, rows: list) -> None:
     graph_node_ids = {id(node) for node in graph_nodes(model)}
     for layer in model.layers:
-        node = _first_node(layer, graph_node_ids)
+        node = first_node(layer, graph_node_ids)
         outputs = node.output_tensors if node is not None else getattr(layer, "_outputs", None) or []
         if type(layer).__name__ == "InputLayer":
             outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
@@ -275,20 +232,18 @@ def _layer_rows(model, path: tuple, depth: int, fields: dict, chains: dict, rows
                 data_format=getattr(layer, "data_format", None) or "channels_last",
                 receptive_field=_as_number(state[0]) if state else None,
                 effective_stride=_as_number(state[1]) if state else None,
-                is_submodel=_is_model(layer),
+                is_submodel=is_model(layer),
                 not_drawn_reason=reason,
                 unit_layers=chains.get(id(layer), ()),
             )
         )
-        if _is_model(layer):
+        if is_model(layer):
             _layer_rows(layer, path + (layer.name,), depth + 1, fields, chains, rows)
 
 
 def inspect_model(model) -> ModelInfo:
     """Every layer in model order, sub-models expanded right after their own row."""
     rows: list[LayerInfo] = []
-    from .units import unit_chains
-
     _layer_rows(model, (), 0, receptive_fields(model), unit_chains(model), rows)
     return ModelInfo(
         name=model.name,
@@ -300,21 +255,18 @@ def inspect_model(model) -> ModelInfo:
     )
 
 
-def resolve_holder(model, info: LayerInfo):
-    """The (sub-)model that holds ``info``'s layer."""
-    holder = model
-    for name in info.path:
-        holder = holder.get_layer(name)
-    return holder
-
-
-def resolve_layer(model, info: LayerInfo):
-    """The live Keras layer behind ``info``."""
-    return resolve_holder(model, info).get_layer(info.name)
-
-
-def nested_layers(layers):
-    """``layers`` and, recursively, every layer inside those that are models."""
-    for layer in layers:
-        yield layer
-        yield from nested_layers(getattr(layer, "layers", ()))
+def select_layers(model_info: ModelInfo, names: tuple[str, ...]) -> list[LayerInfo]:
+    """The conv layers to draw: all of them, or those named (plain or path-qualified names)."""
+    conv = list(model_info.conv_layers)
+    if not names:
+        return conv
+    by_name = {}
+    for layer in conv:
+        by_name.setdefault(layer.name, layer)
+        by_name[layer.qualified_name] = layer
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        listed = ", ".join(layer.qualified_name for layer in conv[:20]) + (" ..." if len(conv) > 20 else "")
+        raise UsageError("--layers", f"no conv layer named {', '.join(unknown)} (conv layers: {listed})")
+    wanted = {by_name[n].index for n in names}
+    return [layer for layer in conv if layer.index in wanted]

@@ -8,8 +8,10 @@ refuses to deserialise arbitrary Python code.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import warnings
@@ -18,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+import h5py
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -48,8 +51,18 @@ class LoadedModel:
     channels: int | None
     channels_first: bool = False  # the model takes (N, C, H, W); pixels are always (N, H, W, C)
     free_size: bool = False  # the model accepts any height and width; input_hw is the size chosen
-    file_path: str | None = None
     file_sha256: str | None = None
+
+    def model_input(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) pixels in 0..255 -> what the model takes: preprocessed, in its layout."""
+        model_input = np.asarray(self.preprocess(pixels), dtype=np.float32)
+        return np.moveaxis(model_input, -1, 1) if self.channels_first else model_input
+
+    @property
+    def geometry(self) -> dict:
+        """How pixels reach the model: part of the key of every cached result computed from it."""
+        return {"input_hw": self.input_hw, "channels": self.channels, "channels_first": self.channels_first,
+                "preprocess": self.preprocess_mode}
 
 
 @dataclass(frozen=True)
@@ -134,7 +147,7 @@ def _load_application(name: str, weights: str | None, seed: int) -> tuple[object
         try:
             model = constructor(weights=weights)
         except Exception as exc:  # Keras raises ValueError/OSError with long texts
-            raise ModelLoadError(weights, f"cannot load as {name} weights: {_first_line(exc)}")
+            raise ModelLoadError(weights, f"cannot load as {name} weights: {_first_line(exc)}") from exc
         label = os.path.basename(weights)
     return model, label, _application_preprocess(constructor_name)
 
@@ -242,18 +255,12 @@ def _keras3_readable_copy(path: str, config: dict, folder: str) -> str:
     Keras picks the format from the extension (.h5 or .hdf5), so an HDF5 file named ``.model``
     is copied under an .h5 name too.
     """
-    import shutil
-
-    import h5py
-
     fixes = keras2_config_fixes(config)
     if not fixes and path.lower().endswith((".h5", ".hdf5")):
         return path
     copy = os.path.join(folder, "model.h5")
     shutil.copyfile(path, copy)
     if fixes:
-        import json
-
         with h5py.File(copy, "r+") as handle:
             handle.attrs["model_config"] = json.dumps(config)
     return copy
@@ -354,7 +361,7 @@ def load_model(config: ReportConfig) -> LoadedModel:
         try:
             model.load_weights(weights)
         except Exception as exc:
-            raise ModelLoadError(weights, f"cannot load these weights into {name}: {_first_line(exc)}")
+            raise ModelLoadError(weights, f"cannot load these weights into {name}: {_first_line(exc)}") from exc
         label = os.path.basename(weights)
 
     mode = config.preprocess
@@ -380,7 +387,6 @@ def load_model(config: ReportConfig) -> LoadedModel:
         channels=channels,
         channels_first=channels_first,
         free_size=free_size,
-        file_path=path,
         file_sha256=file_sha256(path) if path else None,
     )
 
@@ -461,10 +467,10 @@ def load_image(path: str, index: int, size_hw: tuple[int, int], channels: int) -
                 upright = ImageOps.exif_transpose(opened)
                 rgb = _to_rgb(upright)
                 rgba = _to_rgb(upright, keep_alpha=True) if channels == 4 else None
-    except UnidentifiedImageError:
-        raise ImageLoadError(path, f"not an image in an allowed format ({', '.join(IMAGE_FORMATS)})") from None
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(path, f"not an image in an allowed format ({', '.join(IMAGE_FORMATS)})") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(path, f"refusing a decompression bomb: {_first_line(exc)}") from None
+        raise ImageLoadError(path, f"refusing a decompression bomb: {_first_line(exc)}") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageLoadError(path, f"cannot read image: {_first_line(exc)}") from exc
     display = rgb.copy()

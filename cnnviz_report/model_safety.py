@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import zipfile
 
+import h5py
+
 from .errors import ModelLoadError
 
 MAX_CONFIG_BYTES = 64 << 20
@@ -42,8 +44,8 @@ def _keras_zip_config(path: str) -> dict:
         with zipfile.ZipFile(path) as archive:
             try:
                 info = archive.getinfo("config.json")
-            except KeyError:
-                raise ModelLoadError(path, "not a Keras model: the .keras archive has no config.json") from None
+            except KeyError as exc:
+                raise ModelLoadError(path, "not a Keras model: the .keras archive has no config.json") from exc
             if info.file_size > MAX_CONFIG_BYTES:
                 raise ModelLoadError(path, f"config.json is {info.file_size} bytes; refusing more than {MAX_CONFIG_BYTES}")
             text = archive.read(info)
@@ -55,8 +57,6 @@ def _keras_zip_config(path: str) -> dict:
 
 
 def _h5_config(path: str) -> dict:
-    import h5py
-
     try:
         with h5py.File(path, "r") as handle:
             text = handle.attrs.get("model_config")

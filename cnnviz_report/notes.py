@@ -84,13 +84,13 @@ def read_notes(path: str | None, layer_names: set[str]) -> Notes:
         with open(path, "rb") as handle:
             data = handle.read(MAX_NOTES_BYTES + 1)
     except OSError as error:
-        raise UsageError(path, f"cannot read the notes: {error.strerror or error}") from None
+        raise UsageError(path, f"cannot read the notes: {error.strerror or error}") from error
     if len(data) > MAX_NOTES_BYTES:
         raise UsageError(path, f"notes over {MAX_NOTES_BYTES:,} bytes; is this the right file?")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise UsageError(path, f"notes are not UTF-8 text (byte {error.start})") from None
+        raise UsageError(path, f"notes are not UTF-8 text (byte {error.start})") from error
     index_text, sections = split_sections(text, layer_names)
     return Notes(to_html(index_text) if index_text.strip() else "",
                  {name: to_html(section) for name, section in sections.items() if section.strip()})

@@ -22,7 +22,6 @@ SCRIPT = "static/site.js"
 SUMMARY_FILE = "summary.md"
 HEALTH_FILE = "health.csv"
 MARKER_FILE = "manifest.json"  # holds "tool": "cnnviz_report"; only such a folder is ever replaced
-LEGACY_MARKER_FILE = "cnnviz-manifest.json"  # what sites built by 0.1.0 before the manifest carry
 
 
 def sanitise(name: str) -> str:

@@ -15,6 +15,7 @@ from PIL import Image
 
 from . import paths
 from .errors import UsageError
+from .records import Report
 from .site import build_date, build_pages, make_environment, templates_dir
 
 MAX_WIDTH = 900  # embedded pictures are shrunk to this width at most
@@ -57,10 +58,10 @@ def _data_url(site_root: str, site_path: str, max_width: int = MAX_WIDTH, photo:
         return f"data:image/{kind};base64,{encoded}", picture.width, picture.height
 
 
-def render_single_file(report, site_root: str, max_images: int) -> str:
+def render_single_file(report: Report, site_root: str, max_images: int) -> str:
     pages = build_pages(report)
-    index = pages[0][2]
-    layers = [context for _, template, context in pages if template == "layer.html"]
+    index = next(page.context for page in pages if page.template == "index.html")
+    layers = [page.context for page in pages if page.template == "layer.html"]
     style = (templates_dir() / "static" / "style.css").read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(style.encode("utf-8")).digest()).decode("ascii")
     csp = f"default-src 'none'; img-src data:; style-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
@@ -80,7 +81,7 @@ def render_single_file(report, site_root: str, max_images: int) -> str:
     )
 
 
-def write_single_file(report, site_root: str, target: str, max_images: int) -> int:
+def write_single_file(report: Report, site_root: str, target: str, max_images: int) -> int:
     """Write atomically beside ``target``; returns its size in bytes."""
     html = render_single_file(report, site_root, max_images)
     folder = os.path.dirname(os.path.abspath(target))

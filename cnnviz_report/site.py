@@ -10,18 +10,25 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from . import paths
+from .formatting import fmt_axes, fmt_int, fmt_shape
 from .inspection import LayerInfo
-
-PAGE_TEMPLATES = ("index.html", "layer.html", "image.html")
+from .records import DiffReport, LayerReport, Report
 
 # Everything the site needs is in the site: no inline script or style, nothing from elsewhere.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
                            "base-uri 'none'; form-action 'none'")
+
+
+class Page(NamedTuple):
+    path: str  # site path
+    template: str
+    context: dict
 
 
 def build_date() -> str:
@@ -48,28 +55,6 @@ def make_environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def fmt_int(value: int | None) -> str:
-    return "" if value is None else f"{value:,}"
-
-
-def fmt_shape(shape) -> str:
-    if shape is None or shape == ():
-        return ""
-    if shape and isinstance(shape[0], tuple):
-        return ", ".join(fmt_shape(s) for s in shape)
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
-
-
-def fmt_axes(values: tuple | None) -> str:
-    """(5, 5) -> '5'; (3, 5) -> '3×5'; None -> ''."""
-    if not values:
-        return ""
-    return str(values[0]) if len(set(values)) == 1 else "×".join(str(v) for v in values)
 
 
 # --------------------------------------------------------------------------- view-models
@@ -108,13 +93,13 @@ def _layer_row(info: LayerInfo, pages: dict[int, str]) -> dict:
     }
 
 
-def size_words(report) -> str:
+def size_words(report: Report) -> str:
     """"built at 224 × 224; the model takes any size" for a model whose input size is free."""
     height, width = report.input_hw
     return f"{height} × {width} pixels; the model takes any size (choose with --input-size)"
 
 
-def _model_facts(report) -> list[tuple[str, str]]:
+def _model_facts(report: Report) -> list[tuple[str, str]]:
     model = report.model
     return [
         ("Model", report.model_name),
@@ -148,7 +133,7 @@ def _health_view(health) -> dict:
     return {"badges": badges, "summary": ", ".join(f"{b['count']} {b['label']}" for b in badges)}
 
 
-def _card_views(layer_report, images_by_index: dict) -> list[dict]:
+def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
     health = layer_report.health
     flags = {}
     if health is not None:
@@ -180,7 +165,7 @@ def _card_views(layer_report, images_by_index: dict) -> list[dict]:
     return views
 
 
-def _layer_view(layer_report, pages: dict[int, str], images_by_index: dict, settings: dict,
+def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_index: dict, settings: dict,
                 input_channels: int | None = 3, notes_html: str = "", free_size_words: str = "") -> dict:
     info = layer_report.info
     features = []
@@ -257,7 +242,7 @@ def _pager(links: list[dict], position: int) -> dict:
             "position": position + 1, "count": len(links)}
 
 
-def build_pages(report) -> list[tuple[str, str, dict]]:
+def build_pages(report: Report) -> list[Page]:
     """(site path, template, context) for every page of the site."""
     pages = {r.info.index: paths.layer_page(r.slug) for r in report.layers}
     images_by_index = {image.index: image for image in report.images}
@@ -280,7 +265,7 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
         "built": build_date(),
         "health_page": paths.HEALTH_FILE,
     }
-    result = [(
+    result = [Page(
         paths.INDEX_PAGE,
         "index.html",
         dict(
@@ -298,18 +283,18 @@ def build_pages(report) -> list[tuple[str, str, dict]]:
     )]
     pager_links = [{"name": view["row"]["name"], "page": view["page"]} for view in layer_views]
     for position, view in enumerate(layer_views):
-        result.append((view["page"], "layer.html", dict(common, layer=view, **_pager(pager_links, position))))
+        result.append(Page(view["page"], "layer.html", dict(common, layer=view, **_pager(pager_links, position))))
     for image_view in image_views:
         rows = []
         for view in layer_views:
             for feature in view["features"]:
                 if feature["image_page"] == image_view["page"]:
                     rows.append({"layer": view["row"], "layer_page": view["page"], "feature": feature})
-        result.append((image_view["page"], "image.html", dict(common, image=image_view, rows=rows)))
+        result.append(Page(image_view["page"], "image.html", dict(common, image=image_view, rows=rows)))
     return result
 
 
-def _write_pages(pages: list[tuple[str, str, dict]], root: str) -> list[str]:
+def _write_pages(pages: list[Page], root: str) -> list[str]:
     """Render (site path, template, context) pages into ``root``, with the static files and
     ``.nojekyll``; each page's ``url()`` makes links relative to that page."""
     env = make_environment()
@@ -334,7 +319,7 @@ def _write_pages(pages: list[tuple[str, str, dict]], root: str) -> list[str]:
     return written
 
 
-def write_site(report, root: str) -> list[str]:
+def write_site(report: Report, root: str) -> list[str]:
     """Render every page into ``root``; returns the site paths written."""
     return _write_pages(build_pages(report), root)
 
@@ -350,10 +335,11 @@ def _side(prefix: str, asset) -> dict | None:
     return view
 
 
-def write_diff_site(diffs, report_a, report_b, config_a, config_b, root: str) -> None:
+def write_diff_site(diff_report: DiffReport, root: str) -> None:
     """index.html and one page per conv layer comparing A (``a/``) and B (``b/``)."""
-    reports_b = {r.info.qualified_name: r for r in report_b.layers}
-    names = {"a": config_a.model or "demo model", "b": config_b.weights or config_b.model or "demo model"}
+    diffs, report_a = diff_report.layers, diff_report.a
+    reports_b = {r.info.qualified_name: r for r in diff_report.b.layers}
+    names = {"a": diff_report.a_name, "b": diff_report.b_name}
     common = {"report_title": f"Diff: {os.path.basename(names['a'])} → {os.path.basename(names['b'])}",
               "version": report_a.version, "index_page": paths.INDEX_PAGE, "stylesheet": paths.STYLESHEET,
               "script": paths.SCRIPT, "summary_page": paths.SUMMARY_FILE, "csp": CONTENT_SECURITY_POLICY,
@@ -365,7 +351,7 @@ def write_diff_site(diffs, report_a, report_b, config_a, config_b, root: str) ->
                      "top": [{"number": c.number, "change": f"{c.relative_l2:.2g}",
                               "anchor": paths.filter_anchor(c.number)} for c in diff.changed[:5]],
                      "became_dead": diff.became_dead, "came_alive": diff.came_alive})
-    pages = [(paths.INDEX_PAGE, "diff_index.html", dict(common, layers=rows,
+    pages = [Page(paths.INDEX_PAGE, "diff_index.html", dict(common, layers=rows,
                                                         sites={"a": "a/index.html", "b": "b/index.html"}))]
     pager_links = [{"name": diff.info.name, "page": paths.layer_page(diff.slug)} for diff in diffs]
     for position, (diff, report_a_layer) in enumerate(zip(diffs, report_a.layers)):
@@ -382,7 +368,7 @@ def write_diff_site(diffs, report_a, report_b, config_a, config_b, root: str) ->
                     "dead": "became dead" if c.number in diff.became_dead else
                             "came alive" if c.number in diff.came_alive else ""}
                    for c in diff.changes]
-        pages.append((paths.layer_page(diff.slug), "diff_layer.html", dict(
+        pages.append(Page(paths.layer_page(diff.slug), "diff_layer.html", dict(
             common, row=rows[position], top=changes[:len(diff.changed)][:16],
             changes=sorted(changes, key=lambda c: c["number"]),
             filters={"a": _asset(diff.filter_grids[0]), "b": _asset(diff.filter_grids[1])},

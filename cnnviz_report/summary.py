@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 
 from . import paths
-from .build import ASCENT_JUDGE_STEPS
-from .site import fmt_axes, fmt_int, fmt_shape
+from .formatting import fmt_axes, fmt_int, fmt_shape
+from .health import ASCENT_JUDGE_STEPS
+from .records import DiffReport, Report, ranked_layers
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # what can start markup anywhere in a line
 
@@ -26,7 +28,7 @@ def md_link(text: str, target: str) -> str:
     return f"[{md_text(text)}]({target.replace(' ', '%20').replace('(', '%28').replace(')', '%29')})"
 
 
-def summary_markdown(report) -> str:
+def summary_markdown(report: Report) -> str:
     model = report.model
     lines = [f"# {md_text(report.title)}", ""]
     lines += [
@@ -86,7 +88,7 @@ HEALTH_COLUMNS = ("layer", "filter", "kernel_norm", "nonfinite_kernel", "duplica
                   "mean_activation", "max_activation", "active_share", "images")
 
 
-def health_csv(report) -> str:
+def health_csv(report: Report) -> str:
     """One row per filter of every drawn layer; empty cells where a number was not measured."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -98,19 +100,19 @@ def health_csv(report) -> str:
         kernel = health.kernel
         duplicate = {f: (earlier, cosine) for f, earlier, cosine in kernel.duplicates}
         ascent = {card.number: card.ascent_activation for card in layer.cards}
-        images = 0 if layer.channel_max is None else len(layer.channel_max)
+        stats, images = layer.stats, layer.images_measured
         for number in range(health.filters):
             earlier, cosine = duplicate.get(number, ("", ""))
-            measured = images and number < layer.channel_max.shape[1]
+            measured = images and number < stats.max.shape[1]
             row = [
                 _cell(layer.info.qualified_name), number, _num(kernel.norms[number]), int(number in kernel.nonfinite),
                 earlier, cosine, int(number in kernel.norm_outliers),
                 int(number in health.dead) if images else "", int(number in health.constant) if images else "",
                 int(number in health.ascent_dead) if number in layer.mosaic_indices and layer.ascent_judged else "",
                 _num(ascent.get(number)),
-                _num(layer.channel_mean[:, number].mean()) if measured else "",
-                _num(layer.channel_max[:, number].max()) if measured else "",
-                _num(layer.channel_active[:, number].mean()) if measured else "",
+                _num(stats.mean[:, number].mean()) if measured else "",
+                _num(stats.max[:, number].max()) if measured else "",
+                _num(stats.active[:, number].mean()) if measured else "",
                 images,
             ]
             writer.writerow(row)
@@ -124,3 +126,18 @@ def _cell(text: str) -> str:
 
 def _num(value) -> str:
     return "" if value is None else f"{float(value):.6g}"
+
+
+def diff_summary(diff: DiffReport) -> str:
+    """Markdown for the review thread: the most changed layers and filters, with links."""
+    lines = [f"# Checkpoint diff: {md_text(os.path.basename(diff.a_name))} → {md_text(os.path.basename(diff.b_name))}",
+             "", f"Open the comparison: {md_link('index.html', paths.INDEX_PAGE)}.", "",
+             "| Layer | Mean change | Most changed filters | Became dead | Came alive |", "|---|--:|---|---|---|"]
+    for layer in ranked_layers(diff.layers):
+        top = ", ".join(md_link(f"{c.number} ({c.relative_l2:.2g})", f"{paths.layer_page(layer.slug)}#"
+                                f"{paths.filter_anchor(c.number)}") for c in layer.changed[:5]) or "unchanged"
+        lines.append(f"| {md_link(layer.info.qualified_name, paths.layer_page(layer.slug))} | {layer.mean_change:.3g} | "
+                     f"{top} | {', '.join(map(str, layer.became_dead)) or '–'} | "
+                     f"{', '.join(map(str, layer.came_alive)) or '–'} |")
+    lines += ["", "Change: relative L2 distance of a filter's kernel, ||B − A|| / ||A||.", ""]
+    return "\n".join(lines)

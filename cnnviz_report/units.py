@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .graph import conv_kind, first_node, functional_graph, graph_nodes, is_model, resolve_holder
+
 # Layers that act on each value (or each channel) alone, so they belong to the unit.
 POINTWISE_LAYERS = {
     "BatchNormalization", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU",
@@ -46,8 +48,6 @@ def _is_pointwise(layer) -> bool:
 def unit_chains(model) -> dict[int, tuple[str, ...]]:
     """id(conv layer) -> names of the pointwise layers after it that make its unit, in order, for
     every conv layer of ``model`` and of nested models."""
-    from .inspection import _first_node, _is_model, conv_kind, functional_graph, graph_nodes
-
     chains: dict[int, tuple[str, ...]] = {}
     nodes = graph_nodes(model)
     node_ids = {id(node) for node in nodes}
@@ -57,11 +57,11 @@ def unit_chains(model) -> dict[int, tuple[str, ...]]:
             consumers.setdefault(id(tensor), []).append(node)
     outputs = {id(t) for t in functional_graph(model).outputs}
     for layer in model.layers:
-        if _is_model(layer):
+        if is_model(layer):
             chains.update(unit_chains(layer))
         if conv_kind(layer) is None:
             continue
-        node = _first_node(layer, node_ids)
+        node = first_node(layer, node_ids)
         following = []
         if node is not None and len(node.output_tensors) == 1:
             tensor = node.output_tensors[0]
@@ -78,8 +78,6 @@ def unit_chains(model) -> dict[int, tuple[str, ...]]:
 def unit_functions(model, info) -> list:
     """The callables that take the conv's pre-activation value to the unit's response: the conv's
     own activation, then each layer of ``info.unit_layers``."""
-    from .inspection import resolve_holder
-
     holder = resolve_holder(model, info)
     activation = getattr(holder.get_layer(info.name), "activation", None)
     functions = [activation] if activation is not None else []

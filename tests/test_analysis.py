@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from cnnviz_report.analysis.activations import FeatureProbe, layer_chain
-from cnnviz_report.analysis.ascent import AscentSettings, deprocess, maximise_filters
+from cnnviz_report.analysis.ascent import AscentSettings, maximise_filters
+from cnnviz_report.analysis.ascent_parts import deprocess
 from cnnviz_report.analysis.weights import kernel_view
-from cnnviz_report.inspection import inspect_model, resolve_layer
+from cnnviz_report.graph import resolve_layer
+from cnnviz_report.inspection import inspect_model
 
 
 def _per_layer_outputs(model, info, batch):

@@ -193,9 +193,11 @@ def test_progress_reports_every_step_with_work_weighted_by_cost(nested_model_fil
     from cnnviz_report.build import build_site
     from cnnviz_report.config import ReportConfig
 
-    events = []
+    heard = []
     build_site(ReportConfig(model=nested_model_file, images=(photo_path,), out=str(tmp_path / "s"), ascent_steps=2),
-               progress=events.append)
+               progress=heard.append)
+    assert all(a.work_done < b.work_done for a, b in zip(heard, heard[1:]))
+    events = [event for event in heard if not event.detail]  # each step's start (details: within a step)
     assert [e.step for e in events] == list(range(1, len(events) + 1))
     assert all(e.total == len(events) for e in events)
     assert events[0].work_done == 0.0 and all(a.work_done < b.work_done for a, b in zip(events, events[1:]))
@@ -222,7 +224,7 @@ def test_leftovers_of_killed_builds_are_removed_but_a_live_build_is_left_alone(t
 
 
 def test_a_build_killed_between_its_two_renames_gets_the_old_site_back(tmp_path):
-    from cnnviz_report.build import remove_leftovers
+    from cnnviz_report.staging import remove_leftovers
 
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     old = tmp_path / f".site.cnnviz-old-{int(finished.stdout)}"

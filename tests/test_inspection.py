@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cnnviz_report.inspection import inspect_model, resolve_layer
+from cnnviz_report.graph import resolve_layer
+from cnnviz_report.inspection import inspect_model
 
 # Seed 000: `for layer in model.layers: print(layer.name, filters.shape)` and the output shapes.
 VGG16_CONV = [

@@ -7,14 +7,14 @@ from cnnviz_report.cli import main
 
 
 def _break_one_layer(monkeypatch, name="conv_b"):
-    real = build._draw_mosaic
+    real = build.draw_mosaic
 
-    def draw(loaded, model_info, report, *args):
-        if report.info.name == name:
+    def draw(loaded, model_info, info, *args):
+        if info.name == name:
             raise ValueError("planted: tuple index out of range")
-        return real(loaded, model_info, report, *args)
+        return real(loaded, model_info, info, *args)
 
-    monkeypatch.setattr(build, "_draw_mosaic", draw)
+    monkeypatch.setattr(build, "draw_mosaic", draw)
 
 
 def test_a_failing_layer_stops_the_build_naming_it(tiny_model_file, photo_path, tmp_path, capsys, monkeypatch):

@@ -97,7 +97,7 @@ def test_unit_raw_keeps_the_conv_output(keras, tmp_path, noise_images):
                     unit="raw")
     found_dead, constant, drawn = _verdicts(report)
     assert (found_dead, constant, drawn.info.unit_layers) == (set(), set(), ())
-    assert drawn.channel_max[:, NEGATIVE_RAW].max() < 0 < drawn.channel_min[:, POSITIVE_RAW].min()
+    assert drawn.stats.max[:, NEGATIVE_RAW].max() < 0 < drawn.stats.min[:, POSITIVE_RAW].min()
     assert "--unit raw" in (tmp_path / "site" / "layers" / f"{drawn.slug}.html").read_text()
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..inspection import LayerInfo, functional_graph, graph_nodes, nested_layers, resolve_layer
+from ..graph import functional_graph, graph_nodes, nested_layers, resolve_layer
+from ..inspection import LayerInfo
 
 # TensorFlow graph mode only accepts these characters in name scopes, and Keras opens one per
 # layer; layer names are user data and may hold anything else.

@@ -1,6 +1,6 @@
 """Activation maximisation: the input image each filter likes most (Erhan 2009; keras.io; lucid).
 
-Two modes share one engine:
+Two modes share one engine, as two recipes of small parts (``ascent_parts``):
 
 * ``fast`` is the seeds' method (keras.io "Visualizing what convnets learn") done well: start
   from grey noise, climb the mean activation of a filter with l2-normalised gradient steps,
@@ -31,22 +31,19 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from ..inspection import LayerInfo, resolve_layer
-from ..render import NONFINITE_RGB
+from ..config import ASCENT_MODES
+from ..graph import resolve_layer
+from ..inspection import LayerInfo
+from ..units import rescue_split, response_floor, unit_functions
 from .activations import ascent_chain, free_size_model, graph_safe, reads_channels_first
+from .ascent_parts import recipe
 
-MODES = ("fast", "robust")
-# keras.io: lr 10 on a 180x180x3 canvas scaled to [-1, 1] is an RMS step of this many pixel levels
-_KERAS_IO_PIXELS = 180 * 180 * 3
-_PIXEL_LEVELS_PER_UNIT = 127.5
 ASSUMED_GFLOPS = 150.0  # a CPU rate to bound the time of one step (this 2-core AVX-512 machine: 190-590)
 STEP_SECONDS = 2.0
-# lucid's colour decorrelation: the square root of ImageNet's colour correlation (SVD)
-_COLOR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
-_COLOR_SQRT_NORMALISED = _COLOR_SQRT / np.max(np.linalg.norm(_COLOR_SQRT, axis=0))
 
 
 @dataclass(frozen=True)
@@ -157,129 +154,19 @@ def activation_border(size: int) -> int:
     return 2 if size >= 12 else (1 if size >= 6 else 0)
 
 
-def _nonfinite_tile(canvas: np.ndarray, crop: int) -> np.ndarray:
-    """A canvas that went NaN/Inf (a NaN weight upstream) is drawn magenta, never cast."""
-    height, width, channels = canvas.shape
-    if crop > 0 and height > 2 * crop and width > 2 * crop:
-        height, width = height - 2 * crop, width - 2 * crop
-    colour = NONFINITE_RGB if channels == 3 else (255,) * channels
-    return np.broadcast_to(np.array(colour, np.uint8), (height, width, channels)).copy()
+# --------------------------------------------------------------------------- the engine
 
 
-def deprocess(canvas: np.ndarray, crop: int) -> np.ndarray:
-    """keras.io's deprocess_image: standardise, scale to 0.15 std around grey, crop, to uint8."""
-    if not np.isfinite(canvas).all():
-        return _nonfinite_tile(canvas, crop)
-    image = canvas.astype(np.float64)
-    image = image - image.mean()
-    image = image / (image.std() + 1e-5) * 0.15 + 0.5
-    if crop > 0 and image.shape[0] > 2 * crop and image.shape[1] > 2 * crop:
-        image = image[crop:-crop, crop:-crop]
-    return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-
-
-# --------------------------------------------------------------------------- graph mode
-
-
-# --------------------------------------------------------------------------- robust mode pieces
-
-
-def _spectrum_scale(height: int, width: int) -> np.ndarray:
-    """lucid's scaling of a real 2-D spectrum: 1/frequency (energy spread evenly over scales),
-    times sqrt(h w) so the inverse FFT is unitary and Adam's rate means what it does on pixels."""
-    fy = np.fft.fftfreq(height)[:, None]
-    fx = np.fft.rfftfreq(width)[None, :]
-    frequencies = np.sqrt(fx * fx + fy * fy)
-    return (np.sqrt(height * width) / np.maximum(frequencies, 1.0 / max(height, width))).astype(np.float32)
-
-
-class _Robust:
-    """Image parametrisation and transforms of lucid, in TensorFlow, for a batch of canvases."""
-
-    def __init__(self, canvas_hw: tuple[int, int], channels: int):
-        import tensorflow as tf
-
-        self.height, self.width = canvas_hw
-        self.channels = channels
-        self.scale = tf.constant(_spectrum_scale(self.height, self.width)[None, None])  # (1, 1, H, W/2+1)
-        self.colour = tf.constant(_COLOR_SQRT_NORMALISED.T) if channels == 3 else None
-        unit = max(self.height, self.width) / 128.0  # lucid's numbers are for 128 px images
-        self.pad = max(1, int(round(12 * unit)))
-        self.jitters = (max(1, int(round(8 * unit))), max(1, int(round(4 * unit))))
-
-    def initial(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """Small random spectra (lucid: normal, sd 0.01), as (real, imaginary) pairs."""
-        shape = (batch, self.channels, self.height, self.width // 2 + 1, 2)
-        return rng.normal(0.0, 0.01, size=shape).astype(np.float32)
-
-    def pixels(self, spectrum):
-        """Spectra -> (B, H, W, C) pixels in 0..255."""
-        import tensorflow as tf
-
-        complex_spectrum = tf.complex(spectrum[..., 0], spectrum[..., 1]) * tf.cast(self.scale, tf.complex64)
-        image = tf.signal.irfft2d(complex_spectrum, fft_length=[self.height, self.width]) / 4.0
-        image = tf.transpose(image, (0, 2, 3, 1))
-        if self.colour is not None:
-            image = tf.einsum("bhwc,cd->bhwd", image, self.colour)
-        return 255.0 * tf.sigmoid(image)
-
-    def draw_transform(self, rng: np.random.Generator) -> np.ndarray:
-        """One random draw of lucid's standard transforms: (dy1, dx1, scale, angle, dy2, dx2)."""
-        first, second = self.jitters
-        return np.array([
-            rng.integers(0, first + 1), rng.integers(0, first + 1),
-            rng.choice([1 + (i - 5) / 50.0 for i in range(11)]),
-            rng.choice(list(range(-10, 11)) + [0] * 5) * math.pi / 180.0,
-            rng.integers(0, second + 1), rng.integers(0, second + 1),
-        ], np.float32)
-
-    def transform(self, pixels, draw):
-        """pad, jitter, scale, rotate, jitter: lucid's standard_transforms, scaled to the canvas."""
-        import tensorflow as tf
-
-        pad = self.pad
-        x = tf.pad(pixels, [[0, 0], [pad, pad], [pad, pad], [0, 0]], constant_values=127.5)
-        x = self._jitter(x, self.jitters[0], draw[0], draw[1])
-        size = tf.cast(tf.shape(x)[1:3], tf.float32)
-        x = tf.image.resize(x, tf.cast(tf.round(size * draw[2]), tf.int32), method="bilinear")
-        x = self._rotate(x, draw[3])
-        return self._jitter(x, self.jitters[1], draw[4], draw[5])
-
-    @staticmethod
-    def _jitter(x, amount: int, dy, dx):
-        import tensorflow as tf
-
-        size = tf.shape(x)
-        dy, dx = tf.cast(dy, tf.int32), tf.cast(dx, tf.int32)
-        return x[:, dy : size[1] - amount + dy, dx : size[2] - amount + dx, :]
-
-    @staticmethod
-    def _rotate(x, angle):
-        import tensorflow as tf
-
-        shape = tf.shape(x)
-        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-        cos, sin = tf.cos(angle), tf.sin(angle)
-        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-        # output (x, y) <- input (a0 x + a1 y + a2, b0 x + b1 y + b2): a rotation about the centre
-        transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])
-        return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=tf.tile(transform[None], [shape[0], 1]), output_shape=shape[1:3],
-            interpolation="BILINEAR", fill_mode="REFLECT", fill_value=0.0)
-
-
-def adam_update(params, grads, m, v, t, rate: float, beta1=0.9, beta2=0.999, epsilon=1e-8):
-    """One Adam step (Kingma & Ba 2015) as a pure function: new (params, m, v)."""
+def pre_activation_rescue(output_means, pre_means, one_hot, floor: np.ndarray):
+    """A model modifier, like tf-keras-vis's ``ReplaceToLinear`` but only where it is needed: a
+    canvas whose response sits at its floor (zero gradient) climbs the input of the last
+    saturating step instead, until the response moves; the others climb their response."""
     import tensorflow as tf
 
-    m = beta1 * m + (1 - beta1) * grads
-    v = beta2 * v + (1 - beta2) * tf.square(grads)
-    m_hat = m / (1 - tf.pow(beta1, t))
-    v_hat = v / (1 - tf.pow(beta2, t))
-    return params - rate * m_hat / (tf.sqrt(v_hat) + epsilon), m, v
+    floor = tf.einsum("bc,c->b", one_hot, tf.constant(floor, tf.float32))
+    off_floor = tf.abs(output_means - floor) > 1e-6 * (1.0 + tf.abs(floor))
+    return output_means + tf.where(off_floor, tf.zeros_like(output_means), pre_means)
 
-
-# --------------------------------------------------------------------------- the engine
 
 
 class LayerAscent:
@@ -290,8 +177,8 @@ class LayerAscent:
                  input_channels_first: bool = False):
         import tensorflow as tf
 
-        if settings.mode not in MODES:
-            raise ValueError(f"ascent mode must be one of {MODES}, got {settings.mode!r}")
+        if settings.mode not in ASCENT_MODES:
+            raise ValueError(f"ascent mode must be one of {ASCENT_MODES}, got {settings.mode!r}")
         self.info, self.settings, self.channels = info, settings, channels
         free = free_size_model(model, info, input_channels_first)
         if free is not None:
@@ -302,15 +189,14 @@ class LayerAscent:
         self.canvas_hw = plan_canvas(info, input_hw, free is not None, settings)
         self.cost = LayerCost.of(upstream, input_hw)
         self.flops_per_canvas_step = self.cost.step_flops(self.canvas_hw)
-        self.robust = _Robust(self.canvas_hw, channels) if settings.mode == "robust" else None
+        self.recipe = recipe(settings.mode, self.canvas_hw, channels, settings.rate, settings.noise_amplitude)
         self._preprocess = preprocess
         self._input_channels_first = input_channels_first
         self._output_channels_first = info.data_format == "channels_first"
         compiled = graph_safe(self._chain)
         xla = reads_channels_first(self._chain) or None  # TF's CPU kernels run NCHW convs only under XLA
         self._compile = (lambda f: tf.function(f, reduce_retracing=True, jit_compile=xla)) if compiled else (lambda f: f)
-        self._fast_step = self._compile(self._fast)
-        self._robust_step = self._compile(self._robust)
+        self._step = self._compile(self._climb_step)
         self._measure = self._compile(lambda pixels, one_hot: self._objective(pixels, one_hot)[1])
 
     # -- the objective ---------------------------------------------------------------
@@ -319,8 +205,6 @@ class LayerAscent:
         """What is climbed: the unit's response (the conv, its own activation, then
         ``info.unit_layers``); while a filter sits at the response's floor, the input of the last
         saturating step."""
-        from ..units import rescue_split, response_floor, unit_functions
-
         functions = unit_functions(model, self.info)
         filters = self.info.filters or 0
         channels_first = self.info.data_format == "channels_first"
@@ -363,80 +247,56 @@ class LayerAscent:
         return tf.einsum("bhwc,bc->b", values, one_hot) / area
 
     def _objective(self, pixels, one_hot):
-        """(what is climbed, the layer's real mean output) per canvas."""
-        import tensorflow as tf
-
+        """(what is climbed, the unit's real mean response) per canvas."""
         pre, output = self._forward(pixels)
         output_means = self._filter_means(output, one_hot)
         if not self._after or self.floor is None or not self.settings.rescue_stuck:
             return output_means, output_means
-        floor = tf.einsum("bc,c->b", one_hot, tf.constant(self.floor, tf.float32))
-        off_floor = tf.abs(output_means - floor) > 1e-6 * (1.0 + tf.abs(floor))
-        stuck = tf.where(off_floor, tf.zeros_like(output_means), self._filter_means(pre, one_hot))
-        return output_means + stuck, output_means
+        climbed = pre_activation_rescue(output_means, self._filter_means(pre, one_hot), one_hot, self.floor)
+        return climbed, output_means
 
-    # -- one step of each mode ---------------------------------------------------------
+    # -- climbing ----------------------------------------------------------------------
 
-    def _fast(self, canvas, one_hot):
-        """keras.io: an l2-normalised gradient step on the pixels."""
-        import tensorflow as tf
-
-        values = self.canvas_hw[0] * self.canvas_hw[1] * self.channels
-        step_norm = self.settings.rate * _PIXEL_LEVELS_PER_UNIT * float(np.sqrt(values / _KERAS_IO_PIXELS))
-        with tf.GradientTape() as tape:
-            tape.watch(canvas)
-            loss = tf.reduce_sum(self._objective(canvas, one_hot)[0])
-        return canvas + step_norm * tf.math.l2_normalize(tape.gradient(loss, canvas), axis=[1, 2, 3])
-
-    def _robust(self, spectrum, m, v, t, one_hot, draw):
-        """lucid: an Adam step on the spectrum, the image seen through random transforms."""
+    def _climb_step(self, params, state, t, one_hot, draw):
+        """One step of the recipe: its image seen through its transforms, its optimiser's update."""
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            tape.watch(spectrum)
-            seen = self.robust.transform(self.robust.pixels(spectrum), draw)
-            loss = -tf.reduce_sum(self._objective(seen, one_hot)[0])
-        return adam_update(spectrum, tape.gradient(loss, spectrum), m, v, t, self.settings.rate)
-
-    # -- running -----------------------------------------------------------------------
+            tape.watch(params)
+            seen = self.recipe.transforms.apply(self.recipe.image.pixels(params), draw)
+            objective = tf.reduce_sum(self._objective(seen, one_hot)[0])
+        return self.recipe.optimiser.step(params, tape.gradient(objective, params), state, t)
 
     def batch_size(self, filters: int) -> int:
         return plan_batch(self.cost, self.canvas_hw, filters, self.settings)
 
     def _climb(self, chunk: list[int], steps: int, rng: np.random.Generator):
+        """The final pixels of one batch of canvases, one filter each."""
         import tensorflow as tf
 
         one_hot = tf.one_hot(chunk, depth=self.info.filters, dtype=tf.float32)
-        if self.robust is None:
-            noise = rng.uniform(-1.0, 1.0, size=(len(chunk), *self.canvas_hw, self.channels))
-            canvas = tf.constant(128.0 + self.settings.noise_amplitude * noise, dtype=tf.float32)
-            for _ in range(steps):
-                canvas = self._fast_step(canvas, one_hot)
-            return canvas, one_hot
-        spectrum = tf.constant(self.robust.initial(rng, len(chunk)))
-        m, v = tf.zeros_like(spectrum), tf.zeros_like(spectrum)
+        params = self.recipe.image.initial(rng, len(chunk))
+        state = self.recipe.optimiser.start(params)
         for t in range(1, steps + 1):
-            draw = tf.constant(self.robust.draw_transform(rng))
-            spectrum, m, v = self._robust_step(spectrum, m, v, tf.constant(float(t)), one_hot, draw)
-        return self.robust.pixels(spectrum), one_hot
+            draw = self.recipe.transforms.draw(rng)
+            params, state = self._step(params, state, tf.constant(float(t)), one_hot, draw)
+        return self.recipe.image.pixels(params), one_hot
 
-    def run(self, filter_indices: list[int], steps: int | None = None) -> AscentResult:
-        """Climb each filter of ``filter_indices``, in batches; Ctrl-C lands between steps."""
+    def run(self, filter_indices: list[int], steps: int | None = None,
+            on_batch: Callable[[int, int], None] | None = None) -> AscentResult:
+        """Climb each filter of ``filter_indices``, in batches; Ctrl-C lands between steps.
+        ``on_batch(done, total)`` hears after each batch how many filters are done."""
         steps = self.settings.step_count if steps is None else steps
         batch_size = self.batch_size(len(filter_indices))
         rng = np.random.default_rng([self.settings.seed, self.info.index])
-        crop = int(round(min(self.canvas_hw) * 25 / 180)) if self.robust is None else 0
         images, activations = [], []
         for start in range(0, len(filter_indices), batch_size):
             chunk = filter_indices[start : start + batch_size]
             final, one_hot = self._climb(chunk, steps, rng)
             activations.append(np.asarray(self._measure(final, one_hot)))
-            pictures = final.numpy()
-            if self.robust is None:
-                images.extend(deprocess(picture, crop) for picture in pictures)
-            else:
-                images.extend(np.clip(picture, 0, 255).round().astype(np.uint8) if np.isfinite(picture).all()
-                              else _nonfinite_tile(picture, 0) for picture in pictures)
+            images.extend(self.recipe.display(picture) for picture in final.numpy())
+            if on_batch is not None:
+                on_batch(start + len(chunk), len(filter_indices))
         # each step is a forward and an input-gradient pass; the measurement one more forward
         flops = len(filter_indices) * (steps + 0.5) * self.flops_per_canvas_step
         return AscentResult(tuple(filter_indices), np.stack(images), np.concatenate(activations).astype(np.float32),

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..inspection import LayerInfo, resolve_layer
+from ..graph import resolve_layer
+from ..inspection import LayerInfo
 
 
 @dataclass(frozen=True)

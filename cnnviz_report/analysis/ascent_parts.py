@@ -1,0 +1,259 @@
+"""The parts an activation-maximisation recipe is composed of, each with one small interface
+(as lucent's ``param.image`` and ``transform.compose``):
+
+* an image parametrisation: ``initial(rng, batch)`` -> parameters, ``pixels(params)`` -> (B, H, W, C)
+  pixels in 0..255;
+* transforms the image is seen through: ``draw(rng)`` -> this step's random numbers (or None),
+  ``apply(pixels, draw)``;
+* an optimiser that climbs: ``start(params)`` -> state, ``step(params, gradient, state, t)``;
+* a display: the final pixels of one canvas -> a uint8 picture.
+
+``fast`` and ``robust`` are two ``Recipe``s of these parts (``recipe(mode, ...)``), not branches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..render import NONFINITE_RGB
+
+# keras.io: lr 10 on a 180x180x3 canvas scaled to [-1, 1] is an RMS step of this many pixel levels
+_KERAS_IO_PIXELS = 180 * 180 * 3
+_PIXEL_LEVELS_PER_UNIT = 127.5
+# lucid's colour decorrelation: the square root of ImageNet's colour correlation (SVD)
+_COLOR_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
+_COLOR_SQRT_NORMALISED = _COLOR_SQRT / np.max(np.linalg.norm(_COLOR_SQRT, axis=0))
+
+
+# --------------------------------------------------------------------------- image parametrisations
+
+
+class PixelImage:
+    """The canvas is its pixels, starting as grey 128 +- ``noise`` levels (the seeds' start)."""
+
+    def __init__(self, canvas_hw: tuple[int, int], channels: int, noise: float):
+        self.canvas_hw, self.channels, self.noise = canvas_hw, channels, noise
+
+    def initial(self, rng: np.random.Generator, batch: int):
+        import tensorflow as tf
+
+        noise = rng.uniform(-1.0, 1.0, size=(batch, *self.canvas_hw, self.channels))
+        return tf.constant(128.0 + self.noise * noise, dtype=tf.float32)
+
+    def pixels(self, params):
+        return params
+
+
+def _spectrum_scale(height: int, width: int) -> np.ndarray:
+    """lucid's scaling of a real 2-D spectrum: 1/frequency (energy spread evenly over scales),
+    times sqrt(h w) so the inverse FFT is unitary and Adam's rate means what it does on pixels."""
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    frequencies = np.sqrt(fx * fx + fy * fy)
+    return (np.sqrt(height * width) / np.maximum(frequencies, 1.0 / max(height, width))).astype(np.float32)
+
+
+class FourierImage:
+    """lucid's ``fft_image`` with decorrelated colour, squashed into 0..255 by a sigmoid."""
+
+    def __init__(self, canvas_hw: tuple[int, int], channels: int):
+        import tensorflow as tf
+
+        self.height, self.width = canvas_hw
+        self.channels = channels
+        self.scale = tf.constant(_spectrum_scale(self.height, self.width)[None, None])  # (1, 1, H, W/2+1)
+        self.colour = tf.constant(_COLOR_SQRT_NORMALISED.T) if channels == 3 else None
+
+    def initial(self, rng: np.random.Generator, batch: int):
+        """Small random spectra (lucid: normal, sd 0.01), as (real, imaginary) pairs."""
+        import tensorflow as tf
+
+        shape = (batch, self.channels, self.height, self.width // 2 + 1, 2)
+        return tf.constant(rng.normal(0.0, 0.01, size=shape).astype(np.float32))
+
+    def pixels(self, spectrum):
+        import tensorflow as tf
+
+        complex_spectrum = tf.complex(spectrum[..., 0], spectrum[..., 1]) * tf.cast(self.scale, tf.complex64)
+        image = tf.signal.irfft2d(complex_spectrum, fft_length=[self.height, self.width]) / 4.0
+        image = tf.transpose(image, (0, 2, 3, 1))
+        if self.colour is not None:
+            image = tf.einsum("bhwc,cd->bhwd", image, self.colour)
+        return 255.0 * tf.sigmoid(image)
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+class NoTransforms:
+    def draw(self, rng: np.random.Generator):
+        return None
+
+    def apply(self, pixels, draw):
+        return pixels
+
+
+class LucidTransforms:
+    """lucid's ``standard_transforms`` (pad, jitter, scale, rotate, jitter), scaled to the canvas."""
+
+    def __init__(self, canvas_hw: tuple[int, int]):
+        unit = max(canvas_hw) / 128.0  # lucid's numbers are for 128 px images
+        self.pad = max(1, int(round(12 * unit)))
+        self.jitters = (max(1, int(round(8 * unit))), max(1, int(round(4 * unit))))
+
+    def draw(self, rng: np.random.Generator):
+        """One random draw: (dy1, dx1, scale, angle, dy2, dx2)."""
+        import tensorflow as tf
+
+        first, second = self.jitters
+        return tf.constant(np.array([
+            rng.integers(0, first + 1), rng.integers(0, first + 1),
+            rng.choice([1 + (i - 5) / 50.0 for i in range(11)]),
+            rng.choice(list(range(-10, 11)) + [0] * 5) * math.pi / 180.0,
+            rng.integers(0, second + 1), rng.integers(0, second + 1),
+        ], np.float32))
+
+    def apply(self, pixels, draw):
+        import tensorflow as tf
+
+        pad = self.pad
+        x = tf.pad(pixels, [[0, 0], [pad, pad], [pad, pad], [0, 0]], constant_values=127.5)
+        x = _jitter(x, self.jitters[0], draw[0], draw[1])
+        size = tf.cast(tf.shape(x)[1:3], tf.float32)
+        x = tf.image.resize(x, tf.cast(tf.round(size * draw[2]), tf.int32), method="bilinear")
+        x = _rotate(x, draw[3])
+        return _jitter(x, self.jitters[1], draw[4], draw[5])
+
+
+def _jitter(x, amount: int, dy, dx):
+    import tensorflow as tf
+
+    size = tf.shape(x)
+    dy, dx = tf.cast(dy, tf.int32), tf.cast(dx, tf.int32)
+    return x[:, dy : size[1] - amount + dy, dx : size[2] - amount + dx, :]
+
+
+def _rotate(x, angle):
+    import tensorflow as tf
+
+    shape = tf.shape(x)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    # output (x, y) <- input (a0 x + a1 y + a2, b0 x + b1 y + b2): a rotation about the centre
+    transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=tf.tile(transform[None], [shape[0], 1]), output_shape=shape[1:3],
+        interpolation="BILINEAR", fill_mode="REFLECT", fill_value=0.0)
+
+
+# --------------------------------------------------------------------------- optimisers (they climb)
+
+
+class NormalisedGradient:
+    """keras.io: a step of fixed RMS size along the l2-normalised gradient."""
+
+    def __init__(self, rate: float, canvas_hw: tuple[int, int], channels: int):
+        values = canvas_hw[0] * canvas_hw[1] * channels
+        self.step_norm = rate * _PIXEL_LEVELS_PER_UNIT * float(np.sqrt(values / _KERAS_IO_PIXELS))
+
+    def start(self, params):
+        return ()
+
+    def step(self, params, gradient, state, t):
+        import tensorflow as tf
+
+        return params + self.step_norm * tf.math.l2_normalize(gradient, axis=[1, 2, 3]), state
+
+
+def adam_update(params, grads, m, v, t, rate: float, beta1=0.9, beta2=0.999, epsilon=1e-8):
+    """One Adam step (Kingma & Ba 2015) as a pure function, climbing: new (params, m, v)."""
+    import tensorflow as tf
+
+    m = beta1 * m + (1 - beta1) * grads
+    v = beta2 * v + (1 - beta2) * tf.square(grads)
+    m_hat = m / (1 - tf.pow(beta1, t))
+    v_hat = v / (1 - tf.pow(beta2, t))
+    return params + rate * m_hat / (tf.sqrt(v_hat) + epsilon), m, v
+
+
+class Adam:
+    def __init__(self, rate: float):
+        self.rate = rate
+
+    def start(self, params):
+        import tensorflow as tf
+
+        return tf.zeros_like(params), tf.zeros_like(params)
+
+    def step(self, params, gradient, state, t):
+        params, m, v = adam_update(params, gradient, *state, t, self.rate)
+        return params, (m, v)
+
+
+# --------------------------------------------------------------------------- displays
+
+
+def nonfinite_tile(canvas: np.ndarray, crop: int) -> np.ndarray:
+    """A canvas that went NaN/Inf (a NaN weight upstream) is drawn magenta, never cast."""
+    height, width, channels = canvas.shape
+    if crop > 0 and height > 2 * crop and width > 2 * crop:
+        height, width = height - 2 * crop, width - 2 * crop
+    colour = NONFINITE_RGB if channels == 3 else (255,) * channels
+    return np.broadcast_to(np.array(colour, np.uint8), (height, width, channels)).copy()
+
+
+def deprocess(canvas: np.ndarray, crop: int) -> np.ndarray:
+    """keras.io's deprocess_image: standardise, scale to 0.15 std around grey, crop, to uint8."""
+    if not np.isfinite(canvas).all():
+        return nonfinite_tile(canvas, crop)
+    image = canvas.astype(np.float64)
+    image = image - image.mean()
+    image = image / (image.std() + 1e-5) * 0.15 + 0.5
+    if crop > 0 and image.shape[0] > 2 * crop and image.shape[1] > 2 * crop:
+        image = image[crop:-crop, crop:-crop]
+    return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+class StandardisedDisplay:
+    """keras.io: standardise the canvas and crop its border (25 of 180 pixels a side)."""
+
+    def __init__(self, canvas_hw: tuple[int, int]):
+        self.crop = int(round(min(canvas_hw) * 25 / 180))
+
+    def __call__(self, canvas: np.ndarray) -> np.ndarray:
+        return deprocess(canvas, self.crop)
+
+
+class ClippedDisplay:
+    """The pixels as they are (a parametrisation that keeps them in 0..255 needs nothing else)."""
+
+    def __call__(self, canvas: np.ndarray) -> np.ndarray:
+        if not np.isfinite(canvas).all():
+            return nonfinite_tile(canvas, 0)
+        return np.clip(canvas, 0, 255).round().astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+@dataclass(frozen=True)
+class Recipe:
+    image: object
+    transforms: object
+    optimiser: object
+    display: object
+
+
+def recipe(mode: str, canvas_hw: tuple[int, int], channels: int, rate: float, noise: float) -> Recipe:
+    """``fast``: the seeds' method done well (pixels, no transforms, normalised gradient steps);
+    ``robust``: lucid's (Fourier image with decorrelated colour, random transforms, Adam)."""
+    if mode == "fast":
+        return Recipe(PixelImage(canvas_hw, channels, noise), NoTransforms(),
+                      NormalisedGradient(rate, canvas_hw, channels), StandardisedDisplay(canvas_hw))
+    if mode == "robust":
+        return Recipe(FourierImage(canvas_hw, channels), LucidTransforms(canvas_hw), Adam(rate), ClippedDisplay())
+    raise ValueError(f"no ascent recipe named {mode!r}")

@@ -1,0 +1,44 @@
+"""Phase: what a layer's weights alone show (every filter's kernel, drawn or not, is judged)."""
+
+from __future__ import annotations
+
+from .. import paths, render
+from ..analysis.weights import kernel_view
+from ..health import kernel_findings
+from ..inspection import LayerInfo
+from ..records import KernelPictures
+
+THUMBNAIL_KERNELS = 4
+
+
+def draw_kernels(model, info: LayerInfo, slug: str, max_filters: int, root: str,
+                 thumbnail: bool = True) -> KernelPictures:
+    """The filter grids and one kernel picture per card; the index thumbnail from the first
+    kernels only when ``thumbnail`` (a layer with a mosaic shows its ascent pictures instead)."""
+    view = kernel_view(model, info)
+    grid = render.filter_grid(view.kernel, max_filters=max_filters)
+    name = info.name
+    filters = render.save_png(grid.image, root, paths.layer_asset(slug, "filters"),
+                              f"kernels of {name}: a row per filter, a column per input channel")
+    rgb = render.filter_rgb_grid(view.kernel, max_filters=max_filters)
+    if rgb is not None:
+        rgb = render.save_png(rgb, root, paths.layer_asset(slug, "filters-rgb"), f"kernels of {name} as colour tiles")
+    depthwise = None
+    if view.depthwise is not None:
+        depthwise = render.save_png(
+            render.filter_grid(view.depthwise, max_filters=max_filters).image, root,
+            paths.layer_asset(slug, "filters-depthwise"),
+            f"depthwise kernels of {name}: one row per input channel (times the depth multiplier)")
+    unit, _ = render.unit_range(view.kernel)
+    cards = tuple(render.save_png(render.kernel_card(unit[..., number], view.kernel[..., number]), root,
+                                  paths.filter_asset(slug, number, "kernel"),
+                                  f"kernel of filter {number} of {name}, one cell per input channel")
+                  for number in range(grid.filters_shown))
+    thumb = None
+    if thumbnail:
+        first = [render.kernel_card(unit[..., number], view.kernel[..., number], 1)
+                 for number in range(min(THUMBNAIL_KERNELS, grid.filters_shown))]
+        thumb = render.save_png(render.thumbnail(first), root, paths.layer_asset(slug, "thumb"),
+                                f"the first kernels of {name}")
+    return KernelPictures(filters, rgb, depthwise, view.note, grid.filters_shown, grid.channels_shown,
+                          grid.channels_total, grid.nonfinite_filters, cards, thumb, kernel_findings(view.kernel))

@@ -1,0 +1,122 @@
+"""Phase: each layer's gradient-ascent mosaic, through the cache, and its filters' verdicts."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .. import paths, render
+from ..analysis.ascent import AscentSettings, LayerAscent, LayerCost, plan_canvas
+from ..cache import AscentCache, MosaicEntry, ascent_key
+from ..config import ReportConfig
+from ..health import ASCENT_JUDGE_STEPS, at_floor
+from ..inspection import LayerInfo, ModelInfo
+from ..loading import LoadedModel
+from ..records import AscentTile, MosaicPictures
+
+MOSAIC_FILTERS = 64
+SCAN_SHARE = 0.25  # --select top first climbs every filter for a quarter of the steps
+
+
+def ascent_settings(config: ReportConfig) -> AscentSettings:
+    return AscentSettings(mode=config.ascent_mode, steps=config.ascent_steps,
+                          learning_rate=config.ascent_learning_rate, seed=config.seed)
+
+
+def mosaic_count(config: ReportConfig, info: LayerInfo) -> int:
+    """How many filters of ``info`` get an ascent picture (0: no mosaic)."""
+    if config.ascent_steps == 0:
+        return 0
+    return min(MOSAIC_FILTERS, config.max_filters, info.filters or 0)
+
+
+def upstream(model_info: ModelInfo, info: LayerInfo) -> list[LayerInfo]:
+    """The conv layers up to and including ``info`` in walk order (what its ascent pays for)."""
+    return [layer for layer in model_info.conv_layers if layer.index <= info.index]
+
+
+def unit_end(model_info: ModelInfo, info: LayerInfo) -> LayerInfo:
+    """The last layer of ``info``'s unit (the conv itself when the unit is its raw output)."""
+    if not info.unit_layers:
+        return info
+    return next(layer for layer in model_info.layers
+                if layer.path == info.path and layer.name == info.unit_layers[-1] and layer.index > info.index)
+
+
+def ascent_cost(model_info: ModelInfo, info: LayerInfo, config: ReportConfig, input_hw: tuple[int, int]) -> float:
+    """The estimated cost of ``info``'s mosaic in FLOP-equivalents (the engine's own step estimate)."""
+    settings = ascent_settings(config)
+    filters = float(mosaic_count(config, info))
+    if config.select == "top":
+        filters += (info.filters or 0) * SCAN_SHARE  # the brief scan of every filter
+    step = LayerCost.of(upstream(model_info, info), input_hw).step_flops(plan_canvas(info, input_hw, True, settings))
+    return settings.step_count * filters * step
+
+
+def _ascend(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, config: ReportConfig, count: int,
+            report: Callable[[float, str], None]) -> MosaicEntry:
+    """The mosaic's filters, pictures and activations; --select top scans every filter first."""
+    settings = ascent_settings(config)
+    engine = LayerAscent(loaded.model, info, upstream(model_info, info), loaded.input_hw, loaded.channels,
+                         loaded.preprocess, settings, loaded.channels_first)
+    def batches(share_before: float, share: float, words: str):
+        """Tell ``report`` after each batch but the last (the next step's start says that)."""
+        return lambda done, total: report(share_before + share * done / total, f"{words} {done} of {total}") \
+            if done < total else None
+
+    chosen = list(range(count))
+    scan_work = 0.0
+    if config.select == "top" and (info.filters or 0) > count:
+        scan_steps = max(1, settings.step_count // 4)
+        scan_work = info.filters * scan_steps / (info.filters * scan_steps + count * settings.step_count)
+        scan = engine.run(list(range(info.filters)), steps=scan_steps,
+                          on_batch=batches(0.0, scan_work, "scanning filters,"))
+        chosen = [int(f) for f in np.argsort(-scan.activations, kind="stable")[:count]]
+    result = engine.run(chosen, on_batch=batches(scan_work, 1 - scan_work, "filters"))
+    order = np.arange(len(chosen))
+    if config.select == "top":
+        order = np.argsort(-result.activations, kind="stable")  # the old Keras example's order
+    return MosaicEntry(np.asarray(result.filter_indices, np.int64)[order], result.images[order],
+                       result.activations[order], result.canvas_hw,
+                       None if engine.floor is None else np.asarray(engine.floor, np.float64))
+
+
+def draw_mosaic(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, slug: str, card_numbers: range,
+                config: ReportConfig, root: str, cache: AscentCache, weights_digest: str,
+                report: Callable[[float, str], None]) -> MosaicPictures:
+    """The layer's mosaic and each card's picture, from the cache or a fresh ascent.
+
+    ``weights_digest`` covers the weights up to the unit's end; ``report(share, detail)`` hears
+    how far the ascent has got.
+    """
+    count = mosaic_count(config, info)
+    settings = ascent_settings(config)
+    key = ascent_key(weights_digest, info, settings, loaded.geometry, {"select": config.select, "count": count})
+    entry = cache.load(key)
+    if entry is None:
+        entry = _ascend(loaded, model_info, info, config, count, report)
+        cache.store(key, entry)
+    filters = [int(f) for f in entry.filter_indices]
+    activations = [float(a) for a in entry.activations]
+    judged = settings.step_count >= ASCENT_JUDGE_STEPS
+    dead = tuple(f for f, a in zip(filters, activations)
+                 if judged and entry.floor is not None and np.isfinite(a) and at_floor(a, entry.floor[f]))
+    broken = {f for f, a in zip(filters, activations) if not np.isfinite(a)}  # NaN/Inf upstream
+    labels = [f"{f} nan" if f in broken else f"{f} dead" if f in dead else f"{f}  {a:.3g}"
+              for f, a in zip(filters, activations)]
+    which = "most activated" if config.select == "top" else "first"
+    mosaic = render.save_png(
+        render.mosaic(entry.images, labels, [f in dead or f in broken for f in filters]), root,
+        paths.layer_asset(slug, "mosaic"), f"gradient-ascent images of the {which} {count} filters of {info.name}")
+    tiles = []
+    for position, (number, activation) in enumerate(zip(filters, activations)):
+        picture = None
+        if number in card_numbers:
+            picture = render.save_png(
+                render.scale_tile(render.display_tile(entry.images[position]), 128), root,
+                paths.filter_asset(slug, number, "ascent"), f"gradient-ascent image of filter {number}")
+        tiles.append(AscentTile(number, picture, activation, number in dead or number in broken))
+    thumbnail = render.save_png(render.thumbnail([render.display_tile(p) for p in entry.images[:4]]), root,
+                                paths.layer_asset(slug, "thumb"), f"the first gradient-ascent images of {info.name}")
+    return MosaicPictures(mosaic, tuple(filters), dead, judged, entry.canvas_hw, tuple(tiles), thumbnail)

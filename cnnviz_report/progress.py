@@ -1,0 +1,98 @@
+"""A build's steps, planned once with their estimated cost, and the progress events they send.
+
+Steps differ a thousandfold in cost (a filter grid against a deep layer's ascent), so an ETA
+must come from the share of the estimated work done, not from the step count. The plan is a
+list of ``Step(subject, phase, cost)`` in the order the build runs them; the build advances
+through it, and a step it does not expect is a bug that fails loudly, not a silent default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import ReportConfig
+from .inspection import LayerInfo, ModelInfo
+
+KERNELS = "filters"
+ASCENT = "gradient ascent"
+PAGES = "pages"
+SITE = "site"  # the subject of the last step
+DRAWING_COST = 2e10  # a picture's drawing and PNG writing, in FLOP-equivalents (~0.3 s here)
+
+
+def feature_phase(first: int, last: int) -> str:
+    """The phase of one image batch's feature maps (images numbered from 1)."""
+    return f"feature maps, images {first}-{last}"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Step ``step`` of ``total`` is under way; ``subject`` is a layer name (or "site").
+
+    ``work_done`` is the estimated share (0..1) of the whole build's work done so far; ``detail``
+    says how far a long step has got (an ascent's filters).
+    """
+
+    step: int
+    total: int
+    subject: str
+    phase: str
+    work_done: float = 0.0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Step:
+    subject: str
+    phase: str
+    cost: float  # FLOP-equivalents
+
+
+def image_batches(count: int, size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of ``count`` images."""
+    return [(start, min(count, start + size)) for start in range(0, count, size)]
+
+
+def plan_steps(kernel_layers: list[LayerInfo], image_layers: list[LayerInfo], ascent_costs: dict[int, float],
+               n_images: int, config: ReportConfig) -> list[Step]:
+    """Every step of a build in the order it runs: kernels per layer, feature maps per image batch
+    and layer (about the layer's FLOPs per image), ascent per layer (``ascent_costs``, by layer
+    index, from the engine's own estimate), pages."""
+    steps = [Step(layer.qualified_name, KERNELS, DRAWING_COST) for layer in kernel_layers]
+    for start, stop in image_batches(n_images, config.image_batch_size) if image_layers else ():
+        steps += [Step(layer.qualified_name, feature_phase(start + 1, stop), (stop - start) * (layer.flops + 3 * DRAWING_COST))
+                  for layer in image_layers]
+    steps += [Step(layer.qualified_name, ASCENT, ascent_costs[layer.index])
+              for layer in image_layers if layer.index in ascent_costs]
+    steps.append(Step(SITE, PAGES, DRAWING_COST))
+    return steps
+
+
+class StepTracker:
+    """Advances through a plan and tells ``callback`` (if any) as each step starts and goes on."""
+
+    def __init__(self, steps: list[Step], callback: Callable[[Progress], None] | None):
+        self.steps = steps
+        self.callback = callback
+        self.total_cost = sum(step.cost for step in steps) or 1.0
+        self.position = -1
+        self.cost_before = 0.0
+
+    def advance(self, subject: str, phase: str) -> Callable[[float, str], None]:
+        """Start the next step, which must be ``(subject, phase)``; returns a function that reports
+        the share (0..1) of this step done so far, with a detail."""
+        if self.position >= 0:
+            self.cost_before += self.steps[self.position].cost
+        self.position += 1
+        step = self.steps[self.position] if self.position < len(self.steps) else None
+        if step is None or (step.subject, step.phase) != (subject, phase):
+            raise RuntimeError(f"progress plan out of step: expected {step}, got {(subject, phase)}")
+        self._send(0.0, "")
+        return self._send
+
+    def _send(self, share: float, detail: str) -> None:
+        if self.callback is not None:
+            step = self.steps[self.position]
+            done = (self.cost_before + share * step.cost) / self.total_cost
+            self.callback(Progress(self.position + 1, len(self.steps), step.subject, step.phase, done, detail))

@@ -1,0 +1,272 @@
+"""The plain data that flows between a build's phases, and that the presentation reads.
+
+Each drawing phase returns its own frozen record per layer (``KernelPictures``,
+``ResponsePictures``, ``MosaicPictures``); ``combine.layer_report`` joins them once into a
+``LayerReport``. Pages, summary.md, health.csv, the single file and the diff pages read only
+these records, so they can be rendered from hand-made ones without TensorFlow (tests do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from .health import KernelFindings, LayerHealth
+from .inspection import LayerInfo, ModelInfo
+from .notes import Notes
+from .render import ImageAsset
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    """One user image as the site shows it: its page slug and the original picture."""
+
+    index: int
+    name: str
+    slug: str
+    source: str
+    sha256: str
+    original: ImageAsset
+
+
+# --------------------------------------------------------------------------- the kernels phase
+
+
+@dataclass(frozen=True)
+class KernelPictures:
+    """What the weights alone give: the filter grids, one kernel picture per card, the findings."""
+
+    filters: ImageAsset
+    filters_rgb: ImageAsset | None
+    filters_depthwise: ImageAsset | None  # separable convs: the depthwise kernels the filters share
+    note: str
+    filters_shown: int
+    channels_shown: int
+    channels_total: int
+    nonfinite_filters: int
+    kernel_cards: tuple[ImageAsset, ...]  # filter number = position; these filters get a card
+    thumbnail: ImageAsset | None  # None when the layer's mosaic gives the thumbnail
+    findings: KernelFindings
+
+
+# --------------------------------------------------------------------------- the feature-map phase
+
+
+@dataclass(frozen=True)
+class FeatureAssets:
+    """What one conv layer made of one image."""
+
+    image_index: int
+    grid: ImageAsset
+    mean: ImageAsset
+    belt: ImageAsset
+    channels: int
+    grid_channels: int
+    constant_channels: int
+    nonfinite_channels: int = 0
+
+
+@dataclass(frozen=True)
+class ImageStat:
+    """One filter's response to one image: mean, max and the share of positions above zero."""
+
+    image_index: int
+    mean: float
+    max: float
+    active: float
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per image (rows) and output channel (columns): the response's mean, min, max, active share."""
+
+    mean: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    active: np.ndarray
+
+    @property
+    def images(self) -> int:
+        return len(self.max)
+
+
+@dataclass(frozen=True)
+class CardStrip:
+    """A card's strip: its filter on the images that excite it most, most excited first."""
+
+    number: int
+    maps: ImageAsset
+    top_images: tuple[ImageStat, ...]
+
+
+@dataclass(frozen=True)
+class ResponsePictures:
+    """What one layer made of every image: the pictures per image and the numbers per channel."""
+
+    features: tuple[FeatureAssets, ...]
+    stats: ChannelStats
+    strips: tuple[CardStrip, ...]
+
+
+# --------------------------------------------------------------------------- the gradient-ascent phase
+
+
+@dataclass(frozen=True)
+class AscentTile:
+    """One filter's gradient-ascent picture (for its card) and the response it reached."""
+
+    number: int
+    picture: ImageAsset | None  # None: the filter has no card
+    activation: float
+    dead: bool  # at its floor after a judged ascent, or NaN/Inf
+
+
+@dataclass(frozen=True)
+class MosaicPictures:
+    mosaic: ImageAsset
+    indices: tuple[int, ...]  # filter numbers in mosaic order
+    dead: tuple[int, ...]  # ascent-dead filters (judged ascents only)
+    judged: bool  # False: too few ascent steps to call a filter ascent-dead
+    canvas: tuple[int, int]
+    tiles: tuple[AscentTile, ...]  # in mosaic order
+    thumbnail: ImageAsset
+
+
+# --------------------------------------------------------------------------- combined
+
+
+@dataclass(frozen=True)
+class FilterCard:
+    """Everything drawn for one filter; the layer page shows it at the anchor ``#f<number>``."""
+
+    number: int
+    kernel: ImageAsset
+    ascent: ImageAsset | None = None
+    ascent_activation: float | None = None
+    ascent_dead: bool = False
+    maps: ImageAsset | None = None
+    top_images: tuple[ImageStat, ...] = ()  # the images in ``maps``, most excited first
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One conv layer's page, as the phases left it (``combine.layer_report`` makes it)."""
+
+    info: LayerInfo
+    slug: str
+    filters: ImageAsset | None = None
+    filters_rgb: ImageAsset | None = None
+    filters_depthwise: ImageAsset | None = None
+    filter_note: str = ""
+    filters_shown: int = 0
+    channels_shown: int = 0
+    channels_total: int = 0
+    nonfinite_filters: int = 0
+    mosaic: ImageAsset | None = None
+    mosaic_filters: int = 0
+    mosaic_dead: tuple[int, ...] = ()
+    ascent_judged: bool = True
+    mosaic_indices: tuple[int, ...] = ()
+    mosaic_canvas: tuple[int, int] | None = None
+    features: tuple[FeatureAssets, ...] = ()
+    thumbnail: ImageAsset | None = None
+    cards: tuple[FilterCard, ...] = ()
+    stats: ChannelStats | None = None
+    floor: np.ndarray | None = None  # per filter, the unit's floor (None: the response has none)
+    health: LayerHealth | None = None
+    failure: str | None = None  # with --keep-going: the phase and reason this layer could not be drawn
+
+    @property
+    def images_measured(self) -> int:
+        return 0 if self.stats is None else self.stats.images
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything the pages show, as plain data."""
+
+    title: str
+    model: ModelInfo
+    model_name: str
+    model_source: str
+    weights: str
+    preprocess: str
+    input_hw: tuple[int, int] | None
+    input_channels: int | None
+    layers: tuple[LayerReport, ...]
+    images: tuple[ImageReport, ...]
+    not_drawn: tuple[LayerInfo, ...]
+    settings: dict
+    skipped_images: tuple[tuple[str, str], ...] = ()  # (file, reason) with --keep-going
+    free_size: bool = False  # the model takes any height and width; input_hw is the size used
+    notes: Notes = Notes()
+    version: str = __version__
+
+    @property
+    def failed_layers(self) -> tuple[LayerReport, ...]:
+        """Layers that could not be drawn (only with --keep-going; otherwise the build stops)."""
+        return tuple(layer for layer in self.layers if layer.failure is not None)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out_dir: str
+    report: Report
+    seconds: float
+    phase_seconds: dict  # load, inspect, filters, feature maps, gradient ascent, pages
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_write_errors: int = 0
+    site_bytes: int = 0
+    single_file: str | None = None
+    single_file_bytes: int = 0
+
+
+# --------------------------------------------------------------------------- checkpoint diff
+
+
+@dataclass(frozen=True)
+class FilterChange:
+    number: int
+    relative_l2: float  # ||B - A|| / ||A||
+    cosine: float  # of A's and B's kernels
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    info: LayerInfo
+    slug: str
+    changes: tuple[FilterChange, ...]  # every filter, most changed first
+    became_dead: tuple[int, ...]
+    came_alive: tuple[int, ...]
+    difference_maps: tuple[tuple[str, ImageAsset], ...] = ()  # (image name, picture)
+    filter_grids: tuple[ImageAsset, ImageAsset] | None = None  # A and B on one shared scale
+
+    @property
+    def changed(self) -> tuple[FilterChange, ...]:
+        """The filters whose kernel changed at all, most changed first."""
+        return tuple(c for c in self.changes if not c.relative_l2 == 0.0)
+
+    @property
+    def mean_change(self) -> float:
+        return float(np.mean([c.relative_l2 for c in self.changes])) if self.changes else 0.0
+
+
+@dataclass(frozen=True)
+class DiffReport:
+    """Two sites of one architecture and what changed between them."""
+
+    a: Report
+    b: Report
+    a_name: str  # the checkpoints as the user named them
+    b_name: str
+    layers: tuple[LayerDiff, ...]  # in model order
+
+
+def ranked_layers(diffs) -> list[LayerDiff]:
+    """Most changed first; NaN (a NaN weight) ranks first; equal changes keep model order."""
+    return sorted(diffs, key=lambda d: (-np.nan_to_num(d.mean_change, nan=np.inf), d.info.index))
