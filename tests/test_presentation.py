@@ -1,0 +1,164 @@
+"""The presentation from hand-made records: pages, summary.md, health.csv, the single file and the
+diff pages, with no model and no TensorFlow (milliseconds each)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cnnviz_report import paths
+from cnnviz_report.health import KernelFindings, LayerHealth
+from cnnviz_report.inspection import LayerInfo, ModelInfo
+from cnnviz_report.records import (ChannelStats, DiffReport, FeatureAssets, FilterCard, FilterChange, ImageReport,
+                                   ImageStat, LayerDiff, LayerReport, Report)
+from cnnviz_report.render import ImageAsset
+from cnnviz_report.single_file import render_single_file
+from cnnviz_report.site import build_pages, write_diff_site, write_site
+from cnnviz_report.staging import write_text
+from cnnviz_report.summary import diff_summary, health_csv, summary_markdown
+
+ROOT = Path(__file__).parent.parent
+
+
+def _png(root: Path, site_path: str, alt: str, side: int = 8) -> ImageAsset:
+    target = root / site_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((side, side, 3), 100, np.uint8)).save(target)
+    return ImageAsset(site_path, side, side, alt)
+
+
+def _conv(index: int, name: str, filters: int = 4) -> LayerInfo:
+    return LayerInfo(index, name, (), 0, "Conv2D", (None, 8, 8, filters), 3 * 3 * 3 * filters + filters,
+                     kernel_shape=(3, 3, 3, filters), filters=filters, conv_kind="conv2d", receptive_field=(3, 3),
+                     effective_stride=(1, 1), unit_layers=("bn", "relu"))
+
+
+def make_report(root: Path, name: str = "conv<b>", dead: tuple[int, ...] = (2,)) -> Report:
+    """A one-layer, one-image report whose filter 2 is dead and filter 3 repeats filter 0."""
+    info = _conv(1, name)
+    slug = paths.layer_slug(info.index, info.name)
+    image = ImageReport(0, "bird.png", "01-bird", "/photos/bird.png", "0" * 64,
+                        _png(root, paths.image_original("01-bird"), "input image bird.png"))
+    maps = np.array([[0.5, 1.5, 0.0, 0.5]])
+    stats = ChannelStats(mean=maps, min=np.zeros_like(maps), max=maps * 2, active=np.array([[0.5, 0.9, 0.0, 0.5]]))
+    cards = tuple(FilterCard(
+        number, _png(root, paths.filter_asset(slug, number, "kernel"), f"kernel of filter {number}"),
+        ascent=_png(root, paths.filter_asset(slug, number, "ascent"), f"ascent of filter {number}"),
+        ascent_activation=float(number), ascent_dead=number in dead,
+        maps=_png(root, paths.filter_asset(slug, number, "maps"), f"maps of filter {number}"),
+        top_images=(ImageStat(0, float(maps[0, number]), float(maps[0, number] * 2), 0.5),)) for number in range(4))
+    feature = FeatureAssets(0, _png(root, paths.layer_asset(slug, "fmaps", "01-bird"), "maps"),
+                            _png(root, paths.layer_asset(slug, "mean", "01-bird"), "mean"),
+                            _png(root, paths.layer_asset(slug, "belt", "01-bird"), "belt"), 4, 4, 0)
+    kernel = KernelFindings(norms=(1.0, 2.0, 0.5, 1.0), nonfinite=(), duplicates=((3, 0, 1.0),), norm_outliers=())
+    health = LayerHealth(4, kernel, 1, dead=dead, ascent_dead=dead, rule="dead: at 0")
+    layer = LayerReport(
+        info, slug, filters=_png(root, paths.layer_asset(slug, "filters"), "kernels"), filters_shown=4,
+        channels_shown=3, channels_total=3, mosaic=_png(root, paths.layer_asset(slug, "mosaic"), "mosaic"),
+        mosaic_filters=4, mosaic_dead=dead, mosaic_indices=(0, 1, 2, 3), mosaic_canvas=(32, 32),
+        features=(feature,), thumbnail=_png(root, paths.layer_asset(slug, "thumb"), "thumb"), cards=cards,
+        stats=stats, floor=np.zeros(4), health=health)
+    model = ModelInfo("toy", (None, 8, 8, 3), (None, 10), 112, 112,
+                      (LayerInfo(0, "input", (), 0, "InputLayer", (None, 8, 8, 3), 0), info))
+    settings = {"ascent_mode": "fast", "select": "first", "unit": "response"}
+    return Report("Toy report", model, "toy.keras", "file", "from the model file", "unit", (8, 8), 3, (layer,),
+                  (image,), (), settings)
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.targets, self.ids = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        for key in ("href", "src"):
+            if attrs.get(key):
+                self.targets.append(attrs[key])
+
+
+def test_pages_render_from_records_and_every_link_resolves(tmp_path):
+    report = make_report(tmp_path)
+    written = write_site(report, str(tmp_path))
+    write_text(str(tmp_path), paths.SUMMARY_FILE, summary_markdown(report))
+    write_text(str(tmp_path), paths.HEALTH_FILE, health_csv(report))
+    assert sorted(written) == ["images/01-bird.html", "index.html", "layers/001-conv-b.html"]
+    layer_page = (tmp_path / "layers/001-conv-b.html").read_text(encoding="utf-8")
+    assert "conv&lt;b&gt;" in layer_page and "conv<b>" not in layer_page  # a user's name is escaped
+    assert "conv&lt;b&gt; → bn → relu" in layer_page  # the unit, in words
+    for page in written:
+        parser = _Links()
+        parser.feed((tmp_path / page).read_text(encoding="utf-8"))
+        for target in parser.targets:
+            if target.startswith(("http", "data:", "#")):
+                continue
+            file_part = target.split("#")[0]
+            assert (tmp_path / page).parent.joinpath(file_part).resolve().exists(), (page, target)
+    assert {f"f{n}" for n in range(4)} <= _ids(layer_page)
+
+
+def _ids(html: str) -> set[str]:
+    parser = _Links()
+    parser.feed(html)
+    return parser.ids
+
+
+def test_pages_are_typed_and_found_by_template_not_position(tmp_path):
+    pages = build_pages(make_report(tmp_path))
+    assert [page.template for page in pages] == ["index.html", "layer.html", "image.html"]
+    assert pages[1].context["layer"]["mosaic_dead"] == 1 and pages[1].context["layer"]["mosaic_canvas"] == "32"
+
+
+def test_summary_and_health_csv_agree_with_the_records(tmp_path):
+    report = make_report(tmp_path)
+    summary = summary_markdown(report)
+    row = next(line for line in summary.splitlines() if "conv\\<b\\>" in line or "conv&lt;b&gt;" in line)
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert cells[-6:] == ["3", "1", "0", "1", "0", "1/4"]  # RF, dead, constant, duplicates, NaN, ascent-dead
+    rows = list(csv.DictReader(io.StringIO(health_csv(report))))
+    assert [r["filter"] for r in rows] == ["0", "1", "2", "3"]
+    assert [r["dead_on_images"] for r in rows] == ["0", "0", "1", "0"]
+    assert rows[3]["duplicate_of"] == "0" and rows[1]["max_activation"] == "3"
+
+
+def test_single_file_embeds_the_pictures_of_the_records(tmp_path):
+    html = render_single_file(make_report(tmp_path), str(tmp_path), max_images=1)
+    assert "Toy report" in html and "conv&lt;b&gt;" in html and 'src="layers/' not in html
+    for alt in ("kernels", "mosaic", "maps"):  # the layer's pictures, embedded
+        assert f'alt="{alt}"' in html
+    assert html.count('src="data:image/') == html.count("<img ")
+
+
+def test_diff_pages_and_summary_from_records(tmp_path):
+    a, b = make_report(tmp_path / "a", dead=(2,)), make_report(tmp_path / "b", dead=(1,))
+    info, slug = a.layers[0].info, a.layers[0].slug
+    grids = (_png(tmp_path, paths.layer_asset(slug, "filters-a"), "A"),
+             _png(tmp_path, paths.layer_asset(slug, "filters-b"), "B"))
+    changes = (FilterChange(1, 0.5, 0.8), FilterChange(0, 0.0, 1.0), FilterChange(2, 0.0, 1.0), FilterChange(3, 0.0, 1.0))
+    difference = _png(tmp_path, paths.layer_asset(slug, "difference", "01-bird"), "difference")
+    layer = LayerDiff(info, slug, changes, became_dead=(1,), came_alive=(2,),
+                      difference_maps=(("bird.png", difference),), filter_grids=grids)
+    diff = DiffReport(a, b, "before.keras", "after.keras", (layer,))
+    write_diff_site(diff, str(tmp_path))
+    page = (tmp_path / "layers/001-conv-b.html").read_text(encoding="utf-8")
+    assert "became dead" in page and "came alive" in page and "a/layers/001-conv-b.html#f1" in page
+    summary = diff_summary(diff)
+    assert summary.startswith("# Checkpoint diff: before.keras → after.keras")
+    assert "[1 (0.5)](layers/001-conv-b.html#f1)" in summary and "| 1 | 2 |" in summary
+
+
+def test_the_presentation_imports_no_tensorflow():
+    code = ("import sys; import cnnviz_report.site, cnnviz_report.summary, cnnviz_report.single_file, "
+            "cnnviz_report.records, cnnviz_report.staging, cnnviz_report.progress; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip() == "[]"

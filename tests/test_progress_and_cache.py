@@ -1,0 +1,102 @@
+"""The build's step plan and progress events, the mosaic cache's key and entries, and the ascent
+recipes as compositions of parts."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import numpy as np
+import pytest
+
+from cnnviz_report.analysis.ascent import AscentSettings, LayerAscent
+from cnnviz_report.analysis.ascent_parts import (Adam, ClippedDisplay, FourierImage, LucidTransforms, NoTransforms,
+                                                 NormalisedGradient, PixelImage, StandardisedDisplay, recipe)
+from cnnviz_report.cache import MosaicEntry, ascent_key
+from cnnviz_report.config import ReportConfig
+from cnnviz_report.inspection import LayerInfo, inspect_model
+from cnnviz_report.progress import ASCENT, KERNELS, PAGES, SITE, Step, StepTracker, feature_phase, plan_steps
+
+
+def _layer(index: int, name: str) -> LayerInfo:
+    return LayerInfo(index, name, (), 0, "Conv2D", (None, 8, 8, 4), 112, kernel_shape=(3, 3, 3, 4), filters=4,
+                     conv_kind="conv2d")
+
+
+def test_the_plan_lists_every_step_in_build_order_with_its_cost():
+    first, second = _layer(1, "a"), _layer(2, "b")
+    steps = plan_steps([first, second], [first, second], {2: 5e9}, n_images=10, config=ReportConfig())
+    assert [(s.subject, s.phase) for s in steps] == [
+        ("a", KERNELS), ("b", KERNELS),
+        ("a", feature_phase(1, 8)), ("b", feature_phase(1, 8)), ("a", feature_phase(9, 10)),
+        ("b", feature_phase(9, 10)), ("b", ASCENT), (SITE, PAGES)]
+    assert steps[-2].cost == 5e9 and steps[2].cost > steps[4].cost  # 8 images cost more than 2
+
+
+def test_the_tracker_reports_shares_of_work_and_refuses_a_step_it_did_not_plan():
+    events = []
+    tracker = StepTracker([Step("a", KERNELS, 1.0), Step("b", ASCENT, 3.0), Step(SITE, PAGES, 0.0)], events.append)
+    tracker.advance("a", KERNELS)
+    within = tracker.advance("b", ASCENT)
+    within(0.5, "2 of 4 filters")
+    assert [(e.step, e.total, e.work_done, e.detail) for e in events] == [
+        (1, 3, 0.0, ""), (2, 3, 0.25, ""), (2, 3, 0.625, "2 of 4 filters")]
+    with pytest.raises(RuntimeError, match="progress plan out of step"):
+        tracker.advance("b", ASCENT)  # the plan says pages next
+    StepTracker([Step("a", KERNELS, 1.0)], None).advance("a", KERNELS)  # silent without a callback
+
+
+def test_the_ascent_reports_after_each_batch(keras, tiny_model):
+    info = inspect_model(tiny_model).conv_layers[0]
+    engine = LayerAscent(tiny_model, info, [info], (16, 16), 3, lambda p: p / 255.0,
+                         AscentSettings(steps=1, batch_size=1, min_canvas=16))
+    heard = []
+    engine.run([0, 1, 2], on_batch=lambda done, total: heard.append((done, total)))
+    assert heard == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_the_cache_key_holds_every_ascent_setting_and_the_input_geometry():
+    info = _layer(1, "a")
+    geometry = {"input_hw": (32, 32), "channels": 3, "channels_first": False, "preprocess": "unit"}
+    selection = {"select": "first", "count": 4}
+    base = AscentSettings()
+    keys = {ascent_key("w", info, base, geometry, selection)}
+    changed = {"mode": "robust", "steps": 7, "learning_rate": 0.5, "seed": 1, "rescue_stuck": False, "min_canvas": 16,
+               "max_canvas": 64, "fixed_canvas": (40, 40), "memory_budget": 1 << 20, "batch_size": 3,
+               "noise_amplitude": 20.0}
+    assert set(changed) == {f.name for f in dataclasses.fields(AscentSettings)}  # a new field needs a case here
+    for name, value in changed.items():
+        keys.add(ascent_key("w", info, dataclasses.replace(base, **{name: value}), geometry, selection))
+    keys.add(ascent_key("w", info, base, dict(geometry, preprocess="caffe"), selection))
+    keys.add(ascent_key("w", info, base, geometry, dict(selection, select="top")))
+    keys.add(ascent_key("w2", info, base, geometry, selection))
+    keys.add(ascent_key("w", dataclasses.replace(info, unit_layers=("relu",)), base, geometry, selection))
+    assert len(keys) == len(changed) + 5  # every change makes a new key
+
+
+@pytest.mark.parametrize("floor", [None, np.zeros(4)])
+def test_a_cache_entry_survives_its_npz_round_trip(floor):
+    entry = MosaicEntry(np.array([2, 0], np.int64), np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3),
+                        np.array([1.5, -0.25], np.float32), (24, 32), floor)
+    stream = io.BytesIO()
+    entry.to_npz(stream)
+    stream.seek(0)
+    with np.load(stream, allow_pickle=False) as stored:
+        back = MosaicEntry.from_npz(stored)
+    assert back.canvas_hw == (24, 32) and (back.floor is None) == (floor is None)
+    for name in ("filter_indices", "images", "activations"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(entry, name))
+
+
+def test_fast_and_robust_are_two_compositions_of_the_same_kinds_of_part(keras):
+    fast, robust = recipe("fast", (32, 32), 3, 10.0, 10.0), recipe("robust", (32, 32), 3, 0.05, 10.0)
+    assert [type(part) for part in (fast.image, fast.transforms, fast.optimiser, fast.display)] == \
+        [PixelImage, NoTransforms, NormalisedGradient, StandardisedDisplay]
+    assert [type(part) for part in (robust.image, robust.transforms, robust.optimiser, robust.display)] == [FourierImage, LucidTransforms, Adam, ClippedDisplay]
+    rng = np.random.default_rng(0)
+    for composed in (fast, robust):  # one interface: parameters -> pixels in 0..255 of the canvas's shape
+        pixels = np.asarray(composed.transforms.apply(composed.image.pixels(composed.image.initial(rng, 2)),
+                                                      composed.transforms.draw(rng)))
+        assert pixels.shape[0] == 2 and pixels.shape[-1] == 3 and 0 <= pixels.min() and pixels.max() <= 255
+    with pytest.raises(ValueError, match="no ascent recipe"):
+        recipe("dream", (32, 32), 3, 1.0, 1.0)
