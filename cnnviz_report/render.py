@@ -24,7 +24,25 @@ BELT_TILE_MIN = 48
 BELT_ROW = 16
 KERNEL_CELL = 24  # a kernel is enlarged to about this many pixels
 CONSTANT_GREY = 128
+SEQUENTIAL, DIVERGING, GREY = "viridis", "RdBu_r", "gray"  # values, signed values, standardised belts
+COLORMAPS = (SEQUENTIAL, DIVERGING, GREY)
 NONFINITE_RGB = (255, 0, 255)  # NaN and Inf are painted magenta: no real value has this colour here
+
+
+@dataclass(frozen=True)
+class ColourScale:
+    """What a picture's colours mean, for the colour bar the pages draw under it.
+
+    ``shared``: one scale for every tile of the picture (``low``..``high`` are real values);
+    otherwise each tile is stretched over its own range and the bar reads "each tile's min..max".
+    Signed data (kernels, differences) use the diverging map centred on zero: ``low == -high``.
+    """
+
+    colormap: str
+    low: float
+    high: float
+    label: str  # what the numbers are: "weight", "activation", ...
+    shared: bool = True
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,7 @@ class ImageAsset:
     width: int
     height: int
     alt: str
+    scale: ColourScale | None = None  # None: the colours are the picture's own (photos, ascent images)
 
 
 # --------------------------------------------------------------------------- numbers
@@ -51,6 +70,31 @@ def unit_range(values: np.ndarray) -> tuple[np.ndarray, bool]:
         return np.zeros(values.shape), True
     scaled = (np.where(finite, values, low) - low) / (high - low)
     return scaled, False
+
+
+def signed_unit(values: np.ndarray, reference: np.ndarray | None = None,
+                percentile: float = 100.0) -> tuple[np.ndarray, float]:
+    """Signed values -> [0, 1] with 0 at 0.5, by the ``percentile`` of the finite magnitudes of
+    ``reference`` (default: ``values``; larger ones are drawn at full colour); also returns that
+    magnitude, the colour bar's end."""
+    values = np.asarray(values, dtype=np.float64)
+    reference = values if reference is None else np.asarray(reference, dtype=np.float64)
+    finite = np.abs(reference[np.isfinite(reference)])
+    magnitude = float(np.percentile(finite, percentile)) if finite.size else 0.0
+    if magnitude == 0.0:
+        return np.full(values.shape, 0.5), 0.0
+    return np.clip(0.5 + np.nan_to_num(values, nan=0.0, posinf=magnitude, neginf=-magnitude) / (2 * magnitude),
+                   0.0, 1.0), magnitude
+
+
+def shared_unit(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """[0, 1] by the finite min and max of all ``values`` (one scale for every tile cut from them)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if high <= low:
+        return np.zeros(values.shape), low, high
+    return np.clip((np.nan_to_num(values, nan=low, posinf=high, neginf=low) - low) / (high - low), 0.0, 1.0), low, high
 
 
 def standardise(channel: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -175,34 +219,39 @@ class FilterGrid:
     channels_shown: int
     channels_total: int
     nonfinite_filters: int = 0  # filters with a NaN or Inf weight (painted magenta)
+    scale: ColourScale | None = None
 
 
 def _kernel_cell_factor(kh: int, kw: int) -> int:
     return max(1, KERNEL_CELL // max(kh, kw))
 
 
+KERNEL_PERCENTILE = 99.0  # a few large weights would wash every other kernel out to white
+
+
+def kernel_scale(magnitude: float) -> ColourScale:
+    return ColourScale(DIVERGING, -magnitude, magnitude,
+                       "weight (blue negative, white 0, red positive; the largest 1 % at full colour)")
+
+
 def filter_grid(kernel: np.ndarray, max_filters: int = 64, max_channels: int = 32,
                 scale_with: np.ndarray | None = None) -> FilterGrid:
-    """Seed 000/001's picture: a row per filter, a column per input channel, grey, [0, 1] per layer.
+    """Seed 000/001's picture: a row per filter, a column per input channel, one scale per layer.
 
-    The normalisation uses the whole layer's kernel, so tiles compare across the grid; with
-    ``scale_with`` (another checkpoint's kernel) both share one scale, so two grids compare too.
-    With a single input channel (depthwise kernels) the filters wrap into rows of 16 instead.
+    Weights are signed, so they are drawn on a diverging scale centred on zero (white) by the
+    layer's largest magnitude, so tiles compare across the grid; with ``scale_with`` (another
+    checkpoint's kernel) both share one scale, so two grids compare too. With a single input
+    channel (depthwise kernels) the filters wrap into rows of 16 instead.
     """
     kh, kw, channels, filters = kernel.shape
-    if scale_with is None:
-        unit, _ = unit_range(kernel)
-    else:
-        unit = unit_range(np.concatenate([kernel, scale_with], axis=-1))[0][..., :filters]
-    nonfinite = not np.isfinite(kernel).all()
+    reference = kernel if scale_with is None else np.concatenate([kernel, scale_with], axis=-1)
+    unit, magnitude = signed_unit(kernel, reference, KERNEL_PERCENTILE)
     shown_filters, shown_channels = min(filters, max_filters), min(channels, max_channels)
     factor = _kernel_cell_factor(kh, kw)
     cells = []
     for f in range(shown_filters):
         for c in range(shown_channels):
-            cell = to_uint8(unit[:, :, c, f])
-            if nonfinite:
-                cell = mark_nonfinite(_as_rgb(cell), kernel[:, :, c, f])
+            cell = mark_nonfinite(colorize(unit[:, :, c, f], DIVERGING), kernel[:, :, c, f])
             cells.append(np.repeat(np.repeat(cell, factor, axis=0), factor, axis=1))
     if shown_channels == 1:
         columns = min(16, shown_filters)
@@ -212,7 +261,7 @@ def filter_grid(kernel: np.ndarray, max_filters: int = 64, max_channels: int = 3
         grid = tile_grid(cells, shown_channels)
         image = add_axis_labels(grid, kh * factor, shown_filters, shown_channels)
     bad_filters = int((~np.isfinite(kernel)).any(axis=(0, 1, 2)).sum())
-    return FilterGrid(image, shown_filters, filters, shown_channels, channels, bad_filters)
+    return FilterGrid(image, shown_filters, filters, shown_channels, channels, bad_filters, kernel_scale(magnitude))
 
 
 def filter_rgb_grid(kernel: np.ndarray, max_filters: int = 64) -> np.ndarray | None:
@@ -236,33 +285,42 @@ class FeatureGrid:
     channels_shown: int
     constant_channels: tuple[int, ...]
     nonfinite_channels: tuple[int, ...] = ()
+    scale: ColourScale | None = None
+
+
+ACTIVATION = "activation (the unit's response)"
 
 
 def feature_grid(fmap: np.ndarray, count: int = 64, columns: int = 8) -> FeatureGrid:
-    """Seed 002's 8x8 grid: the first ``count`` channels, each scaled on its own, numbered."""
+    """Seed 002's 8x8 grid: the first ``count`` channels, on one shared scale (a nearly silent
+    channel looks dark, not as bright as a strong one), numbered."""
     channels = min(count, fmap.shape[-1])
+    unit, low, high = shared_unit(fmap[:, :, :channels])
     tiles, constant, nonfinite = [], [], []
     for c in range(channels):
-        unit, is_constant = unit_range(fmap[:, :, c])
-        bad = not np.isfinite(fmap[:, :, c]).all()
-        tile = colorize(unit)
-        if is_constant and not bad:
-            tile = np.full_like(tile, 200)
+        values = fmap[:, :, c]
+        bad = not np.isfinite(values).all()
+        finite = values[np.isfinite(values)]
+        if not bad and finite.size and finite.max() == finite.min():
             constant.append(c)
+        tile = mark_nonfinite(colorize(unit[:, :, c]), values)
         if bad:
-            tile = mark_nonfinite(tile, fmap[:, :, c])
             nonfinite.append(c)
-        label = f"{c}" + (" nan/inf" if bad else " const" if is_constant else "")
-        tiles.append(add_caption(scale_tile(tile, FEATURE_TILE), label, marked=bad or is_constant))
-    return FeatureGrid(tile_grid(tiles, columns, gap=3), channels, tuple(constant), tuple(nonfinite))
+        tiles.append(add_caption(scale_tile(tile, FEATURE_TILE), f"{c}" + (" nan/inf" if bad else ""), marked=bad))
+    return FeatureGrid(tile_grid(tiles, columns, gap=3), channels, tuple(constant), tuple(nonfinite),
+                       ColourScale(SEQUENTIAL, low, high, ACTIVATION))
 
 
-def mean_map(fmap: np.ndarray, target: int = 224) -> np.ndarray:
+def mean_map(fmap: np.ndarray, target: int = 224) -> tuple[np.ndarray, ColourScale]:
     """Seed 002's mean over all channels, coloured and scaled towards ``target`` pixels."""
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: a NaN, painted below
         mean = fmap.astype(np.float64).mean(axis=-1)
-    unit, _ = unit_range(mean)
-    return scale_tile(mark_nonfinite(colorize(unit), mean), target)
+    unit, low, high = shared_unit(mean)
+    return (scale_tile(mark_nonfinite(colorize(unit), mean), target),
+            ColourScale(SEQUENTIAL, low, high, "mean activation over all channels"))
+
+
+BELT_SCALE = ColourScale(GREY, -2.0, 2.0, "standard deviations from each channel's own mean")
 
 
 @dataclass(frozen=True)
@@ -318,28 +376,36 @@ def display_tile(image: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- files
 
 
-def save_png(image: np.ndarray, site_root: str, site_path: str, alt: str) -> ImageAsset:
+def save_png(image: np.ndarray, site_root: str, site_path: str, alt: str,
+             scale: ColourScale | None = None) -> ImageAsset:
     """Write ``image`` at ``site_root/site_path`` and describe it for the pages."""
     target = os.path.join(site_root, *site_path.split("/"))
     os.makedirs(os.path.dirname(target), exist_ok=True)
     Image.fromarray(np.ascontiguousarray(image)).save(target, format="PNG", compress_level=6)
-    return ImageAsset(site_path, int(image.shape[1]), int(image.shape[0]), alt)
+    return ImageAsset(site_path, int(image.shape[1]), int(image.shape[0]), alt, scale)
+
+
+
+
+def colormap_strip(name: str, width: int = 256, height: int = 1) -> np.ndarray:
+    """The colour map as a left-to-right strip (the picture in a colour bar)."""
+    return np.repeat(_colormap_lut(name)[None], height, axis=0)[:, np.linspace(0, 255, width).round().astype(int)]
 
 
 # --------------------------------------------------------------------------- one filter at a time
 
 
 def kernel_card(unit_kernel: np.ndarray, raw_kernel: np.ndarray, max_channels: int = 64, columns: int = 16) -> np.ndarray:
-    """One filter's kernel, every input channel (up to ``max_channels``) as a grey cell.
+    """One filter's kernel, every input channel (up to ``max_channels``) as a cell.
 
-    ``unit_kernel`` is already scaled with the whole layer (as in the filter grid), so a card
-    and the grid show the same greys.
+    ``unit_kernel`` is already scaled with the whole layer (``signed_unit``, as in the filter
+    grid), so a card and the grid show the same colours.
     """
     kh, kw, channels = unit_kernel.shape
     factor = max(_kernel_cell_factor(kh, kw), 32 // max(kh, kw))
     cells = []
     for c in range(min(channels, max_channels)):
-        cell = mark_nonfinite(_as_rgb(to_uint8(unit_kernel[:, :, c])), raw_kernel[:, :, c])
+        cell = mark_nonfinite(colorize(unit_kernel[:, :, c], DIVERGING), raw_kernel[:, :, c])
         cells.append(np.repeat(np.repeat(cell, factor, axis=0), factor, axis=1))
     return tile_grid(cells, min(columns, len(cells)), gap=1)
 
@@ -355,19 +421,13 @@ def shrink_map(channel: np.ndarray, side: int) -> np.ndarray:
         return blocks.mean(axis=(1, 3)).astype(np.float32)
 
 
-def map_strip(maps: list[np.ndarray], labels: list[str], target: int = 96) -> np.ndarray:
+def map_strip(maps: list[np.ndarray], labels: list[str], target: int = 96) -> tuple[np.ndarray, ColourScale]:
     """The same filter's map on several images side by side, on one shared scale (so brighter
     means more active, image against image), each captioned."""
-    finite = [m[np.isfinite(m)] for m in maps]
-    values = np.concatenate([f.ravel() for f in finite]) if any(f.size for f in finite) else np.zeros(1)
-    low, high = float(values.min()), float(values.max())
-    tiles = []
-    for channel, label in zip(maps, labels):
-        unit = (np.nan_to_num(channel, nan=low, posinf=high, neginf=low) - low) / (high - low) if high > low \
-            else np.zeros(channel.shape)
-        tile = mark_nonfinite(colorize(np.clip(unit, 0.0, 1.0)), channel)
-        tiles.append(add_caption(scale_tile(tile, target), label))
-    return tile_grid(tiles, len(tiles), gap=3)
+    unit, low, high = shared_unit(np.stack(maps))
+    tiles = [add_caption(scale_tile(mark_nonfinite(colorize(unit[i]), channel), target), label)
+             for i, (channel, label) in enumerate(zip(maps, labels))]
+    return tile_grid(tiles, len(tiles), gap=3), ColourScale(SEQUENTIAL, low, high, ACTIVATION)
 
 
 def thumbnail(tiles: list[np.ndarray], side: int = 56, columns: int = 2) -> np.ndarray:

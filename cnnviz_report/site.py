@@ -15,7 +15,7 @@ from typing import NamedTuple
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from . import paths
+from . import paths, render
 from .formatting import fmt_axes, fmt_int, fmt_shape
 from .inspection import LayerInfo
 from .records import DiffReport, LayerReport, Report
@@ -63,11 +63,26 @@ def make_environment() -> Environment:
 SMALL_PICTURE = 320  # pictures narrower than this are shown at twice their size
 
 
+def colormap_file(name: str) -> str:
+    return f"static/cmap-{name}.png"
+
+
+def _scale(scale) -> dict | None:
+    """A colour bar: the map's strip and real numbers at its ends (and 0 in the middle of a signed one)."""
+    if scale is None:
+        return None
+    signed = scale.low < 0 < scale.high and abs(scale.low + scale.high) <= 1e-9 * max(1.0, scale.high)
+    low, high = (f"{scale.low:.3g}", f"{scale.high:.3g}") if scale.shared else ("tile min", "tile max")
+    return {"strip": colormap_file(scale.colormap), "low": low, "mid": "0" if signed and scale.shared else "",
+            "high": high, "label": scale.label, "shared": scale.shared}
+
+
 def _asset(asset) -> dict | None:
     if asset is None:
         return None
-    scale = 2 if asset.width < SMALL_PICTURE else 1
-    return {"path": asset.path, "width": asset.width * scale, "height": asset.height * scale, "alt": asset.alt}
+    zoom = 2 if asset.width < SMALL_PICTURE else 1
+    return {"path": asset.path, "width": asset.width * zoom, "height": asset.height * zoom, "alt": asset.alt,
+            "scale": _scale(asset.scale)}
 
 
 def _layer_row(info: LayerInfo, pages: dict[int, str]) -> dict:
@@ -315,6 +330,8 @@ def _write_pages(pages: list[Page], root: str) -> list[str]:
     for source in sorted((templates_dir() / "static").iterdir()):  # one by one: a failure is a plain OSError
         if source.is_file():
             shutil.copyfile(source, os.path.join(static_target, source.name))
+    for name in render.COLORMAPS:  # the colour bars' strips
+        render.save_png(render.colormap_strip(name), root, colormap_file(name), "")
     Path(root, ".nojekyll").write_text("", encoding="utf-8")
     return written
 

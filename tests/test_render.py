@@ -58,26 +58,47 @@ def test_scale_tile_enlarges_by_nearest_neighbour_and_shrinks_by_whole_factors()
     assert small.shape == (112, 112)
 
 
-def test_filter_grid_normalises_per_layer_and_draws_visible_kernel_pixels():
+def test_filter_grid_draws_signed_weights_on_one_scale_centred_on_zero():
     kernel = np.zeros((3, 3, 2, 4), np.float32)
-    kernel[0, 0, 0, 0] = -1.0  # layer minimum -> black
-    kernel[2, 2, 1, 3] = 1.0  # layer maximum -> white
+    kernel[0, 0, 0, 0] = -1.0  # the most negative weight -> the diverging map's blue end
+    kernel[2, 2, 1, 3] = 1.0  # the most positive -> its red end
     grid = render.filter_grid(kernel, max_filters=64)
     assert (grid.filters_shown, grid.channels_shown) == (4, 2)
+    assert (grid.scale.colormap, grid.scale.low, grid.scale.high) == (render.DIVERGING, -1.0, 1.0)
+    lut = render._colormap_lut(render.DIVERGING)
     factor = render.KERNEL_CELL // 3
     cell = 3 * factor
-    image = grid.image[..., 0]
+    image = grid.image
     top, left = image.shape[0] - (4 * cell + 3 * render.GAP), image.shape[1] - (2 * cell + render.GAP)
     cells = image[top:, left:]
-    assert cells.shape == (4 * cell + 3 * render.GAP, 2 * cell + render.GAP)
-    # filter 0, channel 0: top-left kernel pixel is the layer minimum, drawn factor x factor
-    np.testing.assert_array_equal(cells[:factor, :factor], 0)
-    # zero weights map to the middle of the layer's range
-    assert cells[factor, factor] == 128
-    # filter 3, channel 1: bottom-right pixel is the layer maximum
-    bottom = 3 * (cell + render.GAP)
-    right = cell + render.GAP
-    np.testing.assert_array_equal(cells[bottom + 2 * factor : bottom + cell, right + 2 * factor : right + cell], 255)
+    assert cells.shape[:2] == (4 * cell + 3 * render.GAP, 2 * cell + render.GAP)
+    # filter 0, channel 0: top-left kernel pixel is the most negative weight, drawn factor x factor
+    assert (cells[:factor, :factor] == lut[0]).all()
+    # a zero weight is the map's middle (white), whatever the layer's range
+    assert (cells[factor, factor] == lut[128]).all()
+    # filter 3, channel 1: bottom-right pixel is the most positive weight
+    bottom, right = 3 * (cell + render.GAP), cell + render.GAP
+    assert (cells[bottom + 2 * factor : bottom + cell, right + 2 * factor : right + cell] == lut[255]).all()
+
+
+def test_a_few_huge_weights_do_not_wash_the_kernels_out():
+    kernel = np.random.default_rng(3).normal(0.0, 0.1, size=(3, 3, 8, 16))
+    kernel[0, 0, 0, 0] = 50.0
+    grid = render.filter_grid(kernel)
+    assert 0.2 < grid.scale.high < 1.0 and grid.scale.low == -grid.scale.high  # the 99th percentile, not 50
+
+
+def test_feature_maps_share_one_scale_so_a_weak_channel_looks_weak():
+    fmap = np.zeros((10, 10, 2))
+    fmap[:, :5, 0], fmap[:, :5, 1] = 10.0, 0.1  # the same pattern, a hundred times weaker in channel 1
+    grid = render.feature_grid(fmap)
+    assert (grid.scale.low, grid.scale.high) == (0.0, 10.0) and grid.scale.shared
+    tile = render.FEATURE_TILE // 10 * 10
+    lut = render._colormap_lut(render.SEQUENTIAL)
+    strong, weak = grid.image[-3, 2], grid.image[-3, tile + 3 + 2]  # the left (active) half of each tile
+    assert (strong == lut[255]).all() and (weak == lut[3]).all()  # 0.1 of 10: near the dark end
+    picture, scale = render.mean_map(fmap)
+    assert (scale.low, scale.high) == (0.0, 5.05) and picture.ndim == 3
 
 
 def test_filter_grid_caps_filters_and_channels():

@@ -19,20 +19,20 @@ def draw_kernels(model, info: LayerInfo, slug: str, max_filters: int, root: str,
     grid = render.filter_grid(view.kernel, max_filters=max_filters)
     name = info.name
     filters = render.save_png(grid.image, root, paths.layer_asset(slug, "filters"),
-                              f"kernels of {name}: a row per filter, a column per input channel")
+                              f"kernels of {name}: a row per filter, a column per input channel", grid.scale)
     rgb = render.filter_rgb_grid(view.kernel, max_filters=max_filters)
     if rgb is not None:
         rgb = render.save_png(rgb, root, paths.layer_asset(slug, "filters-rgb"), f"kernels of {name} as colour tiles")
     depthwise = None
     if view.depthwise is not None:
+        depthwise_grid = render.filter_grid(view.depthwise, max_filters=max_filters)
         depthwise = render.save_png(
-            render.filter_grid(view.depthwise, max_filters=max_filters).image, root,
-            paths.layer_asset(slug, "filters-depthwise"),
-            f"depthwise kernels of {name}: one row per input channel (times the depth multiplier)")
-    unit, _ = render.unit_range(view.kernel)
+            depthwise_grid.image, root, paths.layer_asset(slug, "filters-depthwise"),
+            f"depthwise kernels of {name}: one row per input channel (times the depth multiplier)", depthwise_grid.scale)
+    unit, _ = render.signed_unit(view.kernel, percentile=render.KERNEL_PERCENTILE)
     cards = tuple(render.save_png(render.kernel_card(unit[..., number], view.kernel[..., number]), root,
                                   paths.filter_asset(slug, number, "kernel"),
-                                  f"kernel of filter {number} of {name}, one cell per input channel")
+                                  f"kernel of filter {number} of {name}, one cell per input channel", grid.scale)
                   for number in range(grid.filters_shown))
     thumb = None
     if thumbnail:

@@ -34,14 +34,16 @@ class ResponseCollector:
         name = self.info.name
         grid = render.feature_grid(fmap, FEATURE_GRID_CHANNELS)
         strip = render.belt(fmap)
+        mean, mean_scale = render.mean_map(fmap)
         self.features.append(FeatureAssets(
             image_index=image.index,
             grid=render.save_png(grid.image, root, paths.layer_asset(self.slug, "fmaps", image.slug),
-                                 f"first {grid.channels_shown} feature maps of {name} for {image.name}"),
-            mean=render.save_png(render.mean_map(fmap), root, paths.layer_asset(self.slug, "mean", image.slug),
-                                 f"mean feature map of {name} for {image.name}"),
+                                 f"first {grid.channels_shown} feature maps of {name} for {image.name}", grid.scale),
+            mean=render.save_png(mean, root, paths.layer_asset(self.slug, "mean", image.slug),
+                                 f"mean feature map of {name} for {image.name}", mean_scale),
             belt=render.save_png(strip.image, root, paths.layer_asset(self.slug, "belt", image.slug),
-                                 f"all {strip.channels} standardised channels of {name} for {image.name}"),
+                                 f"all {strip.channels} standardised channels of {name} for {image.name}",
+                                 render.BELT_SCALE),
             channels=strip.channels,
             grid_channels=grid.channels_shown,
             constant_channels=strip.constant_channels,
@@ -74,9 +76,9 @@ class ResponseCollector:
                 continue
             top = tuple(ImageStat(index, mean, float(stats.max[index, number]), float(stats.active[index, number]))
                         for mean, index, _ in kept)
-            maps = render.save_png(
-                render.map_strip([m for _, _, m in kept], [f"#{s.image_index + 1} {s.mean:.3g}" for s in top]), root,
-                paths.filter_asset(self.slug, number, "maps"),
-                f"filter {number} of {self.info.name} on the {len(kept)} images that excite it most")
+            strip, scale = render.map_strip([m for _, _, m in kept], [f"image {s.image_index + 1}" for s in top])
+            maps = render.save_png(strip, root, paths.filter_asset(self.slug, number, "maps"),
+                                   f"filter {number} of {self.info.name} on the {len(kept)} images that excite it most",
+                                   scale)
             strips.append(CardStrip(number, maps, top))
         return ResponsePictures(tuple(self.features), stats, tuple(strips))
