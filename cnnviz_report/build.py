@@ -26,9 +26,10 @@ from .notes import read_notes
 from .phases.combine import layer_report
 from .phases.images import draw_images
 from .phases.kernels import draw_kernels
-from .phases.mosaics import ascent_cost, draw_mosaic, mosaic_count, unit_end
+from .phases.mosaics import ascent_cost, ascent_settings, draw_mosaic, mosaic_count, unit_end
+from .phases.predictions import predict
 from .phases.responses import ResponseCollector
-from .progress import ASCENT, KERNELS, PAGES, SITE, Progress, StepTracker, feature_phase, image_batches, plan_steps
+from .progress import ASCENT, IMAGES, INPUTS, KERNELS, PAGES, SITE, Progress, StepTracker, feature_phase, image_batches, plan_steps
 from .records import BuildResult, ImageReport, LayerReport, Report
 from .single_file import check_target, write_single_file
 from .site import write_site
@@ -64,10 +65,11 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     image_layers = [info for info in selected if info.takes_images and loaded.input_hw is not None]
     ascents = {info.index: ascent_cost(model_info, info, config, loaded.input_hw)
                for info in image_layers if mosaic_count(config, info)}
-    tracker = StepTracker(plan_steps(selected, image_layers, ascents, len(images), config), progress)
+    model_flops = sum(layer.flops for layer in model_info.conv_layers)
+    tracker = StepTracker(plan_steps(selected, image_layers, ascents, len(images), config, model_flops), progress)
     cache = AscentCache((config.cache_dir or default_cache_dir()) if config.use_cache else None)
     with staged_site(config.out, config.outside_files) as root:
-        image_reports = draw_images(images, root)
+        image_reports = _draw_images(loaded, images, config, root, tracker)
         layers = _draw_layers(loaded, model_info, selected, image_layers, ascents, images, image_reports, config,
                               root, tracker, clock, cache)
         report = Report(
@@ -75,7 +77,7 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
             model_name=loaded.name, model_source=loaded.source, weights=loaded.weights_label,
             preprocess=loaded.preprocess_mode, input_hw=loaded.input_hw, input_channels=loaded.channels,
             free_size=loaded.free_size, layers=tuple(layers), images=tuple(image_reports),
-            not_drawn=tuple(layer for layer in selected if not layer.takes_images), settings=config.settings,
+            not_drawn=tuple(layer for layer in selected if not layer.takes_images), settings=_settings(config),
             skipped_images=tuple((error.subject, error.reason) for error in skipped), notes=notes)
         tracker.advance(SITE, PAGES)
         with clock.phase("pages"):
@@ -88,6 +90,13 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     return BuildResult(os.path.abspath(config.out), report, time.monotonic() - started, clock.seconds,
                        cache.hits, cache.misses, cache.write_errors, site_bytes,
                        os.path.abspath(config.single_file) if config.single_file else None, single_bytes)
+
+
+def _settings(config: ReportConfig) -> dict:
+    """The config's settings, with the ascent's steps and step size as used (not None for default)."""
+    ascent = ascent_settings(config)
+    return dict(config.settings, ascent_steps=ascent.step_count if config.ascent_steps != 0 else 0,
+                ascent_learning_rate=ascent.rate)
 
 
 def _check_request(config: ReportConfig) -> None:
@@ -105,6 +114,16 @@ def _read_images(config: ReportConfig, loaded: LoadedModel):
     if loaded.input_hw is None:
         raise UsageError("--images", f"{loaded.name} does not take 2-D images (input {loaded.model.inputs[0].shape})")
     return load_images(image_args, loaded.input_hw, loaded.channels, config.keep_going)
+
+
+def _draw_images(loaded: LoadedModel, images: list[InputImage], config: ReportConfig, root: str,
+                 tracker: StepTracker) -> list[ImageReport]:
+    """The images' pictures, each with the model's top predictions for it."""
+    if not images:
+        return []
+    tracker.advance(INPUTS, IMAGES)
+    predictions = predict(loaded, images, config.image_batch_size)
+    return [replace(report, predictions=predictions.get(report.index, ())) for report in draw_images(images, root)]
 
 
 def _inspect(config: ReportConfig, loaded: LoadedModel):

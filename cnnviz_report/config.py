@@ -43,11 +43,16 @@ class ReportConfig:
 
     @property
     def settings(self) -> dict:
-        """Every setting but the output folder, as the index and the manifest list them."""
+        """Every setting that decides the report, as the index and the manifest list them: file
+        names, never the build machine's paths (the site is meant to be published)."""
         settings = asdict(self)
-        settings["images"] = list(self.images)
+        for key in ("out", "cache_dir"):  # where things go on this machine, not what was built
+            settings.pop(key)
+        settings["images"] = [os.path.basename(os.path.normpath(path)) for path in self.images]
         settings["layers"] = list(self.layers)
-        settings.pop("out")
+        for key in ("model", "weights", "notes", "single_file"):
+            if settings[key] and os.path.exists(settings[key]):
+                settings[key] = os.path.basename(settings[key])
         return settings
 
     @property

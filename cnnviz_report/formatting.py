@@ -20,3 +20,17 @@ def fmt_axes(values: tuple | None) -> str:
     if not values:
         return ""
     return str(values[0]) if len(set(values)) == 1 else "×".join(str(v) for v in values)
+
+
+PREPROCESS_WORDS = {
+    "raw": "none: pixels 0..255 as they are",
+    "unit": "pixels / 255 (0..1)",
+    "tf": "pixels / 127.5 - 1 (-1..1)",
+    "caffe": "caffe: RGB to BGR, ImageNet channel means subtracted",
+    "torch": "torch: pixels / 255, then ImageNet channel means and std",
+    "application": "the application's own preprocess_input",
+}
+
+
+def preprocess_words(mode: str) -> str:
+    return f"{mode} ({PREPROCESS_WORDS[mode]})" if mode in PREPROCESS_WORDS else mode

@@ -288,6 +288,18 @@ def _starts_with_rescaling(model) -> bool:
     return False
 
 
+def application_mode(preprocess: Callable) -> str:
+    """Which of the known modes an application's own preprocess_input is, found by trying each
+    on a few pixels ("application" if none matches), so the report can say what it does."""
+    probe = np.array([[[[0.0, 64.0, 255.0], [10.0, 128.0, 200.0]]]], np.float32)
+    got = np.asarray(preprocess(probe.copy()), np.float64)
+    for mode in ("raw", "unit", "tf", "caffe", "torch"):
+        expected = np.asarray(_preprocess_for_mode(mode)(probe.copy()), np.float64)
+        if got.shape == expected.shape and np.allclose(got, expected, atol=1e-4):
+            return mode
+    return "application"
+
+
 def _preprocess_for_mode(mode: str) -> Callable:
     def raw(x):
         return x
@@ -367,7 +379,7 @@ def load_model(config: ReportConfig) -> LoadedModel:
     mode = config.preprocess
     if mode == "auto":
         if app_preprocess is not None:
-            mode, preprocess = "application", app_preprocess
+            mode, preprocess = application_mode(app_preprocess), app_preprocess
         else:
             mode = "raw" if _starts_with_rescaling(model) else "unit"
             preprocess = _preprocess_for_mode(mode)

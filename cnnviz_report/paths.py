@@ -68,7 +68,16 @@ def image_page(image_slug_: str) -> str:
 
 
 def image_original(image_slug_: str) -> str:
-    return f"images/{image_slug_}.png"
+    return f"images/{image_slug_}.jpg"
+
+
+def image_thumbnail(image_slug_: str) -> str:
+    return f"images/{image_slug_}-small.jpg"
+
+
+def image_input(image_slug_: str) -> str:
+    """The image resized to the model's input, as the model saw it."""
+    return f"images/{image_slug_}-input.png"
 
 
 def relative_url(from_page: str, to_path: str) -> str:

@@ -14,10 +14,12 @@ from typing import Callable
 from .config import ReportConfig
 from .inspection import LayerInfo, ModelInfo
 
+IMAGES = "pictures and predictions"
 KERNELS = "filters"
 ASCENT = "gradient ascent"
 PAGES = "pages"
 SITE = "site"  # the subject of the last step
+INPUTS = "images"  # the subject of the first
 DRAWING_COST = 2e10  # a picture's drawing and PNG writing, in FLOP-equivalents (~0.3 s here)
 
 
@@ -55,11 +57,13 @@ def image_batches(count: int, size: int) -> list[tuple[int, int]]:
 
 
 def plan_steps(kernel_layers: list[LayerInfo], image_layers: list[LayerInfo], ascent_costs: dict[int, float],
-               n_images: int, config: ReportConfig) -> list[Step]:
-    """Every step of a build in the order it runs: kernels per layer, feature maps per image batch
-    and layer (about the layer's FLOPs per image), ascent per layer (``ascent_costs``, by layer
-    index, from the engine's own estimate), pages."""
-    steps = [Step(layer.qualified_name, KERNELS, DRAWING_COST) for layer in kernel_layers]
+               n_images: int, config: ReportConfig, model_flops: float = 0.0) -> list[Step]:
+    """Every step of a build in the order it runs: the images (a forward pass each for the
+    predictions), kernels per layer, feature maps per image batch and layer (about the layer's
+    FLOPs per image), ascent per layer (``ascent_costs``, by layer index, from the engine's own
+    estimate), pages."""
+    steps = [Step(INPUTS, IMAGES, n_images * (model_flops + DRAWING_COST))] if n_images else []
+    steps += [Step(layer.qualified_name, KERNELS, DRAWING_COST) for layer in kernel_layers]
     for start, stop in image_batches(n_images, config.image_batch_size) if image_layers else ():
         steps += [Step(layer.qualified_name, feature_phase(start + 1, stop), (stop - start) * (layer.flops + 3 * DRAWING_COST))
                   for layer in image_layers]

@@ -22,15 +22,26 @@ from .render import ImageAsset
 
 
 @dataclass(frozen=True)
+class Prediction:
+    index: int  # the class's output index
+    label: str  # its name, or "class <index>"
+    probability: float
+
+
+@dataclass(frozen=True)
 class ImageReport:
-    """One user image as the site shows it: its page slug and the original picture."""
+    """One user image as the site shows it: its page slug, the original picture, the input the
+    model saw (resized to its input size) and what the model predicts for it."""
 
     index: int
     name: str
     slug: str
-    source: str
+    source: str  # the file as the user named it (for a diff's second pass; never published)
     sha256: str
     original: ImageAsset
+    model_input: ImageAsset | None = None
+    thumbnail: ImageAsset | None = None  # small, for the index
+    predictions: tuple[Prediction, ...] = ()
 
 
 # --------------------------------------------------------------------------- the kernels phase

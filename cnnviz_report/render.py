@@ -26,6 +26,7 @@ KERNEL_CELL = 24  # a kernel is enlarged to about this many pixels
 CONSTANT_GREY = 128
 SEQUENTIAL, DIVERGING, GREY = "viridis", "RdBu_r", "gray"  # values, signed values, standardised belts
 COLORMAPS = (SEQUENTIAL, DIVERGING, GREY)
+JPEG_QUALITY = 88
 NONFINITE_RGB = (255, 0, 255)  # NaN and Inf are painted magenta: no real value has this colour here
 
 
@@ -385,6 +386,14 @@ def save_png(image: np.ndarray, site_root: str, site_path: str, alt: str,
     return ImageAsset(site_path, int(image.shape[1]), int(image.shape[0]), alt, scale)
 
 
+
+
+def save_jpeg(image: np.ndarray, site_root: str, site_path: str, alt: str) -> ImageAsset:
+    """A photograph: JPEG (a PNG of a photo is several times larger and no better to look at)."""
+    target = os.path.join(site_root, *site_path.split("/"))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(image)).convert("RGB").save(target, format="JPEG", quality=JPEG_QUALITY)
+    return ImageAsset(site_path, int(image.shape[1]), int(image.shape[0]), alt)
 
 
 def colormap_strip(name: str, width: int = 256, height: int = 1) -> np.ndarray:

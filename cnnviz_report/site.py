@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from . import paths, render
-from .formatting import fmt_axes, fmt_int, fmt_shape
+from .formatting import fmt_axes, fmt_int, fmt_shape, preprocess_words
 from .inspection import LayerInfo
 from .records import DiffReport, LayerReport, Report
 
@@ -123,12 +123,36 @@ def _model_facts(report: Report) -> list[tuple[str, str]]:
         ("Input shape", fmt_shape(model.input_shape)),
         *([("Built at", size_words(report))] if report.free_size else []),
         ("Output shape", fmt_shape(model.output_shape)),
-        ("Input preprocessing", report.preprocess),
+        ("Input preprocessing", preprocess_words(report.preprocess)),
         ("Parameters", fmt_int(model.total_params)),
         ("Trainable parameters", fmt_int(model.trainable_params)),
         ("Non-trainable parameters", fmt_int(model.non_trainable_params)),
         ("Layers", fmt_int(len(model.layers))),
         ("Convolution layers", fmt_int(len(model.conv_layers))),
+    ]
+
+
+def _settings_view(report: Report) -> list[tuple[str, str]]:
+    """The build's settings in words, with the values actually used (not ``None`` for defaults)."""
+    s = report.settings
+    ascent = "off (--ascent-steps 0)" if not s["ascent_steps"] else (
+        f"{s['ascent_mode']} mode, {s['ascent_steps']} steps, step size {s['ascent_learning_rate']:g}, seed {s['seed']}; "
+        + ("the most activated filters" if s["select"] == "top" else "the first filters"))
+    return [
+        ("Model", s["model"] or "the bundled demo model"),
+        ("Weights", s["weights"] or report.weights),
+        ("Images", ", ".join(image.name for image in report.images) or "none"),
+        ("Layers", ", ".join(s["layers"]) or f"all {len(report.model.conv_layers)} convolution layers"),
+        ("Filters per layer", f"at most {s['max_filters']} in grids, mosaics and cards"),
+        ("Unit", "response: after the BatchNormalization and activation layers that follow each conv alone"
+         if s["unit"] == "response" else "raw: each conv layer's own output"),
+        ("Gradient ascent", ascent),
+        ("Input size", "×".join(map(str, s["input_size"])) if s["input_size"] else "the model's own"),
+        ("Preprocessing", ("auto: " if s["preprocess"] == "auto" else "") + preprocess_words(report.preprocess)),
+        ("Mosaic cache", "used" if s["use_cache"] else "off (--no-cache)"),
+        ("Unreadable images and failing layers", "skipped (--keep-going)" if s["keep_going"] else "stop the build"),
+        ("Reviewer's notes", s["notes"] or "none"),
+        ("Single-file report", s["single_file"] or "none"),
     ]
 
 
@@ -250,6 +274,13 @@ def _unit_words(info: LayerInfo, settings: dict) -> str:
     return f"{info.unit_description} (what the next layer sees)"
 
 
+def _image_view(image, input_hw: tuple[int, int] | None) -> dict:
+    return {"name": image.name, "input_size": "×".join(map(str, input_hw[::-1])) if input_hw else "", "page": paths.image_page(image.slug), "original": _asset(image.original),
+            "thumbnail": _asset(image.thumbnail or image.original), "model_input": _asset(image.model_input),
+            "predictions": [{"label": p.label, "index": p.index, "probability": f"{p.probability:.1%}"}
+                            for p in image.predictions]}
+
+
 def _pager(links: list[dict], position: int) -> dict:
     """The previous/next links of page ``position`` among ``links`` ({"name", "page"} each)."""
     return {"previous": links[position - 1] if position > 0 else None,
@@ -266,9 +297,7 @@ def build_pages(report: Report) -> list[Page]:
                                or report.notes.layer_html.get(r.info.name, ""),
                                size_words(report) if report.free_size else "")
                    for r in report.layers]
-    image_views = [
-        {"name": i.name, "page": paths.image_page(i.slug), "original": _asset(i.original)} for i in report.images
-    ]
+    image_views = [_image_view(image, report.input_hw) for image in report.images]
     common = {
         "report_title": report.title,
         "version": report.version,
@@ -292,7 +321,7 @@ def build_pages(report: Report) -> list[Page]:
             images=image_views,
             skipped_images=[{"file": name, "reason": reason} for name, reason in report.skipped_images],
             failed_layers=[dict(_layer_row(r.info, pages), failure=r.failure) for r in report.failed_layers],
-            settings=sorted(report.settings.items()),
+            settings=_settings_view(report),
             notes=Markup(report.notes.index_html),
         ),
     )]

@@ -163,6 +163,7 @@ def train(images: int, epochs: int, out: Path, seed: int = 0, verbose: int = 2) 
     shipped = build_model()  # uncompiled: no optimizer state in the shipped file
     shipped.set_weights(model.get_weights())
     shipped.save(out)
+    out.with_name("demo_classes.txt").write_text("\n".join(CLASSES) + "\n", encoding="utf-8")  # the report's labels
     return {"accuracy": float(accuracy), "dead": dead, "seconds": time.monotonic() - started, "path": str(out)}
 
 

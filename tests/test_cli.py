@@ -30,7 +30,8 @@ def test_build_writes_a_complete_site_for_a_small_model(tiny_model_file, photo_p
     code = main(["build", tiny_model_file, "--images", photo_path, "--out", str(out), "--ascent-steps", "3"])
     assert code == 0
     captured = capsys.readouterr()
-    assert re.search(r"\[ ?1/\d+\] conv_a: filters", captured.err)
+    assert re.search(r"\[ ?1/\d+\] images: pictures and predictions", captured.err)
+    assert re.search(r"\[ ?2/\d+\] conv_a: filters", captured.err)
     assert "Built 2 conv-layer pages" in captured.out
 
     assert assert_valid_links(out) > 20

@@ -27,7 +27,7 @@ def test_application_names_are_case_and_underscore_insensitive():
 def test_application_with_random_weights_uses_its_own_size_and_preprocessing():
     loaded = load_model(ReportConfig(model="VGG16", weights="none"))
     assert (loaded.name, loaded.source, loaded.input_hw, loaded.channels) == ("vgg16", "application", (224, 224), 3)
-    assert loaded.preprocess_mode == "application"
+    assert loaded.preprocess_mode == "caffe"  # what vgg16.preprocess_input does, found by trying it
     pixels = np.full((1, 2, 2, 3), 128.0, np.float32)
     # VGG16's caffe preprocessing: RGB -> BGR minus the ImageNet means
     np.testing.assert_allclose(loaded.preprocess(pixels)[0, 0, 0], [128 - 103.939, 128 - 116.779, 128 - 123.68], rtol=1e-5)

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from cnnviz_report import paths
+from cnnviz_report.config import ReportConfig
 from cnnviz_report.health import KernelFindings, LayerHealth
 from cnnviz_report.inspection import LayerInfo, ModelInfo
 from cnnviz_report.records import (ChannelStats, DiffReport, FeatureAssets, FilterCard, FilterChange, ImageReport,
@@ -67,7 +68,7 @@ def make_report(root: Path, name: str = "conv<b>", dead: tuple[int, ...] = (2,))
         stats=stats, floor=np.zeros(4), health=health)
     model = ModelInfo("toy", (None, 8, 8, 3), (None, 10), 112, 112,
                       (LayerInfo(0, "input", (), 0, "InputLayer", (None, 8, 8, 3), 0), info))
-    settings = {"ascent_mode": "fast", "select": "first", "unit": "response"}
+    settings = dict(ReportConfig().settings, ascent_steps=30, ascent_learning_rate=10.0)
     return Report("Toy report", model, "toy.keras", "file", "from the model file", "unit", (8, 8), 3, (layer,),
                   (image,), (), settings)
 

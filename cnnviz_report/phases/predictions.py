@@ -1,0 +1,60 @@
+"""Phase: what the model predicts for each image, the first thing a model review asks.
+
+The top classes with their probabilities (a softmax of the output unless it already is one).
+``keras.applications`` models with 1000 outputs are ImageNet classifiers: their classes get
+ImageNet names (``data/imagenet_classes.txt``, the 1000 names in class-index order as
+torchvision ships them, BSD licence); the demo's classes are its generator's; other models'
+classes are shown by index.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+
+from ..loading import InputImage, LoadedModel
+from ..progress import image_batches
+from ..records import Prediction
+
+TOP_CLASSES = 5
+IMAGENET_CLASSES = 1000
+
+
+def _names(package: str, file_name: str) -> tuple[str, ...]:
+    text = resources.files(package).joinpath(file_name).read_text(encoding="utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def probabilities(outputs: np.ndarray) -> np.ndarray:
+    """Rows that are already probabilities stay; logits get a softmax."""
+    outputs = np.asarray(outputs, np.float64)
+    if (outputs >= 0).all() and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3):
+        return outputs
+    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def class_names(loaded: LoadedModel, classes: int) -> tuple[str, ...] | None:
+    if loaded.source == "application" and classes == IMAGENET_CLASSES:
+        return _names("cnnviz_report.data", "imagenet_classes.txt")
+    if loaded.source == "demo":  # the generator's classes (examples/train_demo_model.py CLASSES)
+        return _names("cnnviz_report.demo", "demo_classes.txt")
+    return None
+
+
+def predict(loaded: LoadedModel, images: list[InputImage], batch_size: int) -> dict[int, tuple[Prediction, ...]]:
+    """image index -> its top classes; empty when the model's output is not one score per class."""
+    output = loaded.model.outputs[0] if len(loaded.model.outputs) == 1 else None
+    if output is None or len(output.shape) != 2 or not output.shape[1] or output.shape[1] < 2:
+        return {}
+    names = class_names(loaded, int(output.shape[1]))
+    found = {}
+    for start, stop in image_batches(len(images), batch_size):
+        batch = loaded.model_input(np.stack([image.pixels for image in images[start:stop]]))
+        scores = probabilities(np.asarray(loaded.model(batch, training=False)))
+        for image, row in zip(images[start:stop], scores):
+            top = np.argsort(-row, kind="stable")[:TOP_CLASSES]
+            found[image.index] = tuple(Prediction(int(c), names[c] if names else f"class {c}", float(row[c]))
+                                       for c in top)
+    return found
