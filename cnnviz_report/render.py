@@ -47,6 +47,18 @@ class ColourScale:
 
 
 @dataclass(frozen=True)
+class Tile:
+    """Where filter ``number`` is drawn in a picture (pixels), so the page can make it a link
+    with its number as text."""
+
+    number: int
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class ImageAsset:
     """A picture written into the site: where it is and how to show it."""
 
@@ -55,6 +67,7 @@ class ImageAsset:
     height: int
     alt: str
     scale: ColourScale | None = None  # None: the colours are the picture's own (photos, ascent images)
+    tiles: tuple[Tile, ...] = ()  # the filters drawn in it, each a link on the page
 
 
 # --------------------------------------------------------------------------- numbers
@@ -161,6 +174,16 @@ def _as_rgb(tile: np.ndarray) -> np.ndarray:
     return np.repeat(tile[:, :, None], 3, axis=2) if tile.ndim == 2 else tile
 
 
+def grid_tiles(numbers, tile_hw: tuple[int, int], columns: int, gap: int, origin: tuple[int, int] = (0, 0),
+               span: int = 1) -> tuple[Tile, ...]:
+    """Where ``tile_grid`` puts each of ``numbers`` (``span`` cells wide each), as Tiles."""
+    height, width = tile_hw
+    left, top = origin
+    return tuple(Tile(number, left + (position % columns) * span * (width + gap),
+                      top + (position // columns) * (height + gap), span * (width + gap) - gap, height)
+                 for position, number in enumerate(numbers))
+
+
 def tile_grid(tiles: list[np.ndarray], columns: int, gap: int = GAP, background: int = BACKGROUND) -> np.ndarray:
     """Lay equal-size tiles row by row, ``gap`` pixels apart; grey tiles stay 2-D when all are."""
     if not tiles:
@@ -221,6 +244,7 @@ class FilterGrid:
     channels_total: int
     nonfinite_filters: int = 0  # filters with a NaN or Inf weight (painted magenta)
     scale: ColourScale | None = None
+    tiles: tuple[Tile, ...] = ()
 
 
 def _kernel_cell_factor(kh: int, kw: int) -> int:
@@ -235,14 +259,19 @@ def kernel_scale(magnitude: float) -> ColourScale:
                        "weight (blue negative, white 0, red positive; the largest 1 % at full colour)")
 
 
+WRAP_CELLS = 16  # a kernel grid row holds this many cells: filters with few channels share a row
+
+
 def filter_grid(kernel: np.ndarray, max_filters: int = 64, max_channels: int = 32,
                 scale_with: np.ndarray | None = None) -> FilterGrid:
-    """Seed 000/001's picture: a row per filter, a column per input channel, one scale per layer.
+    """Seed 000/001's picture: each filter a row of cells, one per input channel, on one scale.
 
     Weights are signed, so they are drawn on a diverging scale centred on zero (white) by the
-    layer's largest magnitude, so tiles compare across the grid; with ``scale_with`` (another
-    checkpoint's kernel) both share one scale, so two grids compare too. With a single input
-    channel (depthwise kernels) the filters wrap into rows of 16 instead.
+    layer's largest magnitude (99th percentile), so tiles compare across the grid; with
+    ``scale_with`` (another checkpoint's kernel) both share one scale, so two grids compare too.
+    Filters with many channels get a row each; filters with few (RGB input, depthwise) share a
+    row, so 64 of them are not a 3000 px strip. The page numbers them, as text over
+    ``FilterGrid.tiles``.
     """
     kh, kw, channels, filters = kernel.shape
     reference = kernel if scale_with is None else np.concatenate([kernel, scale_with], axis=-1)
@@ -254,15 +283,19 @@ def filter_grid(kernel: np.ndarray, max_filters: int = 64, max_channels: int = 3
         for c in range(shown_channels):
             cell = mark_nonfinite(colorize(unit[:, :, c, f], DIVERGING), kernel[:, :, c, f])
             cells.append(np.repeat(np.repeat(cell, factor, axis=0), factor, axis=1))
-    if shown_channels == 1:
-        columns = min(16, shown_filters)
-        grid = tile_grid(cells, columns)
-        image = add_axis_labels(grid, kh * factor, math.ceil(shown_filters / columns), columns)
-    else:
-        grid = tile_grid(cells, shown_channels)
-        image = add_axis_labels(grid, kh * factor, shown_filters, shown_channels)
+    cell_hw = (kh * factor, kw * factor)
+    per_row = max(1, min(shown_filters, WRAP_CELLS // shown_channels))
+    if per_row == 1:
+        image = tile_grid(cells, shown_channels)
+        tiles = grid_tiles(range(shown_filters), cell_hw, 1, GAP, span=shown_channels)
+    else:  # blocks of a filter's cells, a wider gap between filters
+        blocks = [tile_grid(cells[f * shown_channels:(f + 1) * shown_channels], shown_channels)
+                  for f in range(shown_filters)]
+        image = tile_grid(blocks, per_row, gap=3 * GAP)
+        tiles = grid_tiles(range(shown_filters), blocks[0].shape[:2], per_row, 3 * GAP)
     bad_filters = int((~np.isfinite(kernel)).any(axis=(0, 1, 2)).sum())
-    return FilterGrid(image, shown_filters, filters, shown_channels, channels, bad_filters, kernel_scale(magnitude))
+    return FilterGrid(image, shown_filters, filters, shown_channels, channels, bad_filters, kernel_scale(magnitude),
+                      tiles)
 
 
 def filter_rgb_grid(kernel: np.ndarray, max_filters: int = 64) -> np.ndarray | None:
@@ -287,6 +320,7 @@ class FeatureGrid:
     constant_channels: tuple[int, ...]
     nonfinite_channels: tuple[int, ...] = ()
     scale: ColourScale | None = None
+    tiles: tuple[Tile, ...] = ()  # channel c is filter c's response
 
 
 ACTIVATION = "activation (the unit's response)"
@@ -294,7 +328,7 @@ ACTIVATION = "activation (the unit's response)"
 
 def feature_grid(fmap: np.ndarray, count: int = 64, columns: int = 8) -> FeatureGrid:
     """Seed 002's 8x8 grid: the first ``count`` channels, on one shared scale (a nearly silent
-    channel looks dark, not as bright as a strong one), numbered."""
+    channel looks dark, not as bright as a strong one); the page numbers the tiles as text."""
     channels = min(count, fmap.shape[-1])
     unit, low, high = shared_unit(fmap[:, :, :channels])
     tiles, constant, nonfinite = [], [], []
@@ -304,12 +338,13 @@ def feature_grid(fmap: np.ndarray, count: int = 64, columns: int = 8) -> Feature
         finite = values[np.isfinite(values)]
         if not bad and finite.size and finite.max() == finite.min():
             constant.append(c)
-        tile = mark_nonfinite(colorize(unit[:, :, c]), values)
         if bad:
             nonfinite.append(c)
-        tiles.append(add_caption(scale_tile(tile, FEATURE_TILE), f"{c}" + (" nan/inf" if bad else ""), marked=bad))
+        tiles.append(scale_tile(mark_nonfinite(colorize(unit[:, :, c]), values), FEATURE_TILE))
+    columns = max(1, min(columns, channels))
     return FeatureGrid(tile_grid(tiles, columns, gap=3), channels, tuple(constant), tuple(nonfinite),
-                       ColourScale(SEQUENTIAL, low, high, ACTIVATION))
+                       ColourScale(SEQUENTIAL, low, high, ACTIVATION), grid_tiles(range(channels), tiles[0].shape[:2],
+                                                                                  columns, 3))
 
 
 def mean_map(fmap: np.ndarray, target: int = 224) -> tuple[np.ndarray, ColourScale]:
@@ -378,12 +413,12 @@ def display_tile(image: np.ndarray) -> np.ndarray:
 
 
 def save_png(image: np.ndarray, site_root: str, site_path: str, alt: str,
-             scale: ColourScale | None = None) -> ImageAsset:
+             scale: ColourScale | None = None, tiles: tuple[Tile, ...] = ()) -> ImageAsset:
     """Write ``image`` at ``site_root/site_path`` and describe it for the pages."""
     target = os.path.join(site_root, *site_path.split("/"))
     os.makedirs(os.path.dirname(target), exist_ok=True)
     Image.fromarray(np.ascontiguousarray(image)).save(target, format="PNG", compress_level=6)
-    return ImageAsset(site_path, int(image.shape[1]), int(image.shape[0]), alt, scale)
+    return ImageAsset(site_path, int(image.shape[1]), int(image.shape[0]), alt, scale, tuple(tiles))
 
 
 

@@ -82,7 +82,15 @@ def _asset(asset) -> dict | None:
         return None
     zoom = 2 if asset.width < SMALL_PICTURE else 1
     return {"path": asset.path, "width": asset.width * zoom, "height": asset.height * zoom, "alt": asset.alt,
-            "scale": _scale(asset.scale)}
+            "scale": _scale(asset.scale), "tiles": _tiles(asset.tiles)}
+
+
+def _tiles(tiles) -> dict | None:
+    """A picture's filters as a grid of links over it: the columns (tiles on the first row) and
+    the numbers in reading order (the grid's rows are equal, so CSS lays the links over them)."""
+    if not tiles:
+        return None
+    return {"columns": sum(1 for tile in tiles if tile.y == tiles[0].y), "numbers": [tile.number for tile in tiles]}
 
 
 def _layer_row(info: LayerInfo, pages: dict[int, str]) -> dict:
@@ -224,9 +232,11 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
     row = _layer_row(info, pages)
     row["thumbnail"] = _asset(layer_report.thumbnail)
     row["health"] = _health_view(layer_report.health)
+    cards = _card_views(layer_report, images_by_index)
     return {
         "row": row,
-        "cards": _card_views(layer_report, images_by_index),
+        "cards": cards,
+        "mosaic_tiles": _mosaic_tiles(layer_report, {card["number"]: card for card in cards}),
         "health": row["health"],
         "notes": Markup(notes_html),
         "page": pages[info.index],
@@ -263,6 +273,20 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
         "ascent_mode": settings["ascent_mode"],
         "select": settings["select"],
     }
+
+
+def _mosaic_tiles(layer_report: LayerReport, cards: dict[int, dict]) -> list[dict]:
+    """The mosaic as links: each filter's ascent picture, its number and the response it reached,
+    as text (burnt-in numbers were unreadable on a phone)."""
+    tiles = []
+    for number in layer_report.mosaic_indices:
+        card = cards.get(number)
+        if card is None or card["ascent"] is None:
+            continue
+        value = card["ascent_activation"]
+        tiles.append({"number": number, "anchor": card["anchor"], "picture": card["ascent"], "dead": card["ascent_dead"],
+                      "label": "NaN" if value in ("nan", "inf", "-inf") else "dead" if card["ascent_dead"] else value})
+    return tiles
 
 
 def _unit_words(info: LayerInfo, settings: dict) -> str:

@@ -68,17 +68,24 @@ def test_filter_grid_draws_signed_weights_on_one_scale_centred_on_zero():
     lut = render._colormap_lut(render.DIVERGING)
     factor = render.KERNEL_CELL // 3
     cell = 3 * factor
+    first, last = grid.tiles[0], grid.tiles[3]
+    assert [t.number for t in grid.tiles] == [0, 1, 2, 3] and first.width == 2 * cell + render.GAP
+    # two channels a filter: the four filters share one row (a filter per row would be a tall strip)
+    assert len({t.y for t in grid.tiles}) == 1 and grid.image.shape[0] == cell
     image = grid.image
-    top, left = image.shape[0] - (4 * cell + 3 * render.GAP), image.shape[1] - (2 * cell + render.GAP)
-    cells = image[top:, left:]
-    assert cells.shape[:2] == (4 * cell + 3 * render.GAP, 2 * cell + render.GAP)
     # filter 0, channel 0: top-left kernel pixel is the most negative weight, drawn factor x factor
-    assert (cells[:factor, :factor] == lut[0]).all()
+    assert (image[first.y:first.y + factor, first.x:first.x + factor] == lut[0]).all()
     # a zero weight is the map's middle (white), whatever the layer's range
-    assert (cells[factor, factor] == lut[128]).all()
+    assert (image[first.y + factor, first.x + factor] == lut[128]).all()
     # filter 3, channel 1: bottom-right pixel is the most positive weight
-    bottom, right = 3 * (cell + render.GAP), cell + render.GAP
-    assert (cells[bottom + 2 * factor : bottom + cell, right + 2 * factor : right + cell] == lut[255]).all()
+    right = last.x + cell + render.GAP
+    assert (image[last.y + 2 * factor:last.y + cell, right + 2 * factor:right + cell] == lut[255]).all()
+
+
+def test_filters_with_many_channels_get_a_row_each_with_tiles_for_the_links():
+    grid = render.filter_grid(np.random.default_rng(0).normal(size=(3, 3, 20, 5)))
+    assert [t.y for t in grid.tiles] == [i * (24 + render.GAP) for i in range(5)]
+    assert all(t.x == 0 and t.width == grid.image.shape[1] for t in grid.tiles)
 
 
 def test_a_few_huge_weights_do_not_wash_the_kernels_out():
@@ -118,8 +125,9 @@ def test_feature_grid_is_8x8_and_marks_constant_channels():
     grid = render.feature_grid(fmap)
     assert grid.channels_shown == 64
     assert grid.constant_channels == (5,)
-    tile = 14 * (render.FEATURE_TILE // 14) + render.LABEL_HEIGHT
+    tile = 14 * (render.FEATURE_TILE // 14)  # numbered by the page, as text over the tiles
     assert grid.image.shape[0] == 8 * tile + 7 * 3
+    assert [t.number for t in grid.tiles] == list(range(64)) and grid.tiles[9].x == tile + 3
     assert grid.image.shape[1] == 8 * 14 * (render.FEATURE_TILE // 14) + 7 * 3
 
 

@@ -19,7 +19,8 @@ def draw_kernels(model, info: LayerInfo, slug: str, max_filters: int, root: str,
     grid = render.filter_grid(view.kernel, max_filters=max_filters)
     name = info.name
     filters = render.save_png(grid.image, root, paths.layer_asset(slug, "filters"),
-                              f"kernels of {name}: a row per filter, a column per input channel", grid.scale)
+                              f"kernels of {name}: each filter a row of cells, one per input channel", grid.scale,
+                              grid.tiles)
     rgb = render.filter_rgb_grid(view.kernel, max_filters=max_filters)
     if rgb is not None:
         rgb = render.save_png(rgb, root, paths.layer_asset(slug, "filters-rgb"), f"kernels of {name} as colour tiles")

@@ -32,13 +32,15 @@ class ResponseCollector:
         """Draw the layer's pictures for one image (H, W, C map) and record its numbers."""
         self._record(image.index, fmap)
         name = self.info.name
-        grid = render.feature_grid(fmap, FEATURE_GRID_CHANNELS)
+        # as many channels as there are cards (--max-filters), so every tile links to one
+        grid = render.feature_grid(fmap, min(FEATURE_GRID_CHANNELS, len(self.card_numbers) or FEATURE_GRID_CHANNELS))
         strip = render.belt(fmap)
         mean, mean_scale = render.mean_map(fmap)
         self.features.append(FeatureAssets(
             image_index=image.index,
             grid=render.save_png(grid.image, root, paths.layer_asset(self.slug, "fmaps", image.slug),
-                                 f"first {grid.channels_shown} feature maps of {name} for {image.name}", grid.scale),
+                                 f"first {grid.channels_shown} feature maps of {name} for {image.name}", grid.scale,
+                                 grid.tiles),
             mean=render.save_png(mean, root, paths.layer_asset(self.slug, "mean", image.slug),
                                  f"mean feature map of {name} for {image.name}", mean_scale),
             belt=render.save_png(strip.image, root, paths.layer_asset(self.slug, "belt", image.slug),
