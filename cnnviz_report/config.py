@@ -50,8 +50,8 @@ class ReportConfig:
             settings.pop(key)
         settings["images"] = [os.path.basename(os.path.normpath(path)) for path in self.images]
         settings["layers"] = list(self.layers)
-        for key in ("model", "weights", "notes", "single_file"):
-            if settings[key] and os.path.exists(settings[key]):
+        for key in ("model", "weights", "notes", "single_file"):  # an application name has no folder
+            if settings[key] and (os.sep in settings[key] or os.path.exists(settings[key])):
                 settings[key] = os.path.basename(settings[key])
         return settings
 

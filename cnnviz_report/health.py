@@ -45,9 +45,18 @@ class LayerHealth:
                 "duplicates": len(self.kernel.duplicates), "norm_outliers": len(self.kernel.norm_outliers),
                 "ascent_dead": len(self.ascent_dead)}
 
+    def filters_of(self, finding: str) -> tuple[int, ...]:
+        """The filters a finding (a key of ``counts``) counts, in order."""
+        if finding == "duplicates":
+            return tuple(sorted(number for number, _, _ in self.kernel.duplicates))
+        if finding in ("nonfinite", "norm_outliers"):
+            return tuple(getattr(self.kernel, finding))
+        return tuple(getattr(self, finding))
+
     @property
     def badges(self) -> list[tuple[str, int, str]]:
-        """(label, count, explanation) of every finding present, for the pages."""
+        """(finding, count, explanation) of every finding present, for the pages (the finding's
+        words are BADGE_LABELS[finding])."""
         meaning = {
             "dead": f"response at its floor everywhere on all {self.images} image(s)",
             "constant": f"the same value everywhere on all {self.images} image(s)",
@@ -56,7 +65,7 @@ class LayerHealth:
             "norm_outliers": f"kernel norm more than {OUTLIER_Z} robust deviations from the layer's median",
             "ascent_dead": "gradient ascent could not move its response off its floor",
         }
-        return [(BADGE_LABELS[name], count, meaning[name]) for name, count in self.counts.items() if count]
+        return [(name, count, meaning[name]) for name, count in self.counts.items() if count]
 
 
 def kernel_findings(kernel: np.ndarray) -> KernelFindings:

@@ -155,7 +155,7 @@ class FilterCard:
     """Everything drawn for one filter; the layer page shows it at the anchor ``#f<number>``."""
 
     number: int
-    kernel: ImageAsset
+    kernel: ImageAsset | None  # None: a card of numbers only (a counted filter beyond --max-filters)
     ascent: ImageAsset | None = None
     ascent_activation: float | None = None
     ascent_dead: bool = False

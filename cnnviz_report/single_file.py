@@ -81,6 +81,12 @@ def render_single_file(report: Report, site_root: str, max_images: int) -> str:
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_single_file(report: Report, site_root: str, target: str, max_images: int) -> int:
     """Write atomically beside ``target``; returns its size in bytes."""
     html = render_single_file(report, site_root, max_images)
@@ -89,6 +95,7 @@ def write_single_file(report: Report, site_root: str, target: str, max_images: i
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(html)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide it from a web server
         os.replace(temporary, target)
     except BaseException:
         if os.path.exists(temporary):

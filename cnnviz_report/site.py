@@ -18,7 +18,8 @@ from markupsafe import Markup
 from . import paths, render
 from .formatting import fmt_axes, fmt_int, fmt_shape, preprocess_words
 from .inspection import LayerInfo
-from .records import DiffReport, LayerReport, Report
+from .health import ASCENT_JUDGE_STEPS, BADGE_LABELS
+from .records import DiffReport, FilterCard, LayerReport, Report
 
 # Everything the site needs is in the site: no inline script or style, nothing from elsewhere.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
@@ -174,10 +175,23 @@ def _channels_note(channels: int | None) -> str:
 
 
 def _health_view(health) -> dict:
+    """The badges (each a link to its list of filters on the layer page) and those lists."""
     if health is None:
-        return {"badges": [], "summary": ""}
-    badges = [{"label": label, "count": count, "title": meaning} for label, count, meaning in health.badges]
-    return {"badges": badges, "summary": ", ".join(f"{b['count']} {b['label']}" for b in badges)}
+        return {"badges": [], "summary": "", "lists": []}
+    badges = [{"key": key, "label": BADGE_LABELS[key], "count": count, "title": meaning, "anchor": f"health-{key}",
+               "numbers": [{"number": n, "anchor": paths.filter_anchor(n)} for n in health.filters_of(key)]}
+              for key, count, meaning in health.badges]
+    return {"badges": badges, "summary": ", ".join(f"{b['count']} {b['label']}" for b in badges), "lists": badges}
+
+
+def _flagged_only_cards(layer_report: LayerReport, drawn: set[int]) -> list:
+    """Filters a badge counts that got no card (beyond --max-filters): a card of numbers each, so
+    every counted filter can be reached."""
+    health = layer_report.health
+    if health is None:
+        return []
+    counted = sorted({n for key in health.counts for n in health.filters_of(key)} - drawn)
+    return [FilterCard(number, None) for number in counted]
 
 
 def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
@@ -191,9 +205,15 @@ def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
         for number, earlier, cosine in health.kernel.duplicates:
             flags.setdefault(number, []).append(f"repeats filter {earlier} (cosine {cosine:.3f})")
     views = []
-    for card in layer_report.cards:
+    stats = layer_report.stats
+    cards = list(layer_report.cards) + _flagged_only_cards(layer_report, {card.number for card in layer_report.cards})
+    for card in cards:
         norm = health.kernel.norms[card.number] if health is not None else None
+        measured = stats is not None and card.number < stats.max.shape[1]
         views.append({
+            "on_images": {"images": stats.images, "mean": f"{stats.mean[:, card.number].mean():.3g}",
+                          "max": f"{stats.max[:, card.number].max():.3g}",
+                          "active": f"{stats.active[:, card.number].mean():.0%}"} if measured else None,
             "number": card.number,
             "anchor": paths.filter_anchor(card.number),
             "kernel": _asset(card.kernel),
@@ -264,6 +284,7 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
         "mosaic_filters": layer_report.mosaic_filters,
         "mosaic_dead": len(layer_report.mosaic_dead),
         "ascent_judged": layer_report.ascent_judged,
+        "judge_steps": ASCENT_JUDGE_STEPS,
         "dead_rule": layer_report.health.rule if layer_report.health else "",
         "mosaic_canvas": fmt_axes(layer_report.mosaic_canvas) if layer_report.mosaic_canvas else "",
         "mosaic_channels_note": _channels_note(input_channels),
@@ -285,7 +306,7 @@ def _mosaic_tiles(layer_report: LayerReport, cards: dict[int, dict]) -> list[dic
             continue
         value = card["ascent_activation"]
         tiles.append({"number": number, "anchor": card["anchor"], "picture": card["ascent"], "dead": card["ascent_dead"],
-                      "label": "NaN" if value in ("nan", "inf", "-inf") else "dead" if card["ascent_dead"] else value})
+                      "label": "NaN" if value in ("nan", "inf", "-inf") else "ascent-dead" if card["ascent_dead"] else value})
     return tiles
 
 
