@@ -116,3 +116,19 @@ def test_tiles_are_links_that_land_on_their_filter(site, page):
     page.goto((site["out"] / "images" / "01-portrait.html").as_uri())
     link = page.locator(".tilegrid a").first
     assert link.get_attribute("href").endswith(".html#f0")  # from the image page to the layer's card
+
+
+def test_settings_in_words_and_the_image_page_shows_what_the_model_saw_and_predicted(site):
+    index = (site["out"] / "index.html").read_text(encoding="utf-8")
+    settings = index[index.index('id="settings"'):]
+    assert "None" not in settings and "[]" not in settings
+    assert "fast mode, 30 steps" in settings and "portrait.jpg" in settings
+    image_page = (site["out"] / "images" / "01-portrait.html").read_text(encoding="utf-8")
+    assert "01-portrait-input.png" in image_page and "96×96 pixels" in image_page
+    predictions = image_page[image_page.index('id="predictions"'):]
+    rows = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">(\d+)</td><td class=\"num\">([\d.]+)%</td></tr>",
+                      predictions)
+    assert len(rows) == 5 and all(name in Path(__file__).parent.parent.joinpath(
+        "cnnviz_report/demo/demo_classes.txt").read_text(encoding="utf-8") for name, _, _ in rows)
+    shares = [float(share) for _, _, share in rows]
+    assert shares == sorted(shares, reverse=True) and sum(shares) <= 100.05
