@@ -3,6 +3,17 @@
 (function () {
   "use strict";
 
+  // Anchored targets stop below the sticky bar (style.css's scroll-margin-top reads this); its
+  // height changes with the width, as its rows wrap.
+  var topbar = document.querySelector(".topbar");
+  function measureTopbar() {
+    document.documentElement.style.setProperty("--topbar-height", topbar.offsetHeight + "px");
+  }
+  if (topbar) {
+    measureTopbar();
+    window.addEventListener("resize", measureTopbar);
+  }
+
   var search = document.getElementById("layer-search");
   if (search) {
     var box = document.getElementById("layer-filter");
