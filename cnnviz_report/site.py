@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from . import paths, render
 from .formatting import fmt_axes, fmt_int, fmt_shape
+from .health import BADGE_LABELS
 from .inspection import LayerInfo
 from .records import DiffReport, LayerReport, Report
 
@@ -148,29 +149,41 @@ def _health_view(health) -> dict:
     return {"badges": badges, "summary": ", ".join(f"{b['count']} {b['label']}" for b in badges)}
 
 
+def _card_findings(layer_report: LayerReport) -> dict[int, list[tuple[str, str]]]:
+    """Per filter, its health findings as (key, words): the key is LayerHealth.counts' name (what
+    the page's card filter matches), the words are the card's badge."""
+    health = layer_report.health
+    findings: dict[int, list[tuple[str, str]]] = {}
+    if health is not None:
+        for key, numbers in (("dead", health.dead), ("constant", health.constant),
+                             ("nonfinite", health.kernel.nonfinite), ("norm_outliers", health.kernel.norm_outliers)):
+            for number in numbers:
+                findings.setdefault(number, []).append((key, BADGE_LABELS[key]))
+        for number, earlier, cosine in health.kernel.duplicates:
+            findings.setdefault(number, []).append(("duplicates", f"repeats filter {earlier} (cosine {cosine:.3f})"))
+    return findings
+
+
 def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
     health = layer_report.health
-    flags = {}
-    if health is not None:
-        for name, numbers in (("dead", health.dead), ("constant", health.constant),
-                              ("NaN/Inf kernel", health.kernel.nonfinite), ("norm outlier", health.kernel.norm_outliers)):
-            for number in numbers:
-                flags.setdefault(number, []).append(name)
-        for number, earlier, cosine in health.kernel.duplicates:
-            flags.setdefault(number, []).append(f"repeats filter {earlier} (cosine {cosine:.3f})")
+    findings = _card_findings(layer_report)
     views = []
     for card in layer_report.cards:
         norm = health.kernel.norms[card.number] if health is not None else None
+        found = findings.get(card.number, [])
+        keys = [key for key, _ in found] + (["ascent_dead"] if card.ascent_dead else [])
         views.append({
             "number": card.number,
             "anchor": paths.filter_anchor(card.number),
+            "findings": " ".join(keys),  # what the card filter matches (data-findings)
             "kernel": _asset(card.kernel),
             "ascent": _asset(card.ascent),
             "ascent_activation": "" if card.ascent_activation is None else f"{card.ascent_activation:.3g}",
             "ascent_dead": card.ascent_dead,
             "maps": _asset(card.maps),
             "kernel_norm": "" if norm is None else f"{norm:.3g}",
-            "flags": flags.get(card.number, []),
+            "flags": [words for _, words in found],
+            "findings_words": ", ".join([words for _, words in found] + (["ascent dead"] if card.ascent_dead else [])),
             "top_images": [{
                 "name": images_by_index[stat.image_index].name,
                 "page": paths.image_page(images_by_index[stat.image_index].slug),
@@ -180,13 +193,47 @@ def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
     return views
 
 
+def _card_filter(cards: list[dict]) -> list[dict]:
+    """The card filter's choices: every card, the cards with any finding, then one choice per
+    finding that some card has ({"key": what data-findings must hold ("" every card, "*" any)})."""
+    keys = [card["findings"].split() for card in cards]
+    choices = [{"key": "", "label": "all", "count": len(cards)}]
+    flagged = sum(1 for found in keys if found)
+    if flagged:
+        choices.append({"key": "*", "label": "any finding", "count": flagged})
+    for key, label in BADGE_LABELS.items():
+        count = sum(1 for found in keys if key in found)
+        if count:
+            choices.append({"key": key, "label": label, "count": count})
+    return choices
+
+
+def _contents(view: dict) -> list[dict]:
+    """The layer page's table of contents: the sections it has, in page order (anchors as layer.html
+    sets them); the feature maps as one entry listing their images."""
+    entries = []
+    if view["notes"]:
+        entries.append({"anchor": "notes", "label": "Reviewer's notes", "children": []})
+    if view["filters"]:
+        entries.append({"anchor": "filters", "label": "Kernel weights", "children": []})
+    if view["mosaic"]:
+        entries.append({"anchor": "ascent", "label": "Gradient ascent", "children": []})
+    if view["features"]:
+        children = [{"anchor": f["anchor"], "label": f["image_name"]} for f in view["features"]]
+        entries.append({"anchor": "", "label": "Feature maps for", "children": children})
+    if view["cards"]:
+        entries.append({"anchor": "filter-cards", "label": f"Each filter ({len(view['cards'])} cards)", "children": []})
+    return entries
+
+
 def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_index: dict, settings: dict,
                 input_channels: int | None = 3, notes_html: str = "", free_size_words: str = "") -> dict:
     info = layer_report.info
     features = []
-    for feature in layer_report.features:
+    for position, feature in enumerate(layer_report.features):
         image = images_by_index[feature.image_index]
         features.append({
+            "anchor": f"image-{position + 1}",
             "image_name": image.name,
             "image_page": paths.image_page(image.slug),
             "grid": _asset(feature.grid),
@@ -200,9 +247,12 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
     row = _layer_row(info, pages)
     row["thumbnail"] = _asset(layer_report.thumbnail)
     row["health"] = _health_view(layer_report.health)
-    return {
+    cards = _card_views(layer_report, images_by_index)
+    view = {
         "row": row,
-        "cards": _card_views(layer_report, images_by_index),
+        "cards": cards,
+        "card_filter": _card_filter(cards),
+        "card_numbers": {"first": cards[0]["number"], "last": cards[-1]["number"]} if cards else None,
         "health": row["health"],
         "notes": Markup(notes_html),
         "page": pages[info.index],
@@ -239,6 +289,8 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
         "ascent_mode": settings["ascent_mode"],
         "select": settings["select"],
     }
+    view["contents"] = _contents(view)
+    return view
 
 
 def _unit_words(info: LayerInfo, settings: dict) -> str:

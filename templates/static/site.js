@@ -1,5 +1,6 @@
-// The site's only script (the pages work without it): the layer search box on the index, and
-// the arrow keys (or j/k) moving between layer pages. No inline script: the CSP forbids it.
+// The site's only script (the pages work without it): the layer search box on the index, the
+// card filter and "go to filter" on layer pages, and keys: the arrows (or j/k) between layer
+// pages, / to search, g to go to a filter. No inline script: the CSP forbids it.
 (function () {
   "use strict";
 
@@ -37,6 +38,69 @@
     });
   }
 
+  // A layer page's filter cards: show only those with a health finding, and "go to filter N".
+  var cardFilter = document.getElementById("card-filter");
+  var choices = cardFilter ? Array.prototype.slice.call(cardFilter.querySelectorAll("button[data-show]")) : [];
+  function showCards(key) {
+    var shown = 0;
+    var total = 0;
+    Array.prototype.slice.call(document.querySelectorAll("[data-findings]")).forEach(function (item) {
+      var found = item.getAttribute("data-findings").split(" ").filter(Boolean);
+      var match = key === "" || (key === "*" ? found.length > 0 : found.indexOf(key) !== -1);
+      item.hidden = !match;
+      if (item.tagName === "ARTICLE") {
+        total += 1;
+        if (match) { shown += 1; }
+      }
+    });
+    choices.forEach(function (choice) {
+      choice.setAttribute("aria-pressed", String(choice.getAttribute("data-show") === key));
+    });
+    var count = document.getElementById("card-filter-count");
+    if (count) { count.textContent = shown + " of " + total + " cards shown"; }
+  }
+  if (cardFilter) {
+    cardFilter.hidden = false;
+    choices.forEach(function (choice) {
+      choice.addEventListener("click", function () { showCards(choice.getAttribute("data-show")); });
+    });
+    showCards("");
+  }
+
+  // A card the filter hides is shown again when something links to it.
+  function revealCard(id) {
+    var card = id && document.getElementById(id);
+    if (card && card.hidden && card.hasAttribute("data-findings")) {
+      showCards("");
+      card.scrollIntoView();
+    }
+    return card;
+  }
+  window.addEventListener("hashchange", function () { revealCard(decodeURIComponent(location.hash.slice(1))); });
+
+  var goto = document.getElementById("goto-filter");
+  var gotoNumber = document.getElementById("goto-number");
+  if (goto) {
+    goto.hidden = false;
+    goto.addEventListener("submit", function (event) {
+      event.preventDefault();  // nothing is sent anywhere (the CSP's form-action is 'none')
+      var message = document.getElementById("goto-message");
+      var text = gotoNumber.value.trim();
+      var card = /^[0-9]+$/.test(text) && document.getElementById("f" + Number(text));
+      if (!card) {
+        message.textContent = "No card for filter " + text + " on this page.";
+        return;
+      }
+      message.textContent = "";
+      revealCard(card.id);
+      if (location.hash === "#" + card.id) {
+        card.scrollIntoView();
+      } else {
+        location.hash = card.id;
+      }
+    });
+  }
+
   document.addEventListener("keydown", function (event) {
     if (event.altKey || event.ctrlKey || event.metaKey || event.defaultPrevented) { return; }
     var target = event.target;
@@ -44,6 +108,12 @@
     if (event.key === "/" && search) {
       event.preventDefault();
       document.getElementById("layer-filter").focus();
+      return;
+    }
+    if (event.key === "g" && gotoNumber) {
+      event.preventDefault();
+      gotoNumber.focus();
+      gotoNumber.select();
       return;
     }
     var rel = { ArrowLeft: "prev", k: "prev", ArrowRight: "next", j: "next" }[event.key];
