@@ -26,6 +26,13 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self'; style-src 'self'
                            "base-uri 'none'; form-action 'none'")
 
 
+# The keys site.js knows, for the "?" panel; each page lists those that work on it.
+KEYS_HELP = ({"names": ["?"], "does": "show or hide this list"}, {"names": ["Esc"], "does": "close it"})
+KEYS_SEARCH = ({"names": ["/"], "does": "search the layer tables"},)
+KEYS_PAGER = ({"names": ["←", "k"], "does": "previous layer"}, {"names": ["→", "j"], "does": "next layer"})
+KEYS_CARDS = ({"names": ["g"], "does": "go to a filter's card by its number"},)
+
+
 class Page(NamedTuple):
     path: str  # site path
     template: str
@@ -337,6 +344,7 @@ def build_pages(report: Report) -> list[Page]:
         "index.html",
         dict(
             common,
+            keys=KEYS_SEARCH + KEYS_HELP,
             facts=_model_facts(report),
             all_layers=[_layer_row(info, pages) for info in report.model.layers],
             conv_layers=[view["row"] for view in layer_views],
@@ -350,14 +358,16 @@ def build_pages(report: Report) -> list[Page]:
     )]
     pager_links = [{"name": view["row"]["name"], "page": view["page"]} for view in layer_views]
     for position, view in enumerate(layer_views):
-        result.append(Page(view["page"], "layer.html", dict(common, layer=view, **_pager(pager_links, position))))
+        keys = KEYS_PAGER + (KEYS_CARDS if view["card_numbers"] else ()) + KEYS_HELP
+        result.append(Page(view["page"], "layer.html", dict(common, layer=view, keys=keys,
+                                                            **_pager(pager_links, position))))
     for image_view in image_views:
         rows = []
         for view in layer_views:
             for feature in view["features"]:
                 if feature["image_page"] == image_view["page"]:
                     rows.append({"layer": view["row"], "layer_page": view["page"], "feature": feature})
-        result.append(Page(image_view["page"], "image.html", dict(common, image=image_view, rows=rows)))
+        result.append(Page(image_view["page"], "image.html", dict(common, image=image_view, rows=rows, keys=KEYS_HELP)))
     return result
 
 
@@ -420,7 +430,7 @@ def write_diff_site(diff_report: DiffReport, root: str) -> None:
                      "top": [{"number": c.number, "change": f"{c.relative_l2:.2g}",
                               "anchor": paths.filter_anchor(c.number)} for c in diff.changed[:5]],
                      "became_dead": diff.became_dead, "came_alive": diff.came_alive})
-    pages = [Page(paths.INDEX_PAGE, "diff_index.html", dict(common, layers=rows,
+    pages = [Page(paths.INDEX_PAGE, "diff_index.html", dict(common, layers=rows, keys=KEYS_HELP,
                                                         sites={"a": "a/index.html", "b": "b/index.html"}))]
     pager_links = [{"name": diff.info.name, "page": paths.layer_page(diff.slug)} for diff in diffs]
     for position, (diff, report_a_layer) in enumerate(zip(diffs, report_a.layers)):
@@ -442,5 +452,5 @@ def write_diff_site(diff_report: DiffReport, root: str) -> None:
             changes=sorted(changes, key=lambda c: c["number"]),
             filters={"a": _asset(diff.filter_grids[0]), "b": _asset(diff.filter_grids[1])},
             mosaics={"a": _side("a", report_a_layer.mosaic), "b": _side("b", report_b_layer.mosaic)},
-            per_image=per_image, **_pager(pager_links, position))))
+            per_image=per_image, keys=KEYS_PAGER + KEYS_HELP, **_pager(pager_links, position))))
     _write_pages(pages, root)

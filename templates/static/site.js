@@ -1,6 +1,7 @@
 // The site's only script (the pages work without it): the layer search box on the index, the
 // card filter and "go to filter" on layer pages, and keys: the arrows (or j/k) between layer
-// pages, / to search, g to go to a filter. No inline script: the CSP forbids it.
+// pages, / to search, g to go to a filter, ? for the list of them. No inline script: the CSP
+// forbids it.
 (function () {
   "use strict";
 
@@ -101,10 +102,34 @@
     });
   }
 
+  // The "?" panel: the keys that work on this page (the button shows only where script runs).
+  var help = document.getElementById("keys-help");
+  function toggleHelp() {
+    if (help.open) { help.close(); } else { help.showModal(); }
+  }
+  if (help && typeof help.showModal === "function") {
+    var helpButton = document.getElementById("keys-button");
+    helpButton.hidden = false;
+    helpButton.addEventListener("click", toggleHelp);
+    document.getElementById("keys-close").addEventListener("click", function () { help.close(); });
+    help.addEventListener("click", function (event) {
+      if (event.target === help) { help.close(); }  // a click on the backdrop
+    });
+  } else {
+    help = null;
+  }
+
   document.addEventListener("keydown", function (event) {
     if (event.altKey || event.ctrlKey || event.metaKey || event.defaultPrevented) { return; }
     var target = event.target;
     if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) { return; }
+    if (help && (event.key === "?" || help.open)) {  // while the panel is open, only ? and Esc act
+      if (event.key === "?") {
+        event.preventDefault();
+        toggleHelp();
+      }
+      return;
+    }
     if (event.key === "/" && search) {
       event.preventDefault();
       document.getElementById("layer-filter").focus();
