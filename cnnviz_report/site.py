@@ -69,6 +69,7 @@ def make_environment() -> Environment:
 
 
 SMALL_PICTURE = 320  # pictures narrower than this are shown at twice their size
+TALL_PICTURE = 1200  # pictures taller than this (and half again as tall as wide) scroll in a box
 
 
 def colormap_file(name: str) -> str:
@@ -89,7 +90,10 @@ def _asset(asset) -> dict | None:
     if asset is None:
         return None
     zoom = 2 if asset.width < SMALL_PICTURE else 1
-    return {"path": asset.path, "width": asset.width * zoom, "height": asset.height * zoom, "alt": asset.alt,
+    width, height = asset.width * zoom, asset.height * zoom
+    # a one-column strip (3 input channels, 64 filters: 204 x 3354 px) would be most of the page
+    tall = height > TALL_PICTURE and height >= 1.5 * width
+    return {"path": asset.path, "width": width, "height": height, "alt": asset.alt, "tall": tall,
             "scale": _scale(asset.scale)}
 
 
