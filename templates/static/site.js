@@ -77,7 +77,7 @@
     }
     return card;
   }
-  window.addEventListener("hashchange", function () { revealCard(decodeURIComponent(location.hash.slice(1))); });
+  window.addEventListener("hashchange", function () { revealCard(location.hash.slice(1)); });  // cards are f<N>: no escapes
 
   var goto = document.getElementById("goto-filter");
   var gotoNumber = document.getElementById("goto-number");
