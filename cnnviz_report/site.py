@@ -26,6 +26,13 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self'; style-src 'self'
                            "base-uri 'none'; form-action 'none'")
 
 
+# The keys site.js knows, for the "?" panel; each page lists those that work on it.
+KEYS_HELP = ({"names": ["?"], "does": "show or hide this list"}, {"names": ["Esc"], "does": "close it"})
+KEYS_SEARCH = ({"names": ["/"], "does": "search the layer tables"},)
+KEYS_PAGER = ({"names": ["←", "k"], "does": "previous layer"}, {"names": ["→", "j"], "does": "next layer"})
+KEYS_CARDS = ({"names": ["g"], "does": "go to a filter's card by its number"},)
+
+
 class Page(NamedTuple):
     path: str  # site path
     template: str
@@ -62,6 +69,7 @@ def make_environment() -> Environment:
 
 
 SMALL_PICTURE = 320  # pictures narrower than this are shown at twice their size
+TALL_PICTURE = 1200  # pictures taller than this (and half again as tall as wide) scroll in a box
 
 
 def colormap_file(name: str) -> str:
@@ -82,7 +90,10 @@ def _asset(asset) -> dict | None:
     if asset is None:
         return None
     zoom = 2 if asset.width < SMALL_PICTURE else 1
-    return {"path": asset.path, "width": asset.width * zoom, "height": asset.height * zoom, "alt": asset.alt,
+    width, height = asset.width * zoom, asset.height * zoom
+    # a one-column strip would be most of the page (render wraps few-channel grids; a safety net)
+    tall = height > TALL_PICTURE and height >= 1.5 * width
+    return {"path": asset.path, "width": width, "height": height, "alt": asset.alt, "tall": tall,
             "scale": _scale(asset.scale), "tiles": _tiles(asset.tiles)}
 
 
@@ -194,35 +205,47 @@ def _flagged_only_cards(layer_report: LayerReport, drawn: set[int]) -> list:
     return [FilterCard(number, None) for number in counted]
 
 
+def _card_findings(layer_report: LayerReport) -> dict[int, list[tuple[str, str]]]:
+    """Per filter, its health findings as (key, words): the key is LayerHealth.counts' name (what
+    the page's card filter matches), the words are the card's badge."""
+    health = layer_report.health
+    findings: dict[int, list[tuple[str, str]]] = {}
+    if health is not None:
+        for key, numbers in (("dead", health.dead), ("constant", health.constant),
+                             ("nonfinite", health.kernel.nonfinite), ("norm_outliers", health.kernel.norm_outliers)):
+            for number in numbers:
+                findings.setdefault(number, []).append((key, BADGE_LABELS[key]))
+        for number, earlier, cosine in health.kernel.duplicates:
+            findings.setdefault(number, []).append(("duplicates", f"repeats filter {earlier} (cosine {cosine:.3f})"))
+    return findings
+
+
 def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
     health = layer_report.health
-    flags = {}
-    if health is not None:
-        for name, numbers in (("dead", health.dead), ("constant", health.constant),
-                              ("NaN/Inf kernel", health.kernel.nonfinite), ("norm outlier", health.kernel.norm_outliers)):
-            for number in numbers:
-                flags.setdefault(number, []).append(name)
-        for number, earlier, cosine in health.kernel.duplicates:
-            flags.setdefault(number, []).append(f"repeats filter {earlier} (cosine {cosine:.3f})")
+    findings = _card_findings(layer_report)
     views = []
     stats = layer_report.stats
     cards = list(layer_report.cards) + _flagged_only_cards(layer_report, {card.number for card in layer_report.cards})
     for card in cards:
         norm = health.kernel.norms[card.number] if health is not None else None
         measured = stats is not None and card.number < stats.max.shape[1]
+        found = findings.get(card.number, [])
+        keys = [key for key, _ in found] + (["ascent_dead"] if card.ascent_dead else [])
         views.append({
             "on_images": {"images": stats.images, "mean": f"{stats.mean[:, card.number].mean():.3g}",
                           "max": f"{stats.max[:, card.number].max():.3g}",
                           "active": f"{stats.active[:, card.number].mean():.0%}"} if measured else None,
             "number": card.number,
             "anchor": paths.filter_anchor(card.number),
+            "findings": " ".join(keys),  # what the card filter matches (data-findings)
             "kernel": _asset(card.kernel),
             "ascent": _asset(card.ascent),
             "ascent_activation": "" if card.ascent_activation is None else f"{card.ascent_activation:.3g}",
             "ascent_dead": card.ascent_dead,
             "maps": _asset(card.maps),
             "kernel_norm": "" if norm is None else f"{norm:.3g}",
-            "flags": flags.get(card.number, []),
+            "flags": [words for _, words in found],
+            "findings_words": ", ".join([words for _, words in found] + (["ascent-dead"] if card.ascent_dead else [])),
             "top_images": [{
                 "name": images_by_index[stat.image_index].name,
                 "page": paths.image_page(images_by_index[stat.image_index].slug),
@@ -232,13 +255,47 @@ def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
     return views
 
 
+def _card_filter(cards: list[dict]) -> list[dict]:
+    """The card filter's choices: every card, the cards with any finding, then one choice per
+    finding that some card has ({"key": what data-findings must hold ("" every card, "*" any)})."""
+    keys = [card["findings"].split() for card in cards]
+    choices = [{"key": "", "label": "all", "count": len(cards)}]
+    flagged = sum(1 for found in keys if found)
+    if flagged:
+        choices.append({"key": "*", "label": "any finding", "count": flagged})
+    for key, label in BADGE_LABELS.items():
+        count = sum(1 for found in keys if key in found)
+        if count:
+            choices.append({"key": key, "label": label, "count": count})
+    return choices
+
+
+def _contents(view: dict) -> list[dict]:
+    """The layer page's table of contents: the sections it has, in page order (anchors as layer.html
+    sets them); the feature maps as one entry listing their images."""
+    entries = []
+    if view["notes"]:
+        entries.append({"anchor": "notes", "label": "Reviewer's notes", "children": []})
+    if view["filters"]:
+        entries.append({"anchor": "filters", "label": "Kernel weights", "children": []})
+    if view["mosaic"]:
+        entries.append({"anchor": "ascent", "label": "Gradient ascent", "children": []})
+    if view["features"]:
+        children = [{"anchor": f["anchor"], "label": f["image_name"]} for f in view["features"]]
+        entries.append({"anchor": "", "label": "Feature maps for", "children": children})
+    if view["cards"]:
+        entries.append({"anchor": "filter-cards", "label": f"Each filter ({len(view['cards'])} cards)", "children": []})
+    return entries
+
+
 def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_index: dict, settings: dict,
                 input_channels: int | None = 3, notes_html: str = "", free_size_words: str = "") -> dict:
     info = layer_report.info
     features = []
-    for feature in layer_report.features:
+    for position, feature in enumerate(layer_report.features):
         image = images_by_index[feature.image_index]
         features.append({
+            "anchor": f"image-{position + 1}",
             "image_name": image.name,
             "image_page": paths.image_page(image.slug),
             "grid": _asset(feature.grid),
@@ -253,10 +310,12 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
     row["thumbnail"] = _asset(layer_report.thumbnail)
     row["health"] = _health_view(layer_report.health)
     cards = _card_views(layer_report, images_by_index)
-    return {
+    view = {
         "row": row,
         "cards": cards,
         "mosaic_tiles": _mosaic_tiles(layer_report, {card["number"]: card for card in cards}),
+        "card_filter": _card_filter(cards),
+        "card_numbers": {"first": cards[0]["number"], "last": cards[-1]["number"]} if cards else None,
         "health": row["health"],
         "notes": Markup(notes_html),
         "page": pages[info.index],
@@ -294,6 +353,8 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
         "ascent_mode": settings["ascent_mode"],
         "select": settings["select"],
     }
+    view["contents"] = _contents(view)
+    return view
 
 
 def _mosaic_tiles(layer_report: LayerReport, cards: dict[int, dict]) -> list[dict]:
@@ -359,6 +420,7 @@ def build_pages(report: Report) -> list[Page]:
         "index.html",
         dict(
             common,
+            keys=KEYS_SEARCH + KEYS_HELP,
             facts=_model_facts(report),
             all_layers=[_layer_row(info, pages) for info in report.model.layers],
             conv_layers=[view["row"] for view in layer_views],
@@ -372,14 +434,16 @@ def build_pages(report: Report) -> list[Page]:
     )]
     pager_links = [{"name": view["row"]["name"], "page": view["page"]} for view in layer_views]
     for position, view in enumerate(layer_views):
-        result.append(Page(view["page"], "layer.html", dict(common, layer=view, **_pager(pager_links, position))))
+        keys = KEYS_PAGER + (KEYS_CARDS if view["card_numbers"] else ()) + KEYS_HELP
+        result.append(Page(view["page"], "layer.html", dict(common, layer=view, keys=keys,
+                                                            **_pager(pager_links, position))))
     for image_view in image_views:
         rows = []
         for view in layer_views:
             for feature in view["features"]:
                 if feature["image_page"] == image_view["page"]:
                     rows.append({"layer": view["row"], "layer_page": view["page"], "feature": feature})
-        result.append(Page(image_view["page"], "image.html", dict(common, image=image_view, rows=rows)))
+        result.append(Page(image_view["page"], "image.html", dict(common, image=image_view, rows=rows, keys=KEYS_HELP)))
     return result
 
 
@@ -442,7 +506,7 @@ def write_diff_site(diff_report: DiffReport, root: str) -> None:
                      "top": [{"number": c.number, "change": f"{c.relative_l2:.2g}",
                               "anchor": paths.filter_anchor(c.number)} for c in diff.changed[:5]],
                      "became_dead": diff.became_dead, "came_alive": diff.came_alive})
-    pages = [Page(paths.INDEX_PAGE, "diff_index.html", dict(common, layers=rows,
+    pages = [Page(paths.INDEX_PAGE, "diff_index.html", dict(common, layers=rows, keys=KEYS_HELP,
                                                         sites={"a": "a/index.html", "b": "b/index.html"}))]
     pager_links = [{"name": diff.info.name, "page": paths.layer_page(diff.slug)} for diff in diffs]
     for position, (diff, report_a_layer) in enumerate(zip(diffs, report_a.layers)):
@@ -464,5 +528,5 @@ def write_diff_site(diff_report: DiffReport, root: str) -> None:
             changes=sorted(changes, key=lambda c: c["number"]),
             filters={"a": _asset(diff.filter_grids[0]), "b": _asset(diff.filter_grids[1])},
             mosaics={"a": _side("a", report_a_layer.mosaic), "b": _side("b", report_b_layer.mosaic)},
-            per_image=per_image, **_pager(pager_links, position))))
+            per_image=per_image, keys=KEYS_PAGER + KEYS_HELP, **_pager(pager_links, position))))
     _write_pages(pages, root)

@@ -2,8 +2,9 @@
 from `python -m http.server` under a sub-path (as on GitHub Pages). Skipped when playwright or
 chromium is missing, unless CNNVIZ_REQUIRE_BROWSER=1 (as in .ci/run), where that is a failure.
 
-Screenshots of the index, a layer page, a phone-width page and the single-file report are
-saved in $CNNVIZ_TEST_ARTIFACTS (default: the test's temporary folder) to be looked at.
+Screenshots of the index, a layer page, phone-width indexes (the demo's and VGG16's), a card
+reached by "go to filter", the card filter, the keys panel and the single-file report are saved
+in $CNNVIZ_TEST_ARTIFACTS (default: the test's temporary folder) to be looked at.
 """
 
 from __future__ import annotations
@@ -218,14 +219,166 @@ def test_a_filter_anchor_shows_that_filter(browser, demo, artifacts):
     page.close()
 
 
-def test_pages_fit_a_phone_width_screen(browser, demo, artifacts):
-    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
-    for name in ("index.html", "layers/008-conv4.html", "images/01-grace_hopper.html"):
-        page.goto((demo["site"] / name).as_uri())
-        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert overflow <= 1, (name, overflow)
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def vgg(tmp_path_factory):
+    """A real architecture's site (VGG16, random weights, offline): 2 layers, 8 filters, 1 ascent
+    step, so it builds in about 20 s; the photo sits at a long absolute path, as a user's does,
+    which the index's build settings show."""
+    _require_browser()
+    root = tmp_path_factory.mktemp("vgg")
+    photo = root / "photographs-from-the-naval-history-archive" / "grace_hopper_in_uniform_1984.jpg"
+    photo.parent.mkdir()
+    from cnnviz_report.loading import demo_image_path
+    photo.write_bytes(Path(demo_image_path()).read_bytes())
+    site = root / "site"
+    assert main(["build", "vgg16", "--weights", "none", "--layers", "block1_conv1", "block5_conv1",
+                 "--max-filters", "8", "--ascent-steps", "1", "--images", str(photo), "--out", str(site),
+                 "--quiet", "--cache-dir", str(root / "cache")]) == 0
+    return site
+
+
+def _site_pages(site: Path) -> list[str]:
+    return ["index.html"] + sorted(f"{folder}/{p.name}" for folder in ("layers", "images")
+                                   for p in (site / folder).glob("*.html"))
+
+
+def _topbar_bottom(page) -> float:
+    return page.evaluate("document.querySelector('.topbar').getBoundingClientRect().bottom")
+
+
+@pytest.mark.parametrize("which", ["demo", "vgg"])
+def test_no_page_is_wider_than_a_phone(browser, request, artifacts, which):
+    site = request.getfixturevalue("demo")["site"] if which == "demo" else request.getfixturevalue("vgg")
+    page = browser.new_page(viewport=PHONE, device_scale_factor=2)
+    widths = {}
+    for name in _site_pages(site):
+        page.goto((site / name).as_uri())
+        widths[name] = page.evaluate("document.documentElement.scrollWidth")
+    assert all(width <= PHONE["width"] for width in widths.values()), widths
+    page.goto((site / "index.html").as_uri())
+    page.screenshot(path=str(artifacts / f"phone-index-{which}.png"))
+    page.close()
+
+
+def test_the_phone_index_keeps_name_and_health_in_view_and_says_tables_scroll(browser, demo):
+    page = browser.new_page(viewport=PHONE)
     page.goto((demo["site"] / "index.html").as_uri())
-    page.screenshot(path=str(artifacts / "phone-index.png"))
+    headers = page.locator("#conv-table thead th")
+    for name in ("Layer", "Health"):
+        box = headers.nth(headers.all_inner_texts().index(name)).bounding_box()
+        assert box["x"] + box["width"] <= PHONE["width"], name  # on screen without scrolling
+    assert page.locator(".scroll-hint").first.is_visible()
+    box = page.locator("#layer-filter").bounding_box()  # the search box and its hint fit
+    assert box["x"] + box["width"] <= PHONE["width"] and "press /" in page.inner_text(".search label")
+    page.close()
+
+
+def test_the_layer_contents_link_every_section(browser, demo):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page)
+    page.goto((demo["site"] / "layers/008-conv4.html").as_uri())
+    anchors = page.evaluate("Array.from(document.querySelectorAll('#contents a')).map(a => a.hash.slice(1))")
+    assert anchors == ["filters", "ascent", "image-1", "filter-cards"]
+    for anchor in anchors:
+        page.click(f'#contents a[href="#{anchor}"]')
+        top = page.evaluate(f"document.getElementById('{anchor}').getBoundingClientRect().top")
+        assert _topbar_bottom(page) <= top < 900, anchor  # there, and not under the bar
+        page.click(".topbar a[href='#contents']")  # back to the contents from anywhere
+        assert page.locator("#contents").is_visible()
+    assert watch.problems == []
+    page.close()
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, PHONE], ids=["desktop", "phone"])
+def test_go_to_filter_lands_on_its_card_below_the_bar(browser, demo, artifacts, viewport):
+    page = browser.new_page(viewport=viewport)
+    watch = Watch(page)
+    page.goto((demo["site"] / "layers/008-conv4.html").as_uri())
+    page.keyboard.press("g")
+    page.keyboard.type("17")
+    page.keyboard.press("Enter")
+    page.wait_for_function("location.hash === '#f17'")
+    top = page.locator("#f17").bounding_box()["y"]
+    assert _topbar_bottom(page) <= top < viewport["height"] / 2 and page.evaluate("scrollY") > 1000
+    page.screenshot(path=str(artifacts / f"go-to-filter-{viewport['width']}.png"))
+    page.goto((demo["site"] / "layers/008-conv4.html").as_uri() + "#f30")  # a link from elsewhere too
+    assert _topbar_bottom(page) <= page.locator("#f30").bounding_box()["y"] < viewport["height"] / 2
+    assert watch.problems == []
+    page.close()
+
+
+def test_the_health_filter_shows_only_flagged_cards(browser, demo, artifacts):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page)
+    page.goto((demo["site"] / "layers/008-conv4.html").as_uri())
+    cards = "article.card"
+    total = page.locator(cards).count()
+    page.click("#card-filter button[data-show='dead']")
+    dead = page.locator(f"{cards}:visible")
+    assert 0 < dead.count() < total and page.inner_text("#card-filter-count") == f"{dead.count()} of {total} cards shown"
+    assert all("dead" in badges for badges in (dead.nth(i).locator("h3 .badge").all_inner_texts()
+                                               for i in range(dead.count())))
+    assert f"dead {dead.count()}" in page.inner_text("#card-filter button[data-show='dead']")
+    page.screenshot(path=str(artifacts / "card-filter.png"))
+    page.click("#card-filter button[data-show='*']")
+    flagged = page.locator(f"{cards}:visible")
+    assert dead.count() <= flagged.count() < total
+    assert all(flagged.nth(i).locator("h3 .badge").count() for i in range(flagged.count()))
+    page.click("#card-filter button[data-show='']")
+    assert page.locator(f"{cards}:visible").count() == total
+    assert watch.problems == []
+    page.close()
+
+
+def test_the_keys_panel_opens_lists_the_keys_and_closes(browser, demo, artifacts):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page)
+    page.goto((demo["site"] / "layers/004-conv2.html").as_uri())
+    panel = page.locator("#keys-help")
+    page.keyboard.press("?")
+    assert panel.is_visible()
+    text = panel.inner_text()
+    for words in ("previous layer", "next layer", "go to a filter", "Esc"):
+        assert words in text
+    page.screenshot(path=str(artifacts / "keys-panel.png"))
+    page.keyboard.press("j")  # no key but ? and Esc acts while it is open
+    page.keyboard.press("Escape")
+    assert not panel.is_visible() and page.url.endswith("004-conv2.html")
+    page.click("#keys-button")  # the bar's ? button
+    assert panel.is_visible()
+    page.click("#keys-close")
+    assert not panel.is_visible()
+    page.goto((demo["site"] / "index.html").as_uri())
+    page.keyboard.press("?")
+    assert "search the layer tables" in page.inner_text("#keys-help")
+    assert watch.problems == []
+    page.close()
+
+
+def test_without_script_the_pages_keep_their_links_and_hide_the_controls(browser, demo):
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto((demo["site"] / "layers/008-conv4.html").as_uri())
+    for control in ("#goto-filter", "#card-filter", "#keys-button", "#keys-help"):
+        assert not page.locator(control).is_visible(), control
+    links = page.locator(".filter-index a")  # every filter's card, one click away
+    assert links.count() == page.locator("article.card").count()
+    links.nth(17).click()
+    assert page.url.endswith("#f17") and _topbar_bottom(page) <= page.locator("#f17").bounding_box()["y"]
+    context.close()
+
+
+def test_single_file_contents_land_below_the_bar_on_a_phone(browser, demo):
+    page = browser.new_page(viewport=PHONE)
+    page.goto(demo["single"].as_uri())
+    link = page.locator(".layers a").nth(2)
+    anchor = link.get_attribute("href")[1:]
+    link.click()
+    top = page.evaluate(f"document.getElementById('{anchor}').getBoundingClientRect().top")
+    assert _topbar_bottom(page) <= top < PHONE["height"] / 2
     page.close()
 
 

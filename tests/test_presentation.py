@@ -119,6 +119,37 @@ def test_pages_are_typed_and_found_by_template_not_position(tmp_path):
     assert pages[1].context["layer"]["mosaic_dead"] == 1 and pages[1].context["layer"]["mosaic_canvas"] == "32"
 
 
+def test_layer_page_contents_card_findings_and_keys_from_the_records(tmp_path):
+    report = make_report(tmp_path)
+    written = write_site(report, str(tmp_path))
+    context = next(page.context for page in build_pages(report) if page.template == "layer.html")
+    layer = context["layer"]
+    assert [entry["label"] for entry in layer["contents"]] == ["Kernel weights", "Gradient ascent", "Feature maps for",
+                                                               "Each filter (4 cards)"]
+    assert [card["findings"] for card in layer["cards"]] == ["", "", "dead ascent_dead", "duplicates"]
+    assert [(c["key"], c["count"]) for c in layer["card_filter"]] == [("", 4), ("*", 2), ("dead", 1), ("duplicates", 1),
+                                                                       ("ascent_dead", 1)]
+    assert layer["card_numbers"] == {"first": 0, "last": 3}
+    assert [key["names"] for key in context["keys"]] == [["←", "k"], ["→", "j"], ["g"], ["?"], ["Esc"]]
+    html = (tmp_path / "layers/001-conv-b.html").read_text(encoding="utf-8")
+    parser = _Links()
+    parser.feed(html)
+    in_page = {target[1:] for target in parser.targets if target.startswith("#")}
+    assert {"contents", "filters", "ascent", "image-1", "filter-cards", "f2"} <= in_page <= parser.ids
+    assert 'data-findings="dead ascent_dead"' in html and "dead, ascent dead" in html  # the card and its link
+    for page in written:  # every page has the keys panel, listing its own keys
+        assert 'id="keys-help"' in (tmp_path / page).read_text(encoding="utf-8")
+
+
+def test_only_a_tall_narrow_picture_scrolls_in_a_box():
+    from cnnviz_report.site import _asset
+
+    assert _asset(ImageAsset("grid.png", 102, 1677, "3 channels, 64 filters"))["tall"]  # shown at 204 x 3354
+    assert _asset(ImageAsset("grid.png", 856, 1677, "64 channels, 64 filters"))["tall"]
+    assert not _asset(ImageAsset("mosaic.png", 1155, 1259, "a square mosaic"))["tall"]
+    assert not _asset(ImageAsset("grid.png", 440, 845, "short enough"))["tall"]
+
+
 def test_summary_and_health_csv_agree_with_the_records(tmp_path):
     report = make_report(tmp_path)
     summary = summary_markdown(report)

@@ -1,7 +1,20 @@
-// The site's only script (the pages work without it): the layer search box on the index, and
-// the arrow keys (or j/k) moving between layer pages. No inline script: the CSP forbids it.
+// The site's only script (the pages work without it): the layer search box on the index, the
+// card filter and "go to filter" on layer pages, and keys: the arrows (or j/k) between layer
+// pages, / to search, g to go to a filter, ? for the list of them. No inline script: the CSP
+// forbids it.
 (function () {
   "use strict";
+
+  // Anchored targets stop below the sticky bar (style.css's scroll-margin-top reads this); its
+  // height changes with the width, as its rows wrap.
+  var topbar = document.querySelector(".topbar");
+  function measureTopbar() {
+    document.documentElement.style.setProperty("--topbar-height", topbar.offsetHeight + "px");
+  }
+  if (topbar) {
+    measureTopbar();
+    window.addEventListener("resize", measureTopbar);
+  }
 
   var search = document.getElementById("layer-search");
   if (search) {
@@ -26,13 +39,106 @@
     });
   }
 
+  // A layer page's filter cards: show only those with a health finding, and "go to filter N".
+  var cardFilter = document.getElementById("card-filter");
+  var choices = cardFilter ? Array.prototype.slice.call(cardFilter.querySelectorAll("button[data-show]")) : [];
+  function showCards(key) {
+    var shown = 0;
+    var total = 0;
+    Array.prototype.slice.call(document.querySelectorAll("[data-findings]")).forEach(function (item) {
+      var found = item.getAttribute("data-findings").split(" ").filter(Boolean);
+      var match = key === "" || (key === "*" ? found.length > 0 : found.indexOf(key) !== -1);
+      item.hidden = !match;
+      if (item.tagName === "ARTICLE") {
+        total += 1;
+        if (match) { shown += 1; }
+      }
+    });
+    choices.forEach(function (choice) {
+      choice.setAttribute("aria-pressed", String(choice.getAttribute("data-show") === key));
+    });
+    var count = document.getElementById("card-filter-count");
+    if (count) { count.textContent = shown + " of " + total + " cards shown"; }
+  }
+  if (cardFilter) {
+    cardFilter.hidden = false;
+    choices.forEach(function (choice) {
+      choice.addEventListener("click", function () { showCards(choice.getAttribute("data-show")); });
+    });
+    showCards("");
+  }
+
+  // A card the filter hides is shown again when something links to it.
+  function revealCard(id) {
+    var card = id && document.getElementById(id);
+    if (card && card.hidden && card.hasAttribute("data-findings")) {
+      showCards("");
+      card.scrollIntoView();
+    }
+    return card;
+  }
+  window.addEventListener("hashchange", function () { revealCard(location.hash.slice(1)); });  // cards are f<N>: no escapes
+
+  var goto = document.getElementById("goto-filter");
+  var gotoNumber = document.getElementById("goto-number");
+  if (goto) {
+    goto.hidden = false;
+    goto.addEventListener("submit", function (event) {
+      event.preventDefault();  // nothing is sent anywhere (the CSP's form-action is 'none')
+      var message = document.getElementById("goto-message");
+      var text = gotoNumber.value.trim();
+      var card = /^[0-9]+$/.test(text) && document.getElementById("f" + Number(text));
+      if (!card) {
+        message.textContent = "No card for filter " + text + " on this page.";
+        return;
+      }
+      message.textContent = "";
+      revealCard(card.id);
+      if (location.hash === "#" + card.id) {
+        card.scrollIntoView();
+      } else {
+        location.hash = card.id;
+      }
+    });
+  }
+
+  // The "?" panel: the keys that work on this page (the button shows only where script runs).
+  var help = document.getElementById("keys-help");
+  function toggleHelp() {
+    if (help.open) { help.close(); } else { help.showModal(); }
+  }
+  if (help && typeof help.showModal === "function") {
+    var helpButton = document.getElementById("keys-button");
+    helpButton.hidden = false;
+    helpButton.addEventListener("click", toggleHelp);
+    document.getElementById("keys-close").addEventListener("click", function () { help.close(); });
+    help.addEventListener("click", function (event) {
+      if (event.target === help) { help.close(); }  // a click on the backdrop
+    });
+  } else {
+    help = null;
+  }
+
   document.addEventListener("keydown", function (event) {
     if (event.altKey || event.ctrlKey || event.metaKey || event.defaultPrevented) { return; }
     var target = event.target;
     if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) { return; }
+    if (help && (event.key === "?" || help.open)) {  // while the panel is open, only ? and Esc act
+      if (event.key === "?") {
+        event.preventDefault();
+        toggleHelp();
+      }
+      return;
+    }
     if (event.key === "/" && search) {
       event.preventDefault();
       document.getElementById("layer-filter").focus();
+      return;
+    }
+    if (event.key === "g" && gotoNumber) {
+      event.preventDefault();
+      gotoNumber.focus();
+      gotoNumber.select();
       return;
     }
     var rel = { ArrowLeft: "prev", k: "prev", ArrowRight: "next", j: "next" }[event.key];
