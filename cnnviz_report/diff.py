@@ -155,9 +155,9 @@ def compare(report_a: Report, report_b: Report, loaded_a: LoadedModel, loaded_b:
         layer_change, per_filter = response_changes(a, b) if a is not None else (None, None)
         changes = kernel_changes(kernel_a, kernel_b, None if per_filter is None else per_filter.mean(axis=0))
         numbers = filters_to_draw(changes, became_dead, came_alive, max_filters)
-        image_of = {} if per_filter is None else {  # where each filter's response changed most
-            number: int(np.argmax(np.nan_to_num(per_filter[:, number], nan=np.inf)))
-            for number in numbers if number < per_filter.shape[1]}
+        responded = {c.number for c in changes if c.response_changed}  # a map that did not change shows nothing
+        image_of = {number: int(np.argmax(np.nan_to_num(per_filter[:, number], nan=np.inf)))  # where it changed most
+                    for number in numbers if number in responded}
         diffs.append(LayerDiff(
             info, slug, changes, became_dead, came_alive,
             images=draw_image_diffs(info, slug, names, a, b, layer_change, root) if a is not None else (),

@@ -9,6 +9,7 @@ most, and the layer's feature maps on each image.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -72,8 +73,9 @@ def draw_kernel_grids(info: LayerInfo, slug: str, kernel_a: np.ndarray, kernel_b
 
 
 def _kernel_picture(unit: np.ndarray, raw: np.ndarray) -> np.ndarray:
-    """One filter's kernel, its input channels in rows of at most FILTER_KERNEL_COLUMNS cells."""
-    columns = min(FILTER_KERNEL_COLUMNS, raw.shape[-1])
+    """One filter's kernel, its input channels laid out about square (so it stays legible as the
+    index's thumbnail too), at most FILTER_KERNEL_COLUMNS cells a row, about 100 pixels a side."""
+    columns = min(FILTER_KERNEL_COLUMNS, math.ceil(math.sqrt(min(raw.shape[-1], FILTER_KERNEL_CHANNELS))))
     return render.kernel_card(unit, raw, FILTER_KERNEL_CHANNELS, columns, cell=max(12, 96 // columns))
 
 
