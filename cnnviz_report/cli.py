@@ -115,9 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     diff = commands.add_parser(
         "diff",
         help="compare two checkpoints of one architecture, filter by filter",
-        description="Compare two checkpoints of the same architecture: per-filter kernel change and its "
-        "ranking, side-by-side filter grids and mosaics, feature-map differences, filters that became "
-        "dead or came alive. Builds a report for each under DIR/a and DIR/b (reusing the mosaic cache).",
+        description="Compare two checkpoints of the same architecture: per-filter kernel change and, on the "
+        "images, response change, each ranked (a layer downstream of a change shows too); each changed "
+        "filter's kernel and map in A, B and B - A; feature maps of A and B on one scale with their "
+        "difference; filters that became dead or came alive. Builds a report for each under DIR/a and "
+        "DIR/b (reusing the mosaic cache).",
         epilog="examples:\n  python -m cnnviz_report diff before.keras after.keras --images photos/\n"
         "  python -m cnnviz_report diff vgg16 finetuned.weights.h5 --images bird.jpg   (B: A's architecture with these weights)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
