@@ -115,9 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     diff = commands.add_parser(
         "diff",
         help="compare two checkpoints of one architecture, filter by filter",
-        description="Compare two checkpoints of the same architecture: per-filter kernel change and its "
-        "ranking, side-by-side filter grids and mosaics, feature-map differences, filters that became "
-        "dead or came alive. Builds a report for each under DIR/a and DIR/b (reusing the mosaic cache).",
+        description="Compare two checkpoints of the same architecture: per-filter kernel change and, on the "
+        "images, response change, each ranked (a layer downstream of a change shows too); each changed "
+        "filter's kernel and map in A, B and B - A; feature maps of A and B on one scale with their "
+        "difference; filters that became dead or came alive. Builds a report for each under DIR/a and "
+        "DIR/b (reusing the mosaic cache).",
         epilog="examples:\n  python -m cnnviz_report diff before.keras after.keras --images photos/\n"
         "  python -m cnnviz_report diff vgg16 finetuned.weights.h5 --images bird.jpg   (B: A's architecture with these weights)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -240,15 +242,16 @@ def _exit_on_sigterm(signum, frame):
 
 def _run_diff(args: argparse.Namespace) -> int:
     from .diff import diff_models
-    from .records import ranked_layers
+    from .records import ranked_by_response
 
     config_a, config_b = _diff_configs(args)
     found = diff_models(config_a, config_b, args.out, progress=None if args.quiet else ConsoleProgress())
     if not args.quiet:
-        ranked = ranked_layers(found["layers"])
-        for diff in ranked[:5]:
+        for diff in ranked_by_response(found["layers"])[:5]:  # as the index and summary.md list them
             top = ", ".join(f"{c.number} ({c.relative_l2:.2g})" for c in diff.changed[:3]) or "none"
-            print(f"  {diff.info.qualified_name}: mean change {diff.mean_change:.3g}; most changed filters {top}")
+            response = "" if diff.response_change is None else f"response change {diff.response_change:.3g}; "
+            print(f"  {diff.info.qualified_name}: {response}mean change {diff.mean_change:.3g}; "
+                  f"most changed filters {top}")
         print(f"Diff of {len(found['layers'])} conv layers in {found['seconds']:.1f} s (mosaic cache: "
               f"{found['cache_hits']} reused, {found['cache_misses']} computed): {os.path.join(args.out, 'index.html')}")
     return 0

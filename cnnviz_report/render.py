@@ -326,11 +326,21 @@ class FeatureGrid:
 ACTIVATION = "activation (the unit's response)"
 
 
-def feature_grid(fmap: np.ndarray, count: int = 64, columns: int = 8) -> FeatureGrid:
+def feature_grid(fmap: np.ndarray, count: int = 64, columns: int = 8,
+                 scale_with: np.ndarray | None = None) -> FeatureGrid:
     """Seed 002's 8x8 grid: the first ``count`` channels, on one shared scale (a nearly silent
+<<<<<<< HEAD
     channel looks dark, not as bright as a strong one); the page numbers the tiles as text."""
+=======
+    channel looks dark, not as bright as a strong one), numbered. With ``scale_with`` (another
+    checkpoint's map of the same shape) both share one scale, so two grids compare too."""
+>>>>>>> issue12-diff
     channels = min(count, fmap.shape[-1])
-    unit, low, high = shared_unit(fmap[:, :, :channels])
+    if scale_with is None:
+        unit, low, high = shared_unit(fmap[:, :, :channels])
+    else:
+        both, low, high = shared_unit(np.stack([fmap[:, :, :channels], scale_with[:, :, :channels]]))
+        unit = both[0]
     tiles, constant, nonfinite = [], [], []
     for c in range(channels):
         values = fmap[:, :, c]
@@ -439,14 +449,16 @@ def colormap_strip(name: str, width: int = 256, height: int = 1) -> np.ndarray:
 # --------------------------------------------------------------------------- one filter at a time
 
 
-def kernel_card(unit_kernel: np.ndarray, raw_kernel: np.ndarray, max_channels: int = 64, columns: int = 16) -> np.ndarray:
-    """One filter's kernel, every input channel (up to ``max_channels``) as a cell.
+def kernel_card(unit_kernel: np.ndarray, raw_kernel: np.ndarray, max_channels: int = 64, columns: int = 16,
+                cell: int = 32) -> np.ndarray:
+    """One filter's kernel, every input channel (up to ``max_channels``) as a cell of about
+    ``cell`` pixels (a kernel pixel is never smaller than one screen pixel).
 
     ``unit_kernel`` is already scaled with the whole layer (``signed_unit``, as in the filter
     grid), so a card and the grid show the same colours.
     """
     kh, kw, channels = unit_kernel.shape
-    factor = max(_kernel_cell_factor(kh, kw), 32 // max(kh, kw))
+    factor = max(1, cell // max(kh, kw))
     cells = []
     for c in range(min(channels, max_channels)):
         cell = mark_nonfinite(colorize(unit_kernel[:, :, c], DIVERGING), raw_kernel[:, :, c])

@@ -12,7 +12,7 @@ import re
 from . import paths
 from .formatting import fmt_axes, fmt_int, fmt_shape
 from .health import ASCENT_JUDGE_STEPS
-from .records import DiffReport, Report, ranked_layers
+from .records import DiffReport, Report, ranked_by_response, ranked_layers
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # what can start markup anywhere in a line
 
@@ -128,16 +128,32 @@ def _num(value) -> str:
     return "" if value is None else f"{float(value):.6g}"
 
 
+def _ranked(value: float | None, rank: int, changed: bool) -> str:
+    """A change with its rank ("0.18 (#1)"); no rank where nothing changed (a rank among ties says nothing)."""
+    if value is None:
+        return "–"
+    return f"{value:.3g} (#{rank})" if changed else f"{value:.3g}"
+
+
 def diff_summary(diff: DiffReport) -> str:
-    """Markdown for the review thread: the most changed layers and filters, with links."""
+    """Markdown for the review thread: the layers whose responses changed most (a layer downstream
+    of a change shows although its kernels did not change), their kernel change, the most changed
+    filters, with links."""
+    measured = any(layer.response_change is not None for layer in diff.layers)
+    kernel_rank = {layer.slug: rank for rank, layer in enumerate(ranked_layers(diff.layers), 1)}
     lines = [f"# Checkpoint diff: {md_text(os.path.basename(diff.a_name))} → {md_text(os.path.basename(diff.b_name))}",
              "", f"Open the comparison: {md_link('index.html', paths.INDEX_PAGE)}.", "",
-             "| Layer | Mean change | Most changed filters | Became dead | Came alive |", "|---|--:|---|---|---|"]
-    for layer in ranked_layers(diff.layers):
+             "| Layer | Response change | Mean change | Most changed filters | Became dead | Came alive |",
+             "|---|--:|--:|---|---|---|"]
+    for rank, layer in enumerate(ranked_by_response(diff.layers), 1):
         top = ", ".join(md_link(f"{c.number} ({c.relative_l2:.2g})", f"{paths.layer_page(layer.slug)}#"
                                 f"{paths.filter_anchor(c.number)}") for c in layer.changed[:5]) or "unchanged"
-        lines.append(f"| {md_link(layer.info.qualified_name, paths.layer_page(layer.slug))} | {layer.mean_change:.3g} | "
-                     f"{top} | {', '.join(map(str, layer.became_dead)) or '–'} | "
-                     f"{', '.join(map(str, layer.came_alive)) or '–'} |")
-    lines += ["", "Change: relative L2 distance of a filter's kernel, ||B − A|| / ||A||.", ""]
+        lines.append(f"| {md_link(layer.info.qualified_name, paths.layer_page(layer.slug))} "
+                     f"| {_ranked(layer.response_change, rank, layer.response_changed)} "
+                     f"| {_ranked(layer.mean_change, kernel_rank[layer.slug], bool(layer.changed))} | {top} | "
+                     f"{', '.join(map(str, layer.became_dead)) or '–'} | {', '.join(map(str, layer.came_alive)) or '–'} |")
+    lines += ["", "Mean change: of the layer's filters' kernels, relative L2 distance ||B − A|| / ||A||. "
+              + ("Response change: relative L2 distance of the layer's feature maps on the same images, mean over "
+                 "the images; layers are listed by it, most changed first." if measured else
+                 "Response change needs images (`--images`); layers are listed by mean change."), ""]
     return "\n".join(lines)

@@ -41,6 +41,20 @@ def make_tiny_model(keras):
     return model
 
 
+def make_chain_model(keras, filters: int = 4, side: int = 16):
+    """Three Conv2D layers in a row (conv_a, conv_b, conv_c): a change in conv_b reaches conv_c's
+    maps although conv_c's kernels stay the same, and conv_a's stay untouched."""
+    inputs = keras.Input((side, side, 3), name="pixels")
+    x = inputs
+    for name in ("conv_a", "conv_b", "conv_c"):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D(name="gap")(x))
+    model = keras.Model(inputs, outputs, name="chain")
+    rng = np.random.default_rng(5)
+    model.set_weights([rng.normal(0.05, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
 def make_nested_model(keras):
     """Transfer-learning shape: a Functional model around a Sequential and a Functional backbone."""
     rng = np.random.default_rng(11)

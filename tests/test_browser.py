@@ -398,3 +398,65 @@ def test_the_single_file_report_renders_every_image_from_itself(browser, demo, a
     size = demo["single"].stat().st_size
     assert size < 5 * 1024 ** 2, size
     page.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_diff(tmp_path_factory):
+    """A diff of three small convs against a copy whose conv_b filter 1 is zeroed (it dies, and
+    conv_c's maps change with it), built once for the module."""
+    _require_browser()
+    import keras
+
+    from cnnviz_report.loading import demo_image_path
+    from conftest import make_chain_model
+
+    root = tmp_path_factory.mktemp("diff")
+    model = make_chain_model(keras, filters=8)
+    model.save(root / "a.keras")
+    kernel, bias = model.get_layer("conv_b").get_weights()
+    kernel[..., 1], bias[1] = 0.0, -1.0
+    model.get_layer("conv_b").set_weights([kernel, bias])
+    model.save(root / "b.keras")
+    site = root / "diff"
+    assert main(["diff", str(root / "a.keras"), str(root / "b.keras"), "--out", str(site), "--quiet",
+                 "--ascent-steps", "3", "--images", demo_image_path(), "--cache-dir", str(root / "cache")]) == 0
+    return site
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1366, "height": 900}, {"width": 390, "height": 844}],
+                         ids=["desktop", "phone"])
+def test_a_diff_filter_anchor_lands_on_its_pictures_below_the_sticky_header(browser, tiny_diff, artifacts, viewport):
+    page = browser.new_page(viewport=viewport)
+    watch = Watch(page)
+    page.goto((tiny_diff / "layers/002-conv_b.html").as_uri() + "#f1")
+    _load_all_images(page)
+    page.evaluate("location.hash = ''; location.hash = '#f1'")  # once the pictures are laid out
+    anchored = page.evaluate("""() => {
+        const card = document.getElementById('f1'), box = card.getBoundingClientRect();
+        const images = Array.from(card.querySelectorAll('img'));
+        return {top: box.top, header: document.querySelector('.topbar').getBoundingClientRect().bottom,
+                scrolled: window.scrollY, tag: card.tagName, text: card.innerText,
+                background: getComputedStyle(card).backgroundColor,
+                pictures: images.filter(i => !i.closest('.colorbar') && i.naturalWidth > 0).length,
+                bars: card.querySelectorAll('.colorbar').length, broken: images.filter(i => !(i.naturalWidth > 0)).length};
+    }""")
+    assert anchored["scrolled"] > 0 and anchored["header"] <= anchored["top"] < viewport["height"] / 2, anchored
+    assert anchored["tag"] == "ARTICLE" and "Filter 1" in anchored["text"] and "became dead" in anchored["text"]
+    assert anchored["pictures"] == 6 and anchored["bars"] == 4 and anchored["broken"] == 0  # kernel and map: A, B, B − A
+    assert anchored["background"] not in ("rgba(0, 0, 0, 0)", "transparent")  # :target is highlighted
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 1
+    page.screenshot(path=str(artifacts / f"diff-filter-{viewport['width']}.png"))
+    assert watch.problems == []
+    page.close()
+
+
+def test_every_diff_page_link_and_image_resolves_without_console_errors(browser, tiny_diff, artifacts):
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    watch = Watch(page)
+    checked = _crawl(page, (tiny_diff / "index.html").as_uri(), watch)
+    assert checked["pages"] >= 1 + 3 + 2 * (1 + 3 + 1) and checked["images"] > 100
+    page.goto((tiny_diff / "index.html").as_uri())
+    assert page.locator("td.diff-thumb img").count() >= 3  # conv_b's kernel and map, conv_c's map
+    page.screenshot(path=str(artifacts / "diff-index.png"))
+    page.close()

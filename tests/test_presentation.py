@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -17,9 +18,10 @@ from cnnviz_report import paths
 from cnnviz_report.config import ReportConfig
 from cnnviz_report.health import KernelFindings, LayerHealth
 from cnnviz_report.inspection import LayerInfo, ModelInfo
-from cnnviz_report.records import (ChannelStats, DiffReport, FeatureAssets, FilterCard, FilterChange, ImageReport,
-                                   ImageStat, LayerDiff, LayerReport, Report)
-from cnnviz_report.render import ImageAsset
+from cnnviz_report.records import (ChannelStats, DiffReport, FeatureAssets, FilterCard, FilterChange,
+                                   FilterDiffPictures, ImageDiff, ImageReport, ImageStat, LayerDiff, LayerReport, Report,
+                                   Triple, ranked_by_response, ranked_layers)
+from cnnviz_report.render import DIVERGING, ColourScale, ImageAsset
 from cnnviz_report.single_file import render_single_file
 from cnnviz_report.site import build_pages, write_diff_site, write_site
 from cnnviz_report.staging import write_text
@@ -170,22 +172,78 @@ def test_single_file_embeds_the_pictures_of_the_records(tmp_path):
     assert html.count('src="data:image/') == html.count("<img ")
 
 
+def _triple(root: Path, slug: str, kind: str, number: int | None = None) -> Triple:
+    """A | B on one shared diverging scale, B − A on its own, as the differences phase draws them."""
+    def asset(side: str, magnitude: float) -> ImageAsset:
+        site_path = (paths.filter_asset(slug, number, f"{kind}-{side}") if number is not None
+                     else paths.layer_asset(slug, f"{kind}-{side}"))
+        return replace(_png(root, site_path, f"{kind} {side}"),
+                       scale=ColourScale(DIVERGING, -magnitude, magnitude, f"{kind} {side} scale"))
+    return Triple(asset("a", 0.5), asset("b", 0.5), asset("delta", 0.25))
+
+
+def _layer_diff(root: Path, info: LayerInfo, slug: str, changes, response: float | None, **fields) -> LayerDiff:
+    return LayerDiff(info, slug, changes, became_dead=(), came_alive=(), response_change=response, **fields)
+
+
 def test_diff_pages_and_summary_from_records(tmp_path):
     a, b = make_report(tmp_path / "a", dead=(2,)), make_report(tmp_path / "b", dead=(1,))
     info, slug = a.layers[0].info, a.layers[0].slug
-    grids = (_png(tmp_path, paths.layer_asset(slug, "filters-a"), "A"),
-             _png(tmp_path, paths.layer_asset(slug, "filters-b"), "B"))
-    changes = (FilterChange(1, 0.5, 0.8), FilterChange(0, 0.0, 1.0), FilterChange(2, 0.0, 1.0), FilterChange(3, 0.0, 1.0))
-    difference = _png(tmp_path, paths.layer_asset(slug, "difference", "01-bird"), "difference")
-    layer = LayerDiff(info, slug, changes, became_dead=(1,), came_alive=(2,),
-                      difference_maps=(("bird.png", difference),), filter_grids=grids)
+    changes = (FilterChange(1, 0.5, 0.8, 0.9), FilterChange(0, 0.0, 1.0, 0.2), FilterChange(2, 0.0, 1.0, 0.0),
+               FilterChange(3, 0.0, 1.0, 0.0))
+    image = ImageDiff("bird.png", _triple(tmp_path, slug, "fmaps"),
+                      _png(tmp_path, paths.layer_asset(slug, "difference", "01-bird"), "difference"), 0.3)
+    pictures = (FilterDiffPictures(1, _triple(tmp_path, slug, "kernel", 1), _triple(tmp_path, slug, "map", 1), "bird.png"),
+                FilterDiffPictures(0, None, _triple(tmp_path, slug, "map", 0), "bird.png"))
+    layer = LayerDiff(info, slug, changes, became_dead=(1,), came_alive=(2,), images=(image,),
+                      filter_grids=_triple(tmp_path, slug, "filters"), filter_pictures=pictures, response_change=0.3)
     diff = DiffReport(a, b, "before.keras", "after.keras", (layer,))
+    for side, report in (("a", a), ("b", b)):
+        write_site(report, str(tmp_path / side))
     write_diff_site(diff, str(tmp_path))
     page = (tmp_path / "layers/001-conv-b.html").read_text(encoding="utf-8")
     assert "became dead" in page and "came alive" in page and "a/layers/001-conv-b.html#f1" in page
+    card = page.split('id="f1"')[1].split("</article>")[0]  # the changed filter's anchor lands on its pictures
+    for kind in ("kernel", "map"):
+        assert all(f"f001-{kind}-{side}.png" in card for side in ("a", "b", "delta")), kind
+    assert card.count('class="colorbar"') == 4  # A | B share one bar, B − A has its own; kernel and map
+    assert "kernel change <strong>0.5</strong>" in card and "response change <strong>0.9</strong>" in card
+    unchanged_kernel = page.split('id="f0"')[1].split("</article>")[0]
+    assert "kernel unchanged" in unchanged_kernel and "f000-map-delta.png" in unchanged_kernel
+    assert "f000-kernel" not in unchanged_kernel
+    ids = _ids(page)
+    assert {f"f{n}" for n in range(4)} <= ids  # filters without pictures are anchored on their row
+    assert '<tr id="f2">' in page and '<tr class="changed"><td><a href="#f1">' in page  # changed rows are marked
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert 'class="diff-thumb"><a href="layers/001-conv-b.html#f1"><img src="layers/001-conv-b/f001-kernel-delta.png"' in index
+    assert '<img src="layers/001-conv-b/difference-01-bird.png"' in index
     summary = diff_summary(diff)
+    write_text(str(tmp_path), paths.SUMMARY_FILE, summary)
     assert summary.startswith("# Checkpoint diff: before.keras → after.keras")
     assert "[1 (0.5)](layers/001-conv-b.html#f1)" in summary and "| 1 | 2 |" in summary
+    assert "| 0.3 (#1) | 0.125 (#1) |" in summary  # response change, then kernel change, each with its rank
+    for page_path in ("index.html", "layers/001-conv-b.html"):
+        parser = _Links()
+        parser.feed((tmp_path / page_path).read_text(encoding="utf-8"))
+        for target in parser.targets:
+            file_part = target.split("#")[0]
+            assert not file_part or (tmp_path / page_path).parent.joinpath(file_part).resolve().exists(), target
+
+
+def test_layers_rank_by_response_change_so_a_downstream_layer_shows(tmp_path):
+    """conv2's kernels did not change but its input did (conv1 changed): it ranks above conv3,
+    where nothing changed, by response; by kernel change it ties with conv3."""
+    infos = [_conv(index, f"conv{index}") for index in (1, 2, 3)]
+    changed, same = (FilterChange(0, 0.4, 0.9, 0.5),), (FilterChange(0, 0.0, 1.0, 0.0),)
+    diffs = [_layer_diff(tmp_path, infos[0], "001-conv1", changed, 0.5),
+             _layer_diff(tmp_path, infos[1], "002-conv2", (FilterChange(0, 0.0, 1.0, 0.3),), 0.3),
+             _layer_diff(tmp_path, infos[2], "003-conv3", same, 0.0)]
+    assert [d.info.name for d in ranked_by_response(diffs)] == ["conv1", "conv2", "conv3"]
+    assert [d.info.name for d in ranked_layers(diffs)] == ["conv1", "conv2", "conv3"]  # ties keep model order
+    assert [d.info.name for d in ranked_by_response(diffs[::-1])] == ["conv1", "conv2", "conv3"]
+    assert diffs[1].response_ranked == diffs[1].changes and diffs[2].response_ranked == ()
+    unmeasured = [replace(d, response_change=None) for d in diffs]  # no images: kernel order
+    assert [d.info.name for d in ranked_by_response(unmeasured[::-1])] == ["conv1", "conv2", "conv3"]
 
 
 def test_the_presentation_imports_no_tensorflow():

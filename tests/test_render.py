@@ -108,6 +108,25 @@ def test_feature_maps_share_one_scale_so_a_weak_channel_looks_weak():
     assert (scale.low, scale.high) == (0.0, 5.05) and picture.ndim == 3
 
 
+def test_two_checkpoints_feature_maps_share_one_scale_so_a_change_shows():
+    before = np.zeros((10, 10, 2))
+    before[:, :5, 0] = 4.0
+    after = before.copy()
+    after[:, :5, 0] = 8.0  # B responds twice as strongly: on their own scales both grids would look alike
+    grid_a, grid_b = render.feature_grid(before, scale_with=after), render.feature_grid(after, scale_with=before)
+    assert (grid_a.scale.low, grid_a.scale.high) == (grid_b.scale.low, grid_b.scale.high) == (0.0, 8.0)
+    lut = render._colormap_lut(render.SEQUENTIAL)
+    assert (grid_b.image[-3, 2] == lut[255]).all() and (grid_a.image[-3, 2] == lut[128]).all()
+    alone = render.feature_grid(before)
+    assert alone.scale.high == 4.0 and (alone.image[-3, 2] == lut[255]).all()
+
+
+def test_kernel_card_cells_follow_the_requested_size():
+    kernel = np.ones((3, 3, 64))
+    assert render.kernel_card(kernel, kernel).shape[:2] == (4 * 31 - 1, 16 * 31 - 1)  # 30-pixel cells, 16 a row
+    assert render.kernel_card(kernel, kernel, columns=8, cell=12).shape[:2] == (8 * 13 - 1, 8 * 13 - 1)
+
+
 def test_filter_grid_caps_filters_and_channels():
     grid = render.filter_grid(np.random.default_rng(0).normal(size=(3, 3, 100, 300)), max_filters=64)
     assert (grid.filters_shown, grid.filters_total, grid.channels_shown, grid.channels_total) == (64, 300, 32, 100)
