@@ -103,10 +103,8 @@ def _dead(layer: LayerReport) -> set[int]:
 
 
 def checkpoint_names(config_a: ReportConfig, config_b: ReportConfig) -> tuple[str, str]:
-    """A and B as the user named them (B is a weights file or a model file), by file name: the
-    diff site is published, the build machine's folders are not."""
-    a, b = config_a.model or "demo model", config_b.weights or config_b.model or "demo model"
-    return os.path.basename(a), os.path.basename(b)
+    """A and B as the user named them (B is a weights file or a model file)."""
+    return config_a.model or "demo model", config_b.weights or config_b.model or "demo model"
 
 
 def diff_models(config_a: ReportConfig, config_b: ReportConfig, out: str,
@@ -123,7 +121,9 @@ def diff_models(config_a: ReportConfig, config_b: ReportConfig, out: str,
         results = {side: build_site(replace(config, out=os.path.join(root, side), single_file=None), progress)
                    for side, config in (("a", config_a), ("b", config_b))}
         layer_diffs = compare(results["a"].report, results["b"].report, loaded_a, loaded_b, config_a.max_filters, root)
-        diff = DiffReport(results["a"].report, results["b"].report, a_name, b_name, tuple(layer_diffs))
+        # by file name: the diff site is published, the build machine's folders are not
+        diff = DiffReport(results["a"].report, results["b"].report, os.path.basename(a_name), os.path.basename(b_name),
+                          tuple(layer_diffs))
         write_diff_site(diff, root)
         write_text(root, paths.SUMMARY_FILE, diff_summary(diff))
         write_text(root, paths.MARKER_FILE, DIFF_MARKER)
