@@ -329,12 +329,9 @@ ACTIVATION = "activation (the unit's response)"
 def feature_grid(fmap: np.ndarray, count: int = 64, columns: int = 8,
                  scale_with: np.ndarray | None = None) -> FeatureGrid:
     """Seed 002's 8x8 grid: the first ``count`` channels, on one shared scale (a nearly silent
-<<<<<<< HEAD
-    channel looks dark, not as bright as a strong one); the page numbers the tiles as text."""
-=======
-    channel looks dark, not as bright as a strong one), numbered. With ``scale_with`` (another
-    checkpoint's map of the same shape) both share one scale, so two grids compare too."""
->>>>>>> issue12-diff
+    channel looks dark, not as bright as a strong one); the page numbers the tiles as text. With
+    ``scale_with`` (another checkpoint's map of the same shape) both share one scale, so two grids
+    compare too."""
     channels = min(count, fmap.shape[-1])
     if scale_with is None:
         unit, low, high = shared_unit(fmap[:, :, :channels])

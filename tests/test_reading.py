@@ -132,3 +132,13 @@ def test_settings_in_words_and_the_image_page_shows_what_the_model_saw_and_predi
         "cnnviz_report/demo/demo_classes.txt").read_text(encoding="utf-8") for name, _, _ in rows)
     shares = [float(share) for _, _, share in rows]
     assert shares == sorted(shares, reverse=True) and sum(shares) <= 100.05
+
+
+def test_the_single_file_is_readable_like_the_rest_and_card_numbers_do_not_run_together(site):
+    mask = os.umask(0)
+    os.umask(mask)
+    assert site["single"].stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
+    conv4 = (site["out"] / "layers" / "008-conv4.html").read_text(encoding="utf-8")
+    # a card's per-image numbers sit in their own table cells, never glued to a rank ("#10.0641")
+    assert re.search(r"<th>image</th><th>mean</th><th>max</th><th>active</th>", conv4)
+    assert not re.search(r"#\d+\.\d", conv4)
