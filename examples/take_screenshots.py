@@ -47,12 +47,12 @@ def main() -> None:
     parser.add_argument("site", type=Path)
     parser.add_argument("out_dir", type=Path)
     args = parser.parse_args()
-    layer = sorted((args.site / "layers").glob("*.html"))[0].relative_to(args.site).as_posix()
-    for path in screenshot(args.site, args.out_dir, {"demo-index": "index.html"}):
+    layer = sorted((args.site / "layers").glob("*.html"))[-1].relative_to(args.site).as_posix()
+    desk = {"demo-index": "index.html", "demo-layer": f"{layer}#ascent", "demo-filter-card": f"{layer}#f17",
+            "demo-feature-maps": f"{layer}#image-1", "demo-health": f"{layer}#health"}
+    phone = {"demo-phone-index": "index.html", "demo-phone-layer": f"{layer}#image-1"}
+    for path in screenshot(args.site, args.out_dir, desk) + screenshot(args.site, args.out_dir, phone, 390, 844):
         print(path)
-    for path in screenshot(args.site, args.out_dir, {"demo-layer": layer}, full_page=True):
-        print(path)
-
 
 if __name__ == "__main__":
     main()

@@ -138,7 +138,7 @@ def test_layer_page_contents_card_findings_and_keys_from_the_records(tmp_path):
     parser.feed(html)
     in_page = {target[1:] for target in parser.targets if target.startswith("#")}
     assert {"contents", "filters", "ascent", "image-1", "filter-cards", "f2"} <= in_page <= parser.ids
-    assert 'data-findings="dead ascent_dead"' in html and "dead, ascent dead" in html  # the card and its link
+    assert 'data-findings="dead ascent_dead"' in html and "dead, ascent-dead" in html  # the card and its link
     for page in written:  # every page has the keys panel, listing its own keys
         assert 'id="keys-help"' in (tmp_path / page).read_text(encoding="utf-8")
 

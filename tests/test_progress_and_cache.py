@@ -15,7 +15,7 @@ from cnnviz_report.analysis.ascent_parts import (Adam, ClippedDisplay, FourierIm
 from cnnviz_report.cache import MosaicEntry, ascent_key
 from cnnviz_report.config import ReportConfig
 from cnnviz_report.inspection import LayerInfo, inspect_model
-from cnnviz_report.progress import ASCENT, KERNELS, PAGES, SITE, Step, StepTracker, feature_phase, plan_steps
+from cnnviz_report.progress import ASCENT, IMAGES, INPUTS, KERNELS, PAGES, SITE, Step, StepTracker, feature_phase, plan_steps
 
 
 def _layer(index: int, name: str) -> LayerInfo:
@@ -27,10 +27,10 @@ def test_the_plan_lists_every_step_in_build_order_with_its_cost():
     first, second = _layer(1, "a"), _layer(2, "b")
     steps = plan_steps([first, second], [first, second], {2: 5e9}, n_images=10, config=ReportConfig())
     assert [(s.subject, s.phase) for s in steps] == [
-        ("a", KERNELS), ("b", KERNELS),
+        (INPUTS, IMAGES), ("a", KERNELS), ("b", KERNELS),
         ("a", feature_phase(1, 8)), ("b", feature_phase(1, 8)), ("a", feature_phase(9, 10)),
         ("b", feature_phase(9, 10)), ("b", ASCENT), (SITE, PAGES)]
-    assert steps[-2].cost == 5e9 and steps[2].cost > steps[4].cost  # 8 images cost more than 2
+    assert steps[-2].cost == 5e9 and steps[3].cost > steps[5].cost  # 8 images cost more than 2
 
 
 def test_the_tracker_reports_shares_of_work_and_refuses_a_step_it_did_not_plan():
