@@ -27,8 +27,10 @@ def screenshot(site: Path, out_dir: Path, pages: dict[str, str], width: int = 12
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         page = browser.new_page(viewport={"width": width, "height": height})
         for name, relative in pages.items():
-            page.goto((site / relative).resolve().as_uri())
+            path, _, anchor = relative.partition("#")
+            page.goto((site / path).resolve().as_uri() + (f"#{anchor}" if anchor else ""))
             page.wait_for_load_state("load")
+            page.wait_for_timeout(300)  # lazily loaded pictures in view
             if full_page:  # let lazily loaded pictures further down the page load
                 for y in range(0, page.evaluate("document.body.scrollHeight"), height // 2):
                     page.evaluate(f"window.scrollTo(0, {y})")
