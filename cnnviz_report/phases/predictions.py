@@ -13,6 +13,7 @@ from importlib import resources
 
 import numpy as np
 
+from ..analysis.activations import compiled_forward
 from ..loading import InputImage, LoadedModel
 from ..progress import image_batches
 from ..records import Prediction
@@ -49,10 +50,11 @@ def predict(loaded: LoadedModel, images: list[InputImage], batch_size: int) -> d
     if output is None or len(output.shape) != 2 or not output.shape[1] or output.shape[1] < 2:
         return {}
     names = class_names(loaded, int(output.shape[1]))
+    forward = compiled_forward(loaded.model)  # channels-first convs run on the CPU only under XLA
     found = {}
     for start, stop in image_batches(len(images), batch_size):
         batch = loaded.model_input(np.stack([image.pixels for image in images[start:stop]]))
-        scores = probabilities(np.asarray(loaded.model(batch, training=False)))
+        scores = probabilities(np.asarray(forward(batch)))
         for image, row in zip(images[start:stop], scores):
             top = np.argsort(-row, kind="stable")[:TOP_CLASSES]
             found[image.index] = tuple(Prediction(int(c), names[c] if names else f"class {c}", float(row[c]))
