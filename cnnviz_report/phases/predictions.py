@@ -13,7 +13,7 @@ from importlib import resources
 
 import numpy as np
 
-from ..analysis.activations import compiled_forward
+from ..analysis.activations import compiled_forward, reads_channels_first
 from ..loading import InputImage, LoadedModel
 from ..progress import image_batches
 from ..records import Prediction
@@ -50,7 +50,10 @@ def predict(loaded: LoadedModel, images: list[InputImage], batch_size: int) -> d
     if output is None or len(output.shape) != 2 or not output.shape[1] or output.shape[1] < 2:
         return {}
     names = class_names(loaded, int(output.shape[1]))
-    forward = compiled_forward(loaded.model)  # channels-first convs run on the CPU only under XLA
+    # channels-first convs run on the CPU only under XLA; anything else runs eagerly, since tracing
+    # a deep model's whole graph for one pass costs more than the pass (InceptionResNetV2: seconds)
+    forward = compiled_forward(loaded.model) if reads_channels_first([loaded.model]) else \
+        (lambda x: loaded.model(x, training=False))
     found = {}
     for start, stop in image_batches(len(images), batch_size):
         batch = loaded.model_input(np.stack([image.pixels for image in images[start:stop]]))
