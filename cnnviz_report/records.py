@@ -241,6 +241,11 @@ class BuildResult:
 
 
 RESPONSE_TOLERANCE = 1e-6  # a response change below this is float noise, not a change
+
+
+def _response_changed(change: float | None) -> bool:
+    """Measured, and above float noise (NaN counts as changed)."""
+    return change is not None and not change <= RESPONSE_TOLERANCE
 RANKED_FILTERS = 16  # the filters a diff layer page ranks, by kernel and by response change, and links to
 
 
@@ -257,7 +262,7 @@ class FilterChange:
 
     @property
     def response_changed(self) -> bool:
-        return self.response_change is not None and not self.response_change <= RESPONSE_TOLERANCE
+        return _response_changed(self.response_change)
 
 
 @dataclass(frozen=True)
@@ -310,7 +315,7 @@ class LayerDiff:
 
     @property
     def response_changed(self) -> bool:
-        return self.response_change is not None and not self.response_change <= RESPONSE_TOLERANCE
+        return _response_changed(self.response_change)
 
     @property
     def response_ranked(self) -> tuple[FilterChange, ...]:

@@ -215,23 +215,6 @@ def add_caption(tile: np.ndarray, text: str, marked: bool = False) -> np.ndarray
     return np.concatenate([np.asarray(band), rgb], axis=0)
 
 
-def add_axis_labels(grid: np.ndarray, cell: int, rows: int, columns: int, gap: int = GAP) -> np.ndarray:
-    """Numbers the rows on the left and the columns on top of a grid of ``cell``-pixel cells."""
-    rgb = _as_rgb(grid)
-    left, top = 26, LABEL_HEIGHT + 2
-    canvas = Image.new("RGB", (rgb.shape[1] + left, rgb.shape[0] + top), (255, 255, 255))
-    canvas.paste(Image.fromarray(rgb), (left, top))
-    draw = ImageDraw.Draw(canvas)
-    font = _font(10 if cell < 16 else 11)
-    step_rows = 1 if cell >= 12 else 4
-    for row in range(0, rows, step_rows):
-        draw.text((1, top + row * (cell + gap) + max(0, cell // 2 - 6)), str(row), fill=(60, 60, 60), font=font)
-    step_columns = 1 if cell >= 20 else (2 if cell >= 10 else 8)
-    for column in range(0, columns, step_columns):
-        draw.text((left + column * (cell + gap) + 1, 1), str(column), fill=(60, 60, 60), font=font)
-    return np.asarray(canvas)
-
-
 # --------------------------------------------------------------------------- the pictures
 
 
