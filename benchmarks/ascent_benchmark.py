@@ -169,7 +169,7 @@ def compare_layers(layers: list[str], baseline_filters: int, engine_filters: int
     for name in layers:
         info = conv[name]
         upstream = [layer for layer in conv.values() if layer.index <= info.index]
-        engine = LayerAscent(model, info, upstream, (224, 224), 3, keras.applications.vgg16.preprocess_input,
+        engine = LayerAscent.alone(model, info, upstream, (224, 224), 3, keras.applications.vgg16.preprocess_input,
                              AscentSettings(seed=seed))
         engine.run([0], steps=1)  # compile once, as the baseline's first filter also does below
         started = time.perf_counter()
@@ -237,7 +237,7 @@ def compare_modes(seed: int) -> list[dict]:
         filters = list(range(min(64, info.filters)))
         row = {"layer": info.name}
         for mode in ("fast", "robust"):
-            engine = LayerAscent(loaded.model, info, [c for c in conv if c.index <= info.index], loaded.input_hw,
+            engine = LayerAscent.alone(loaded.model, info, [c for c in conv if c.index <= info.index], loaded.input_hw,
                                  loaded.channels, loaded.preprocess, AscentSettings(mode=mode, seed=seed))
             engine.run([0], steps=1)
             started = time.perf_counter()

@@ -6,6 +6,7 @@ mosaics -> combine -> pages, summary.md, health.csv, manifest -> swap in -> sing
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from .notes import read_notes
 from .phases.combine import layer_report
 from .phases.images import draw_images
 from .phases.kernels import draw_kernels
-from .phases.mosaics import ascent_cost, ascent_settings, draw_mosaic, mosaic_count, unit_end
+from .phases.mosaics import ascent_costs, ascent_settings, ascent_trunk, draw_mosaic, unit_end
 from .phases.predictions import predict
 from .phases.responses import ResponseCollector
 from .progress import ASCENT, IMAGES, INPUTS, KERNELS, PAGES, SITE, Progress, StepTracker, feature_phase, image_batches, plan_steps
@@ -63,8 +64,7 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     with clock.phase("inspect"):
         model_info, selected, notes = _inspect(config, loaded)
     image_layers = [info for info in selected if info.takes_images and loaded.input_hw is not None]
-    ascents = {info.index: ascent_cost(model_info, info, config, loaded.input_hw)
-               for info in image_layers if mosaic_count(config, info)}
+    ascents = ascent_costs(model_info, image_layers, config, loaded.input_hw) if image_layers else {}
     model_flops = sum(layer.flops for layer in model_info.conv_layers)
     tracker = StepTracker(plan_steps(selected, image_layers, ascents, len(images), config, model_flops), progress)
     cache = AscentCache((config.cache_dir or default_cache_dir()) if config.use_cache else None)
@@ -172,11 +172,12 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
                 responses[info.index] = guarded(info, "filter cards", lambda: collectors[info.index].finish(root))
     with clock.phase("gradient ascent"):
         digests = weights_digests(loaded.model, model_info.layers) if ascents else {}
+        trunk = functools.cache(lambda: ascent_trunk(loaded, model_info, config))
         for info in image_layers:
             if info.index in ascents:
                 tell = tracker.advance(info.qualified_name, ASCENT)
                 mosaics[info.index] = guarded(info, "gradient ascent", lambda: draw_mosaic(
-                    loaded, model_info, info, slugs[info.index], range(kernels[info.index].filters_shown), config,
+                    loaded, trunk, info, slugs[info.index], range(kernels[info.index].filters_shown), config,
                     root, cache, digests[unit_end(model_info, info).index], tell))
     return [layer_report(info, slugs[info.index], kernels.get(info.index), responses.get(info.index),
                          mosaics.get(info.index), floors.get(info.index), failures.get(info.index))

@@ -90,7 +90,7 @@ def test_a_dead_filter_is_reported_dead(keras, tmp_path):
 
 def test_robust_mode_raises_the_activation_and_draws_valid_images(keras, tiny_model):
     info = inspect_model(tiny_model).conv_layers[1]
-    engine = LayerAscent(tiny_model, info, list(inspect_model(tiny_model).conv_layers), (8, 8), 3,
+    engine = LayerAscent.alone(tiny_model, info, list(inspect_model(tiny_model).conv_layers), (8, 8), 3,
                          lambda p: p / 255.0, AscentSettings(mode="robust", steps=40, min_canvas=16, seed=2))
     start = engine.run([0, 1], steps=0)
     climbed = engine.run([0, 1])
@@ -167,9 +167,9 @@ def test_ctrl_c_stops_the_ascent_within_seconds_and_leaves_nothing(tmp_path):
 def test_a_graph_that_cannot_be_replayed_falls_back_to_the_models_own_size(keras, tiny_model, monkeypatch):
     import cnnviz_report.analysis.ascent as ascent
 
-    monkeypatch.setattr(ascent, "free_size_model", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ascent, "free_size_values", lambda *args, **kwargs: (None, {}))
     conv = list(inspect_model(tiny_model).conv_layers)
-    engine = LayerAscent(tiny_model, conv[1], conv, (8, 8), 3, lambda p: p / 255.0,
+    engine = LayerAscent.alone(tiny_model, conv[1], conv, (8, 8), 3, lambda p: p / 255.0,
                          AscentSettings(steps=10, fixed_canvas=(32, 32)))
     assert engine.canvas_hw == (8, 8)  # the fixed model only takes its own size
     assert engine._after  # the chain ends at the linear copy: the rescue still climbs the pre-activation

@@ -48,7 +48,7 @@ def test_the_tracker_reports_shares_of_work_and_refuses_a_step_it_did_not_plan()
 
 def test_the_ascent_reports_after_each_batch(keras, tiny_model):
     info = inspect_model(tiny_model).conv_layers[0]
-    engine = LayerAscent(tiny_model, info, [info], (16, 16), 3, lambda p: p / 255.0,
+    engine = LayerAscent.alone(tiny_model, info, [info], (16, 16), 3, lambda p: p / 255.0,
                          AscentSettings(steps=1, batch_size=1, min_canvas=16))
     heard = []
     engine.run([0, 1, 2], on_batch=lambda done, total: heard.append((done, total)))

@@ -185,20 +185,13 @@ def _linear_copy(layer):
     return copy
 
 
-class _Reached(Exception):
-    """Carries the target's tensor out of a nested replay."""
-
-    def __init__(self, tensor):
-        super().__init__("target reached")
-        self.tensor = tensor
-
-
-def _replay(holder, inputs: list, target, take_input: bool) -> list:
-    """Call ``holder``'s layers again on ``inputs``, as Functional.call does, until ``target``.
+def _replay(holder, inputs: list, calls: dict, watched: set) -> list:
+    """Call ``holder``'s layers again on ``inputs``, as Functional.call does, recording the first
+    call of each layer whose id is in ``watched`` as ``calls[id] = (first input, output)``.
 
     Nested models are replayed node by node too: called whole, a Functional model checks its
-    inputs against the shapes it was built with. A layer the target does not need may fail on
-    the new input (a Dense after a Flatten) and is skipped.
+    inputs against the shapes it was built with. A layer that fails on the new input (a Dense
+    after a Flatten) is skipped, and so is everything that needs it.
     """
     import keras
     from keras import tree
@@ -210,40 +203,53 @@ def _replay(holder, inputs: list, target, take_input: bool) -> list:
         if operation is None or any(id(x) not in values for x in node.input_tensors):
             continue
         args, kwargs = node.arguments.fill_in(values)
-        if operation is target:
-            raise _Reached(tree.flatten(args)[0] if take_input else operation(*args, **kwargs))
         try:
             if isinstance(operation, keras.Model):
-                outputs = _replay(operation, [values[id(x)] for x in node.input_tensors], target, take_input)
+                outputs = _replay(operation, [values[id(x)] for x in node.input_tensors], calls, watched)
             else:
                 outputs = operation(*args, **kwargs)
-        except _Reached:
-            raise
-        except Exception:  # not on the way to the target (or the replay fails below)
+        except Exception:  # not on the way to a watched layer (or the replay fails below)
             continue
+        if id(operation) in watched and id(operation) not in calls:
+            calls[id(operation)] = (tree.flatten(args)[0], tree.flatten(outputs)[0])
         for reference, value in zip(node.outputs, tree.flatten(outputs)):
             values[id(reference)] = value
     return [values.get(id(t)) for t in graph.outputs]
 
 
-def free_size_model(model, info: LayerInfo, channels_first: bool = False):
-    """(keras.Model from an input of any height and width to the layer's value, activation).
+def free_size_values(model, layers: list[LayerInfo], channels_first: bool = False) -> tuple[object, dict]:
+    """(an input of any height and width, {layer index: (value, activation)}) from one replay of
+    the model, for every layer of ``layers`` the replay reaches.
 
     The value is the pre-activation (a linear copy of the layer) when the layer has its own
-    activation, and the activation is returned separately; otherwise the output and None.
-    Returns None when the graph cannot be replayed at a free size.
+    activation, which is then returned separately; otherwise the layer's output and None.
     """
     import keras
 
-    target = resolve_layer(model, info)
+    targets = {id(resolve_layer(model, info)): info for info in layers}
     channels = model.inputs[0].shape[1 if channels_first else -1]
     new_input = keras.Input((channels, None, None) if channels_first else (None, None, channels))
-    linear_copy = _linear_copy(target)
+    calls: dict = {}
     try:
-        _replay(model, [new_input], target, take_input=linear_copy is not None)
-    except _Reached as reached:
-        value = linear_copy(reached.tensor) if linear_copy is not None else reached.tensor
-        return keras.Model(new_input, value), (target.activation if linear_copy is not None else None)
+        _replay(model, [new_input], calls, set(targets))
     except Exception:
+        return new_input, {}
+    values = {}
+    for layer_id, (layer_input, output) in calls.items():
+        info = targets[layer_id]
+        layer = resolve_layer(model, info)
+        linear_copy = _linear_copy(layer)
+        values[info.index] = (linear_copy(layer_input), layer.activation) if linear_copy is not None else (output, None)
+    return new_input, values
+
+
+def free_size_model(model, info: LayerInfo, channels_first: bool = False):
+    """(keras.Model from an input of any height and width to the layer's value, activation), as
+    ``free_size_values`` says; None when the graph cannot be replayed at a free size."""
+    import keras
+
+    new_input, values = free_size_values(model, [info], channels_first)
+    if info.index not in values:
         return None
-    return None
+    value, activation = values[info.index]
+    return keras.Model(new_input, value), activation

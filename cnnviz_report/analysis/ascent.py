@@ -39,7 +39,7 @@ from ..config import ASCENT_MODES
 from ..graph import resolve_layer
 from ..inspection import LayerInfo
 from ..units import rescue_split, response_floor, unit_functions
-from .activations import ascent_chain, free_size_model, graph_safe, reads_channels_first
+from .activations import ascent_chain, free_size_values, graph_safe, reads_channels_first
 from .ascent_parts import recipe
 
 ASSUMED_GFLOPS = 150.0  # a CPU rate to bound the time of one step (this 2-core AVX-512 machine: 190-590)
@@ -99,6 +99,18 @@ def _available_memory() -> int:
         return 4 << 30
 
 
+def _outputs_per_pixel(layer: LayerInfo, pixels: float) -> float:
+    """Output values per input pixel: from the output shape at the model's input size where it is
+    known (a squeeze-and-excitation conv after a global pooling has one value per channel, not one
+    per position), else from the effective stride."""
+    shape = layer.output_shape
+    spatial = shape[2:] if layer.data_format == "channels_first" else shape[1:-1]
+    if spatial and all(isinstance(size, int) for size in spatial):
+        return (layer.filters or 0) * float(np.prod(spatial)) / pixels
+    stride = max(layer.effective_stride or (1,))
+    return (layer.filters or 0) / float(stride * stride)
+
+
 @dataclass(frozen=True)
 class LayerCost:
     """What one input pixel of a canvas costs up to the layer: FLOPs and bytes of activations."""
@@ -111,10 +123,7 @@ class LayerCost:
         """From the conv layers up to and including the target (their FLOPs at ``input_hw``)."""
         pixels = float(input_hw[0] * input_hw[1])
         flops = sum(layer.flops for layer in upstream) / pixels
-        elements = 0.0
-        for layer in upstream:
-            stride = max(layer.effective_stride or (1,))
-            elements += (layer.filters or 0) / float(stride * stride)
+        elements = sum(_outputs_per_pixel(layer, pixels) for layer in upstream)
         # forward value, pre-activation and gradient of every conv output, float32
         return cls(flops_per_pixel=flops, bytes_per_pixel=3 * 4 * elements)
 
@@ -136,6 +145,21 @@ def plan_canvas(info: LayerInfo, input_hw: tuple[int, int], free_size: bool, set
     side = min(settings.max_canvas, max(settings.min_canvas, 2 * field))
     side = int(math.ceil(side / 8.0) * 8)
     return side, side
+
+
+def plan_canvases(layers: list[LayerInfo], input_hw: tuple[int, int], free_size: bool,
+                  settings: AscentSettings) -> dict[int, tuple[int, int]]:
+    """``plan_canvas`` for each layer, except that a layer without a receptive field (after a
+    global pooling, like a squeeze-and-excitation conv, which sees all of the canvas of the layer
+    it pools) takes the canvas of the layer before it rather than the largest."""
+    canvases: dict[int, tuple[int, int]] = {}
+    previous = None
+    for info in sorted(layers, key=lambda layer: layer.index):
+        if info.receptive_field is None and previous is not None and free_size and settings.fixed_canvas is None:
+            canvases[info.index] = previous
+        else:
+            canvases[info.index] = previous = plan_canvas(info, input_hw, free_size, settings)
+    return canvases
 
 
 def plan_batch(cost: LayerCost, canvas_hw: tuple[int, int], filters: int, settings: AscentSettings) -> int:
@@ -169,122 +193,268 @@ def pre_activation_rescue(output_means, pre_means, one_hot, floor: np.ndarray):
 
 
 
-class LayerAscent:
-    """Everything needed to visualise the filters of one layer, prepared once, run in batches."""
+@dataclass
+class _Member:
+    """One layer of a group: how its value becomes the unit's response, and the response's floor."""
 
-    def __init__(self, model, info: LayerInfo, upstream: list[LayerInfo], input_hw: tuple[int, int],
-                 channels: int, preprocess, settings: AscentSettings = AscentSettings(),
-                 input_channels_first: bool = False):
+    info: LayerInfo
+    before: list  # functions from the value to what the rescue climbs
+    after: list  # functions from there to the unit's response
+    floor: np.ndarray | None
+    channels_first: bool
+
+
+def _member(model, info: LayerInfo, conv_activation) -> _Member:
+    """What is climbed: the unit's response (the conv, its own activation, then
+    ``info.unit_layers``); while a filter sits at the response's floor, the input of the last
+    saturating step."""
+    functions = unit_functions(model, info)
+    filters = info.filters or 0
+    channels_first = info.data_format == "channels_first"
+    floor = response_floor(functions, filters, channels_first) if functions else None
+    if conv_activation is None and getattr(resolve_layer(model, info), "activation", None) is not None:
+        functions = functions[1:]  # the value already went through the conv's activation
+    split = rescue_split(functions, filters, channels_first) if functions else None
+    before = functions[:split] if split is not None else functions
+    after = functions[split:] if split is not None else []
+    return _Member(info, before, after, floor, channels_first)
+
+
+class AscentGroup:
+    """Layers that share one compiled step: one model from the canvas to each member's value.
+
+    Tracing a step replays the Keras graph up to the layer in Python and gives TensorFlow a new
+    graph to set up, about 3 s for a layer 200 deep, more than the climb itself when the steps are
+    few. A group is traced once per canvas size for all its members: a batch climbs one member's
+    filters through that member's one-hot mask, the others get zero masks (their outputs cost
+    arithmetic, not a trace, and add exact zeros, so a layer's pictures do not depend on its group).
+    """
+
+    def __init__(self, model, members: list[_Member], forward_values: Callable, layers: list, free: bool,
+                 cost: LayerCost, preprocess, input_channels_first: bool, settings: AscentSettings, channels: int):
         import tensorflow as tf
 
-        if settings.mode not in ASCENT_MODES:
-            raise ValueError(f"ascent mode must be one of {ASCENT_MODES}, got {settings.mode!r}")
-        self.info, self.settings, self.channels = info, settings, channels
-        free = free_size_model(model, info, input_channels_first)
-        if free is not None:
-            self._chain, conv_activation = [free[0]], free[1]
-        else:  # a graph that cannot be replayed at a free size: the model's own input size
-            self._chain, conv_activation = ascent_chain(model, info)
-        self._set_unit(model, conv_activation)
-        self.canvas_hw = plan_canvas(info, input_hw, free is not None, settings)
-        self.cost = LayerCost.of(upstream, input_hw)
-        self.flops_per_canvas_step = self.cost.step_flops(self.canvas_hw)
-        self.recipe = recipe(settings.mode, self.canvas_hw, channels, settings.rate, settings.noise_amplitude)
-        self._preprocess = preprocess
+        self.members, self.free, self.cost, self.settings, self.channels = members, free, cost, settings, channels
+        self._forward_values, self._preprocess = forward_values, preprocess
         self._input_channels_first = input_channels_first
-        self._output_channels_first = info.data_format == "channels_first"
-        compiled = graph_safe(self._chain)
-        xla = reads_channels_first(self._chain) or None  # TF's CPU kernels run NCHW convs only under XLA
-        self._compile = (lambda f: tf.function(f, reduce_retracing=True, jit_compile=xla)) if compiled else (lambda f: f)
-        self._step = self._compile(self._climb_step)
-        self._measure = self._compile(lambda pixels, one_hot: self._objective(pixels, one_hot)[1])
+        xla = reads_channels_first(layers) or None  # TF's CPU kernels run NCHW convs only under XLA
+        self._compile = (lambda f: tf.function(f, reduce_retracing=True, jit_compile=xla)) \
+            if graph_safe(layers) else (lambda f: f)
+        self._compiled: dict = {}  # canvas (h, w) -> (recipe, step, measure)
+
+    def position(self, info: LayerInfo) -> int:
+        return next(i for i, member in enumerate(self.members) if member.info.index == info.index)
+
+    def compiled(self, canvas_hw: tuple[int, int]):
+        """(recipe, step, measure) for canvases of ``canvas_hw``, made once."""
+        if canvas_hw not in self._compiled:
+            settings = self.settings
+            parts = recipe(settings.mode, canvas_hw, self.channels, settings.rate, settings.noise_amplitude)
+            step = self._compile(lambda params, state, t, one_hots, draw: self._climb_step(parts, params, state, t,
+                                                                                           one_hots, draw))
+            measure = self._compile(lambda pixels, one_hots: self._objective(pixels, one_hots)[1])
+            self._compiled[canvas_hw] = (parts, step, measure)
+        return self._compiled[canvas_hw]
 
     # -- the objective ---------------------------------------------------------------
 
-    def _set_unit(self, model, conv_activation) -> None:
-        """What is climbed: the unit's response (the conv, its own activation, then
-        ``info.unit_layers``); while a filter sits at the response's floor, the input of the last
-        saturating step."""
-        functions = unit_functions(model, self.info)
-        filters = self.info.filters or 0
-        channels_first = self.info.data_format == "channels_first"
-        self.floor = response_floor(functions, filters, channels_first) if functions else None
-        if conv_activation is None and getattr(resolve_layer(model, self.info), "activation", None) is not None:
-            functions = functions[1:]  # the chain's last link already applied the conv's activation
-        split = rescue_split(functions, filters, channels_first) if functions else None
-        self._before = functions[:split] if split is not None else functions
-        self._after = functions[split:] if split is not None else []
-
-    def _forward(self, pixels):
-        """(what the rescue climbs, the unit's response) for (B, H, W, C) pixels, channels last."""
+    def _responses(self, pixels):
+        """Per member, (what the rescue climbs, the unit's response), float32 and channels last."""
         import tensorflow as tf
 
         x = self._preprocess(pixels)
         if self._input_channels_first:
             x = tf.transpose(x, (0, 3, 1, 2))
-        for stage in self._chain:
-            x = stage(x, training=False)
-        for function in self._before:
-            x = function(x)
-        output = x
-        for function in self._after:
-            output = function(output)
-        # float16/bfloat16 layers (mixed precision): the objective is summed in float32
-        x, output = tf.cast(x, tf.float32), tf.cast(output, tf.float32)
-        if self._output_channels_first:
-            x, output = tf.transpose(x, (0, 2, 3, 1)), tf.transpose(output, (0, 2, 3, 1))
-        return x, output
+        for member, value in zip(self.members, self._forward_values(x)):
+            for function in member.before:
+                value = function(value)
+            output = value
+            for function in member.after:
+                output = function(output)
+            # float16/bfloat16 layers (mixed precision): the objective is summed in float32
+            value, output = tf.cast(value, tf.float32), tf.cast(output, tf.float32)
+            if member.channels_first:
+                value, output = tf.transpose(value, (0, 2, 3, 1)), tf.transpose(output, (0, 2, 3, 1))
+            yield member, value, output
 
-    @staticmethod
-    def _filter_means(values, one_hot):
-        import tensorflow as tf
+    def _objective(self, pixels, one_hots):
+        """(what is climbed, the unit's real mean response) per canvas, summed over the members
+        (only the climbing member's mask is non-zero)."""
+        climbed_total, output_total = 0.0, 0.0
+        for (member, pre, output), one_hot in zip(self._responses(pixels), one_hots):
+            output_means = _filter_means(output, one_hot)
+            climbed = output_means
+            if member.after and member.floor is not None and self.settings.rescue_stuck:
+                climbed = pre_activation_rescue(output_means, _filter_means(pre, one_hot), one_hot, member.floor)
+            climbed_total, output_total = climbed_total + climbed, output_total + output_means
+        return climbed_total, output_total
 
-        border = activation_border(int(values.shape[1]) if values.shape[1] is not None else 0)
-        if border:
-            values = values[:, border:-border, border:-border, :]
-        area = tf.cast(tf.shape(values)[1] * tf.shape(values)[2], tf.float32)
-        # One filter per canvas: the mean over space of that canvas's own filter.
-        return tf.einsum("bhwc,bc->b", values, one_hot) / area
-
-    def _objective(self, pixels, one_hot):
-        """(what is climbed, the unit's real mean response) per canvas."""
-        pre, output = self._forward(pixels)
-        output_means = self._filter_means(output, one_hot)
-        if not self._after or self.floor is None or not self.settings.rescue_stuck:
-            return output_means, output_means
-        climbed = pre_activation_rescue(output_means, self._filter_means(pre, one_hot), one_hot, self.floor)
-        return climbed, output_means
-
-    # -- climbing ----------------------------------------------------------------------
-
-    def _climb_step(self, params, state, t, one_hot, draw):
+    def _climb_step(self, parts, params, state, t, one_hots, draw):
         """One step of the recipe: its image seen through its transforms, its optimiser's update."""
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
             tape.watch(params)
-            seen = self.recipe.transforms.apply(self.recipe.image.pixels(params), draw)
-            objective = tf.reduce_sum(self._objective(seen, one_hot)[0])
-        return self.recipe.optimiser.step(params, tape.gradient(objective, params), state, t)
+            seen = parts.transforms.apply(parts.image.pixels(params), draw)
+            objective = tf.reduce_sum(self._objective(seen, one_hots)[0])
+        return parts.optimiser.step(params, tape.gradient(objective, params), state, t)
+
+
+def _filter_means(values, one_hot):
+    import tensorflow as tf
+
+    border = activation_border(int(values.shape[1]) if values.shape[1] is not None else 0)
+    if border:
+        values = values[:, border:-border, border:-border, :]
+    area = tf.cast(tf.shape(values)[1] * tf.shape(values)[2], tf.float32)
+    # One filter per canvas: the mean over space of that canvas's own filter.
+    return tf.einsum("bhwc,bc->b", values, one_hot) / area
+
+
+GROUP_COST_RATIO = 1.25  # a group's deepest member costs at most this much more per step than its first
+# A layer climbing more canvas-steps than this (filters x steps) pays for its own trace: sharing
+# one costs it up to a third more arithmetic a step (the group's deeper layers, the other members'
+# objectives), and a deep trace is worth a few hundred canvas-steps (benchmarks/deep_models.py).
+GROUP_WORK = 1000
+
+
+def upstream_cost(conv_layers: list[LayerInfo], info: LayerInfo, input_hw: tuple[int, int]) -> LayerCost:
+    """What one canvas pixel costs up to ``info``: the conv layers up to it in walk order."""
+    return LayerCost.of([layer for layer in conv_layers if layer.index <= info.index], input_hw)
+
+
+def plan_groups(conv_layers: list[LayerInfo], targets: list[LayerInfo], input_hw: tuple[int, int],
+                canvases: dict[int, tuple[int, int]], work: dict[int, float] | None = None,
+                ratio: float = GROUP_COST_RATIO) -> list[list[LayerInfo]]:
+    """Consecutive short targets (at most GROUP_WORK canvas-steps of ``work``; all, without it) on
+    canvases of one size whose upstream cost per pixel stays within ``ratio`` of the first's:
+    sharing one trace costs the first member at most ``ratio - 1`` more arithmetic. A long
+    target is a group of its own."""
+    groups: list[list[LayerInfo]] = []
+    first_cost, joinable = 0.0, False
+    for info in sorted(targets, key=lambda layer: layer.index):
+        cost = upstream_cost(conv_layers, info, input_hw).flops_per_pixel
+        short = work is None or work.get(info.index, 0) <= GROUP_WORK
+        if groups and short and joinable and cost <= ratio * first_cost \
+                and canvases[info.index] == canvases[groups[-1][0].index]:
+            groups[-1].append(info)
+        else:
+            groups.append([info])
+            first_cost, joinable = max(cost, 1.0), short
+    return groups
+
+
+class AscentTrunk:
+    """Every conv layer's ascent for one model: one replay of the graph at a free input size,
+    and the groups of layers that share a compiled step (``AscentGroup``). A layer the replay
+    cannot reach is climbed alone, through a chain of models at the model's own input size."""
+
+    def __init__(self, model, conv_layers: list[LayerInfo], input_hw: tuple[int, int], channels: int, preprocess,
+                 settings: AscentSettings = AscentSettings(), input_channels_first: bool = False,
+                 targets: list[LayerInfo] | None = None, work: dict[int, float] | None = None):
+        """``conv_layers``: every conv layer of the model (what a layer's step pays for);
+        ``targets``: the layers to climb (default: all of ``conv_layers``); ``work``: the
+        canvas-steps each will climb, which decides who shares a trace (``plan_groups``)."""
+        import keras
+
+        if settings.mode not in ASCENT_MODES:
+            raise ValueError(f"ascent mode must be one of {ASCENT_MODES}, got {settings.mode!r}")
+        self.model, self.input_hw, self.channels, self.settings = model, input_hw, channels, settings
+        self._preprocess, self._input_channels_first = preprocess, input_channels_first
+        self._conv_layers = sorted(conv_layers, key=lambda layer: layer.index)
+        targets = self._conv_layers if targets is None else targets
+        new_input, values = free_size_values(model, targets, input_channels_first)
+        self._canvases = plan_canvases(targets, input_hw, True, settings)
+        self._groups: dict[int, AscentGroup] = {}
+        reached = [info for info in targets if info.index in values]
+        for infos in plan_groups(self._conv_layers, reached, input_hw, self._canvases, work):
+            multi = keras.Model(new_input, [values[info.index][0] for info in infos])
+            members = [_member(model, info, values[info.index][1]) for info in infos]
+            group = AscentGroup(model, members, _as_list(multi), [multi], True, self._cost(infos[-1]), preprocess,
+                                input_channels_first, settings, channels)
+            self._groups.update((info.index, group) for info in infos)
+
+    def _cost(self, info: LayerInfo) -> LayerCost:
+        return upstream_cost(self._conv_layers, info, self.input_hw)
+
+    def engine(self, info: LayerInfo) -> "LayerAscent":
+        group = self._groups.get(info.index)
+        if group is None:  # a graph that cannot be replayed at a free size: the model's own input size
+            chain, conv_activation = ascent_chain(self.model, info)
+            group = AscentGroup(self.model, [_member(self.model, info, conv_activation)], _through(chain), chain,
+                                False, self._cost(info), self._preprocess, self._input_channels_first,
+                                self.settings, self.channels)
+            return LayerAscent(group, info, plan_canvas(info, self.input_hw, False, self.settings))
+        return LayerAscent(group, info, self._canvases[info.index])
+
+
+def _as_list(model) -> Callable:
+    def forward(x):
+        outputs = model(x, training=False)
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    return forward
+
+
+def _through(chain: list) -> Callable:
+    def forward(x):
+        for stage in chain:
+            x = stage(x, training=False)
+        return [x]
+    return forward
+
+
+class LayerAscent:
+    """One layer's filters climbed in batches, through its group's compiled step."""
+
+    def __init__(self, group: AscentGroup, info: LayerInfo, canvas_hw: tuple[int, int]):
+        self.group, self.info, self.settings = group, info, group.settings
+        self._position = group.position(info)
+        member = group.members[self._position]
+        self.floor, self._after = member.floor, member.after
+        self.canvas_hw = canvas_hw
+        self.cost = group.cost
+        self.flops_per_canvas_step = self.cost.step_flops(self.canvas_hw)
+        self.recipe, self._step, self._measure = group.compiled(self.canvas_hw)
+
+    @classmethod
+    def alone(cls, model, info: LayerInfo, upstream: list[LayerInfo], input_hw: tuple[int, int], channels: int,
+              preprocess, settings: AscentSettings = AscentSettings(), input_channels_first: bool = False):
+        """The engine of one layer in a group of its own (``upstream``: the conv layers it pays for)."""
+        return AscentTrunk(model, upstream, input_hw, channels, preprocess, settings, input_channels_first,
+                           targets=[info]).engine(info)
+
+    def _one_hots(self, chunk: list[int]):
+        """The climbing member's one-hot mask of ``chunk``, zeros for the group's other members."""
+        import tensorflow as tf
+
+        masks = []
+        for position, member in enumerate(self.group.members):
+            depth = member.info.filters or 0
+            indices = chunk if position == self._position else [-1] * len(chunk)  # -1: an all-zero row
+            masks.append(tf.one_hot(indices, depth=depth, dtype=tf.float32))
+        return tuple(masks)
 
     def batch_size(self, filters: int) -> int:
-        return plan_batch(self.cost, self.canvas_hw, filters, self.settings)
+        """The group's batch for this canvas (one traced shape for all its members), or fewer
+        canvases when the layer has fewer filters."""
+        return min(max(1, filters), plan_batch(self.cost, self.canvas_hw, 1 << 30, self.settings))
 
     def _climb(self, chunk: list[int], steps: int, rng: np.random.Generator):
         """The final pixels of one batch of canvases, one filter each."""
         import tensorflow as tf
 
-        one_hot = tf.one_hot(chunk, depth=self.info.filters, dtype=tf.float32)
+        one_hots = self._one_hots(chunk)
         params = self.recipe.image.initial(rng, len(chunk))
         state = self.recipe.optimiser.start(params)
         for t in range(1, steps + 1):
             draw = self.recipe.transforms.draw(rng)
-            params, state = self._step(params, state, tf.constant(float(t)), one_hot, draw)
-        return self.recipe.image.pixels(params), one_hot
+            params, state = self._step(params, state, tf.constant(float(t)), one_hots, draw)
+        return self.recipe.image.pixels(params), one_hots
 
     def run(self, filter_indices: list[int], steps: int | None = None,
             on_batch: Callable[[int, int], None] | None = None) -> AscentResult:
-        """Climb each filter of ``filter_indices``, in batches; Ctrl-C lands between steps.
+        """Climb each filter of ``filter_indices``, in batches of one size (the last one filled up
+        with repeats of its last filter, so the step is traced once); Ctrl-C lands between steps.
         ``on_batch(done, total)`` hears after each batch how many filters are done."""
         steps = self.settings.step_count if steps is None else steps
         batch_size = self.batch_size(len(filter_indices))
@@ -292,13 +462,15 @@ class LayerAscent:
         images, activations = [], []
         for start in range(0, len(filter_indices), batch_size):
             chunk = filter_indices[start : start + batch_size]
-            final, one_hot = self._climb(chunk, steps, rng)
-            activations.append(np.asarray(self._measure(final, one_hot)))
-            images.extend(self.recipe.display(picture) for picture in final.numpy())
+            padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
+            final, one_hots = self._climb(padded, steps, rng)
+            activations.append(np.asarray(self._measure(final, one_hots))[: len(chunk)])
+            images.extend(self.recipe.display(picture) for picture in final.numpy()[: len(chunk)])
             if on_batch is not None:
                 on_batch(start + len(chunk), len(filter_indices))
         # each step is a forward and an input-gradient pass; the measurement one more forward
-        flops = len(filter_indices) * (steps + 0.5) * self.flops_per_canvas_step
+        batches = -(-len(filter_indices) // batch_size)
+        flops = batches * batch_size * (steps + 0.5) * self.flops_per_canvas_step
         return AscentResult(tuple(filter_indices), np.stack(images), np.concatenate(activations).astype(np.float32),
                             self.canvas_hw, batch_size, flops)
 
@@ -313,5 +485,5 @@ def maximise_filters(model, info: LayerInfo, filter_indices: list[int], canvas_h
     from dataclasses import replace
 
     fixed = replace(settings, fixed_canvas=canvas_hw)
-    engine = LayerAscent(model, info, [info], canvas_hw, channels, preprocess, fixed, input_channels_first)
+    engine = LayerAscent.alone(model, info, [info], canvas_hw, channels, preprocess, fixed, input_channels_first)
     return engine.run(filter_indices)

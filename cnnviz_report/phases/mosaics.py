@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 
 from .. import paths, render
-from ..analysis.ascent import AscentSettings, LayerAscent, LayerCost, plan_canvas
+from ..analysis.ascent import AscentSettings, AscentTrunk, plan_canvases, plan_groups, upstream_cost
 from ..cache import AscentCache, MosaicEntry, ascent_key
 from ..config import ReportConfig
 from ..health import ASCENT_JUDGE_STEPS, at_floor
@@ -16,7 +16,7 @@ from ..loading import LoadedModel
 from ..records import AscentTile, MosaicPictures
 
 MOSAIC_FILTERS = 64
-SCAN_SHARE = 0.25  # --select top first climbs every filter for a quarter of the steps
+SCAN_SHARE = 4  # --select top first climbs every filter for a quarter of the steps
 
 
 def ascent_settings(config: ReportConfig) -> AscentSettings:
@@ -31,9 +31,29 @@ def mosaic_count(config: ReportConfig, info: LayerInfo) -> int:
     return min(MOSAIC_FILTERS, config.max_filters, info.filters or 0)
 
 
-def upstream(model_info: ModelInfo, info: LayerInfo) -> list[LayerInfo]:
-    """The conv layers up to and including ``info`` in walk order (what its ascent pays for)."""
-    return [layer for layer in model_info.conv_layers if layer.index <= info.index]
+def ascent_targets(model_info: ModelInfo) -> list[LayerInfo]:
+    """Every conv layer a canvas can be climbed for, selected or not: the ascent groups are planned
+    from the model alone, so a layer's pictures do not depend on which others were asked for."""
+    return [info for info in model_info.conv_layers if info.takes_images]
+
+
+def scan_steps(steps: int) -> int:
+    return max(1, steps // SCAN_SHARE)
+
+
+def canvas_steps(config: ReportConfig, info: LayerInfo) -> float:
+    """How many canvas-steps ``info``'s mosaic climbs (--select top adds its brief scan)."""
+    steps = ascent_settings(config).step_count
+    count = mosaic_count(config, info)
+    scanned = config.select == "top" and (info.filters or 0) > count
+    return steps * count + ((info.filters or 0) * scan_steps(steps) if scanned else 0)
+
+
+def ascent_trunk(loaded: LoadedModel, model_info: ModelInfo, config: ReportConfig) -> AscentTrunk:
+    targets = ascent_targets(model_info)
+    return AscentTrunk(loaded.model, list(model_info.conv_layers), loaded.input_hw, loaded.channels, loaded.preprocess,
+                       ascent_settings(config), loaded.channels_first, targets=targets,
+                       work={info.index: canvas_steps(config, info) for info in targets})
 
 
 def unit_end(model_info: ModelInfo, info: LayerInfo) -> LayerInfo:
@@ -44,22 +64,30 @@ def unit_end(model_info: ModelInfo, info: LayerInfo) -> LayerInfo:
                 if layer.path == info.path and layer.name == info.unit_layers[-1] and layer.index > info.index)
 
 
-def ascent_cost(model_info: ModelInfo, info: LayerInfo, config: ReportConfig, input_hw: tuple[int, int]) -> float:
-    """The estimated cost of ``info``'s mosaic in FLOP-equivalents (the engine's own step estimate)."""
+def ascent_costs(model_info: ModelInfo, layers: list[LayerInfo], config: ReportConfig,
+                 input_hw: tuple[int, int]) -> dict[int, float]:
+    """Each layer's estimated mosaic cost in FLOP-equivalents: its group's step (the engine's own
+    estimate) times the canvases it climbs; 0-cost layers (no mosaic) are left out."""
     settings = ascent_settings(config)
-    filters = float(mosaic_count(config, info))
-    if config.select == "top":
-        filters += (info.filters or 0) * SCAN_SHARE  # the brief scan of every filter
-    step = LayerCost.of(upstream(model_info, info), input_hw).step_flops(plan_canvas(info, input_hw, True, settings))
-    return settings.step_count * filters * step
+    conv_layers, targets = list(model_info.conv_layers), ascent_targets(model_info)
+    canvases = plan_canvases(targets, input_hw, True, settings)
+    group_cost = {}
+    work = {info.index: canvas_steps(config, info) for info in targets}
+    for group in plan_groups(conv_layers, targets, input_hw, canvases, work):
+        cost = upstream_cost(conv_layers, group[-1], input_hw)
+        group_cost.update((info.index, cost) for info in group)
+    costs = {}
+    for info in layers:
+        if mosaic_count(config, info) and info.index in group_cost:
+            costs[info.index] = canvas_steps(config, info) * group_cost[info.index].step_flops(canvases[info.index])
+    return costs
 
 
-def _ascend(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, config: ReportConfig, count: int,
+def _ascend(trunk: AscentTrunk, info: LayerInfo, config: ReportConfig, count: int,
             report: Callable[[float, str], None]) -> MosaicEntry:
     """The mosaic's filters, pictures and activations; --select top scans every filter first."""
     settings = ascent_settings(config)
-    engine = LayerAscent(loaded.model, info, upstream(model_info, info), loaded.input_hw, loaded.channels,
-                         loaded.preprocess, settings, loaded.channels_first)
+    engine = trunk.engine(info)
     def batches(share_before: float, share: float, words: str):
         """Tell ``report`` after each batch but the last (the next step's start says that)."""
         return lambda done, total: report(share_before + share * done / total, f"{words} {done} of {total}") \
@@ -68,9 +96,9 @@ def _ascend(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, config:
     chosen = list(range(count))
     scan_work = 0.0
     if config.select == "top" and (info.filters or 0) > count:
-        scan_steps = max(1, settings.step_count // 4)
-        scan_work = info.filters * scan_steps / (info.filters * scan_steps + count * settings.step_count)
-        scan = engine.run(list(range(info.filters)), steps=scan_steps,
+        scan_count = scan_steps(settings.step_count)
+        scan_work = info.filters * scan_count / (info.filters * scan_count + count * settings.step_count)
+        scan = engine.run(list(range(info.filters)), steps=scan_count,
                           on_batch=batches(0.0, scan_work, "scanning filters,"))
         chosen = [int(f) for f in np.argsort(-scan.activations, kind="stable")[:count]]
     result = engine.run(chosen, on_batch=batches(scan_work, 1 - scan_work, "filters"))
@@ -82,11 +110,12 @@ def _ascend(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, config:
                        None if engine.floor is None else np.asarray(engine.floor, np.float64))
 
 
-def draw_mosaic(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, slug: str, card_numbers: range,
-                config: ReportConfig, root: str, cache: AscentCache, weights_digest: str,
+def draw_mosaic(loaded: LoadedModel, trunk: Callable[[], AscentTrunk], info: LayerInfo, slug: str,
+                card_numbers: range, config: ReportConfig, root: str, cache: AscentCache, weights_digest: str,
                 report: Callable[[float, str], None]) -> MosaicPictures:
     """The layer's mosaic and each card's picture, from the cache or a fresh ascent.
 
+    ``trunk()`` gives the model's ascent engines (made on the first cache miss);
     ``weights_digest`` covers the weights up to the unit's end; ``report(share, detail)`` hears
     how far the ascent has got.
     """
@@ -95,7 +124,7 @@ def draw_mosaic(loaded: LoadedModel, model_info: ModelInfo, info: LayerInfo, slu
     key = ascent_key(weights_digest, info, settings, loaded.geometry, {"select": config.select, "count": count})
     entry = cache.load(key)
     if entry is None:
-        entry = _ascend(loaded, model_info, info, config, count, report)
+        entry = _ascend(trunk(), info, config, count, report)
         cache.store(key, entry)
     filters = [int(f) for f in entry.filter_indices]
     activations = [float(a) for a in entry.activations]
