@@ -40,7 +40,7 @@ from ..graph import resolve_layer
 from ..inspection import LayerInfo
 from ..units import rescue_split, response_floor, unit_functions
 from .activations import ascent_chain, free_size_values, graph_safe, reads_channels_first
-from .ascent_parts import recipe
+from .ascent_parts import NoTransforms, recipe
 
 ASSUMED_GFLOPS = 150.0  # a CPU rate to bound the time of one step (this 2-core AVX-512 machine: 190-590)
 STEP_SECONDS = 2.0
@@ -246,13 +246,16 @@ class AscentGroup:
         return next(i for i, member in enumerate(self.members) if member.info.index == info.index)
 
     def compiled(self, canvas_hw: tuple[int, int]):
-        """(recipe, step, measure) for canvases of ``canvas_hw``, made once."""
+        """(recipe, step, measure) for canvases of ``canvas_hw``, made once. ``measure`` is None
+        when the recipe sees the canvas as it is: the step itself then measures (a trace saved)."""
         if canvas_hw not in self._compiled:
             settings = self.settings
             parts = recipe(settings.mode, canvas_hw, self.channels, settings.rate, settings.noise_amplitude)
             step = self._compile(lambda params, state, t, one_hots, draw: self._climb_step(parts, params, state, t,
                                                                                            one_hots, draw))
-            measure = self._compile(lambda pixels, one_hots: self._objective(pixels, one_hots)[1])
+            measure = None
+            if not isinstance(parts.transforms, NoTransforms):
+                measure = self._compile(lambda pixels, one_hots: self._objective(pixels, one_hots)[1])
             self._compiled[canvas_hw] = (parts, step, measure)
         return self._compiled[canvas_hw]
 
@@ -290,14 +293,17 @@ class AscentGroup:
         return climbed_total, output_total
 
     def _climb_step(self, parts, params, state, t, one_hots, draw):
-        """One step of the recipe: its image seen through its transforms, its optimiser's update."""
+        """One step of the recipe: its image seen through its transforms, its optimiser's update,
+        and the unit's mean response to the image it saw (before the update)."""
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
             tape.watch(params)
             seen = parts.transforms.apply(parts.image.pixels(params), draw)
-            objective = tf.reduce_sum(self._objective(seen, one_hots)[0])
-        return parts.optimiser.step(params, tape.gradient(objective, params), state, t)
+            climbed, response = self._objective(seen, one_hots)
+            objective = tf.reduce_sum(climbed)
+        params, state = parts.optimiser.step(params, tape.gradient(objective, params), state, t)
+        return params, state, response
 
 
 def _filter_means(values, one_hot):
@@ -440,7 +446,7 @@ class LayerAscent:
         return min(max(1, filters), plan_batch(self.cost, self.canvas_hw, 1 << 30, self.settings))
 
     def _climb(self, chunk: list[int], steps: int, rng: np.random.Generator):
-        """The final pixels of one batch of canvases, one filter each."""
+        """(the final pixels, the unit's mean response to them) of one batch of canvases, one filter each."""
         import tensorflow as tf
 
         one_hots = self._one_hots(chunk)
@@ -448,8 +454,12 @@ class LayerAscent:
         state = self.recipe.optimiser.start(params)
         for t in range(1, steps + 1):
             draw = self.recipe.transforms.draw(rng)
-            params, state = self._step(params, state, tf.constant(float(t)), one_hots, draw)
-        return self.recipe.image.pixels(params), one_hots
+            params, state, _ = self._step(params, state, tf.constant(float(t)), one_hots, draw)
+        pixels = self.recipe.image.pixels(params)
+        if self._measure is not None:
+            return pixels, self._measure(pixels, one_hots)
+        # one more step sees the final canvas as it is; its update is dropped
+        return pixels, self._step(params, state, tf.constant(float(steps + 1)), one_hots, None)[2]
 
     def run(self, filter_indices: list[int], steps: int | None = None,
             on_batch: Callable[[int, int], None] | None = None) -> AscentResult:
@@ -463,12 +473,12 @@ class LayerAscent:
         for start in range(0, len(filter_indices), batch_size):
             chunk = filter_indices[start : start + batch_size]
             padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-            final, one_hots = self._climb(padded, steps, rng)
-            activations.append(np.asarray(self._measure(final, one_hots))[: len(chunk)])
+            final, responses = self._climb(padded, steps, rng)
+            activations.append(np.asarray(responses)[: len(chunk)])
             images.extend(self.recipe.display(picture) for picture in final.numpy()[: len(chunk)])
             if on_batch is not None:
                 on_batch(start + len(chunk), len(filter_indices))
-        # each step is a forward and an input-gradient pass; the measurement one more forward
+        # each step is a forward and an input-gradient pass; the measurement about half a step more
         batches = -(-len(filter_indices) // batch_size)
         flops = batches * batch_size * (steps + 0.5) * self.flops_per_canvas_step
         return AscentResult(tuple(filter_indices), np.stack(images), np.concatenate(activations).astype(np.float32),

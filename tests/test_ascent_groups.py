@@ -1,0 +1,96 @@
+"""Deep models at a fixed cost a layer: one replay for every layer, one trace a layer (or a group of
+short ones), plans that know a squeeze-and-excitation conv sees one value per channel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnviz_report.analysis.ascent import (GROUP_WORK, AscentSettings, AscentTrunk, LayerAscent, LayerCost,
+                                           plan_canvases, plan_groups)
+from cnnviz_report.inspection import inspect_model
+
+SIZE = 64  # large enough that a layer without a receptive field would get the largest canvas
+
+
+@pytest.fixture(scope="module")
+def se_model():
+    """conv_a -> squeeze-and-excitation (global pooling, two 1x1 convs, a product) -> project,
+    the shape of an EfficientNet block; fixed random weights."""
+    import keras
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_a")(inputs)
+    squeezed = keras.layers.GlobalAveragePooling2D(keepdims=True, name="squeeze")(x)
+    squeezed = keras.layers.Conv2D(4, 1, activation="relu", name="se_reduce")(squeezed)
+    squeezed = keras.layers.Conv2D(16, 1, activation="sigmoid", name="se_expand")(squeezed)
+    x = keras.layers.Multiply(name="excite")([x, squeezed])
+    x = keras.layers.Conv2D(8, 1, activation="relu", name="project")(x)
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(0.05, 0.4, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def _conv(model):
+    return {info.name: info for info in inspect_model(model).conv_layers}
+
+
+def test_a_squeeze_and_excitation_conv_costs_one_value_a_channel_and_takes_its_neighbours_canvas(se_model):
+    conv = _conv(se_model)
+    assert conv["se_reduce"].receptive_field is None  # after a global pooling
+    pooled = LayerCost.of([conv["se_reduce"]], (SIZE, SIZE)).bytes_per_pixel
+    spatial = LayerCost.of([conv["conv_a"]], (SIZE, SIZE)).bytes_per_pixel
+    assert pooled == pytest.approx(12 * 4 / SIZE**2) and spatial == pytest.approx(12 * 16)
+    canvases = plan_canvases(list(conv.values()), (SIZE, SIZE), True, AscentSettings())
+    assert canvases[conv["se_reduce"].index] == canvases[conv["se_expand"].index] == canvases[conv["conv_a"].index] \
+        == (32, 32)
+    alone = plan_canvases([conv["se_reduce"]], (SIZE, SIZE), True, AscentSettings())
+    assert alone[conv["se_reduce"].index] == (96, 96)  # nothing before it: the largest canvas
+
+
+def test_short_ascents_of_close_cost_share_a_group_and_long_ones_climb_alone(se_model):
+    conv = _conv(se_model)
+    layers = list(conv.values())
+    canvases = plan_canvases(layers, (SIZE, SIZE), True, AscentSettings())
+    names = lambda groups: [[info.name for info in group] for group in groups]  # noqa: E731
+    # the SE convs add almost nothing to conv_a's cost; project adds 29 % (more than GROUP_COST_RATIO)
+    assert names(plan_groups(layers, layers, (SIZE, SIZE), canvases)) == [["conv_a", "se_reduce", "se_expand"],
+                                                                      ["project"]]
+    long = {conv["se_reduce"].index: GROUP_WORK + 1}
+    assert names(plan_groups(layers, layers, (SIZE, SIZE), canvases, long)) == [["conv_a"], ["se_reduce"],
+                                                                            ["se_expand"], ["project"]]
+    other_canvas = {**canvases, conv["se_expand"].index: (40, 40)}
+    assert names(plan_groups(layers, layers, (SIZE, SIZE), other_canvas)) == [["conv_a", "se_reduce"], ["se_expand"],
+                                                                          ["project"]]
+
+
+def test_a_layer_climbs_the_same_in_its_group_as_alone_and_its_step_is_traced_once(se_model):
+    conv = _conv(se_model)
+    layers = list(conv.values())
+    settings = AscentSettings(steps=6, batch_size=2, seed=4, fixed_canvas=(32, 32))  # the same canvas alone
+    trunk = AscentTrunk(se_model, layers, (SIZE, SIZE), 3, lambda p: p / 255.0, settings)
+    for name in ("conv_a", "se_reduce", "se_expand"):
+        grouped = trunk.engine(conv[name])
+        assert len(grouped.group.members) == 3
+        together = grouped.run([0, 1, 2])  # two batches of 2: the last one filled up with filter 2 again
+        alone = LayerAscent.alone(se_model, conv[name], layers, (SIZE, SIZE), 3, lambda p: p / 255.0, settings).run(
+            [0, 1, 2])
+        assert len(alone.images) == len(together.images) == 3
+        np.testing.assert_array_equal(together.images, alone.images)
+        np.testing.assert_allclose(together.activations, alone.activations, rtol=1e-5, atol=1e-6)
+    engine = trunk.engine(conv["conv_a"])
+    # three layers of 3 filters in batches of 2: one trace, which also measures the final canvases
+    assert engine._step.experimental_get_tracing_count() == 1 and engine._measure is None
+
+
+def test_the_trunk_replays_the_model_once_for_all_its_layers(se_model, monkeypatch):
+    import cnnviz_report.analysis.ascent as ascent
+
+    calls = []
+    real = ascent.free_size_values
+    monkeypatch.setattr(ascent, "free_size_values", lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs))
+    layers = list(_conv(se_model).values())
+    trunk = AscentTrunk(se_model, layers, (SIZE, SIZE), 3, lambda p: p / 255.0, AscentSettings(steps=2))
+    engines = [trunk.engine(info) for info in layers]
+    assert len(calls) == 1 and all(engine.group.free for engine in engines)
