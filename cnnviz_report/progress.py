@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .config import ReportConfig
-from .inspection import LayerInfo, ModelInfo
+from .inspection import LayerInfo
 
 IMAGES = "pictures and predictions"
 KERNELS = "filters"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnviz_report.analysis.ascent import (GROUP_WORK, AscentSettings, AscentTrunk, LayerAscent, LayerCost,
-                                           plan_canvases, plan_groups)
+from cnnviz_report.analysis.ascent import (GROUP_WORK, TRACE_COST_PER_LAYER, AscentSettings, AscentTrunk,
+                                           LayerAscent, LayerCost, plan_canvases, plan_groups)
 from cnnviz_report.inspection import inspect_model
 
 SIZE = 64  # large enough that a layer without a receptive field would get the largest canvas
@@ -49,20 +49,21 @@ def test_a_squeeze_and_excitation_conv_costs_one_value_a_channel_and_takes_its_n
     assert alone[conv["se_reduce"].index] == (96, 96)  # nothing before it: the largest canvas
 
 
-def test_short_ascents_of_close_cost_share_a_group_and_long_ones_climb_alone(se_model):
+def test_short_ascents_of_close_cost_share_a_trace_and_long_ones_climb_alone(se_model):
     conv = _conv(se_model)
     layers = list(conv.values())
     canvases = plan_canvases(layers, (SIZE, SIZE), True, AscentSettings())
     names = lambda groups: [[info.name for info in group] for group in groups]  # noqa: E731
+    short = {info.index: 8 for info in layers}  # --ascent-steps 1 --max-filters 8
     # the SE convs add almost nothing to conv_a's cost; project adds 29 % (more than GROUP_COST_RATIO)
-    assert names(plan_groups(layers, layers, (SIZE, SIZE), canvases)) == [["conv_a", "se_reduce", "se_expand"],
-                                                                      ["project"]]
-    long = {conv["se_reduce"].index: GROUP_WORK + 1}
-    assert names(plan_groups(layers, layers, (SIZE, SIZE), canvases, long)) == [["conv_a"], ["se_reduce"],
-                                                                            ["se_expand"], ["project"]]
+    assert names(plan_groups(layers, layers, (SIZE, SIZE), canvases, short)) == [
+        ["conv_a", "se_reduce", "se_expand"], ["project"]]
+    long = {**short, conv["se_reduce"].index: GROUP_WORK + 1}
+    assert names(plan_groups(layers, layers, (SIZE, SIZE), canvases, long)) == [
+        ["conv_a"], ["se_reduce"], ["se_expand"], ["project"]]
     other_canvas = {**canvases, conv["se_expand"].index: (40, 40)}
-    assert names(plan_groups(layers, layers, (SIZE, SIZE), other_canvas)) == [["conv_a", "se_reduce"], ["se_expand"],
-                                                                          ["project"]]
+    assert names(plan_groups(layers, layers, (SIZE, SIZE), other_canvas, short)) == [
+        ["conv_a", "se_reduce"], ["se_expand"], ["project"]]
 
 
 def test_a_layer_climbs_the_same_in_its_group_as_alone_and_its_step_is_traced_once(se_model):
@@ -80,7 +81,7 @@ def test_a_layer_climbs_the_same_in_its_group_as_alone_and_its_step_is_traced_on
         np.testing.assert_array_equal(together.images, alone.images)
         np.testing.assert_allclose(together.activations, alone.activations, rtol=1e-5, atol=1e-6)
     engine = trunk.engine(conv["conv_a"])
-    # three layers of 3 filters in batches of 2: one trace, which also measures the final canvases
+    # three layers of the group, 3 filters each in batches of 2: one trace, which also measures
     assert engine._step.experimental_get_tracing_count() == 1 and engine._measure is None
 
 
@@ -94,3 +95,18 @@ def test_the_trunk_replays_the_model_once_for_all_its_layers(se_model, monkeypat
     trunk = AscentTrunk(se_model, layers, (SIZE, SIZE), 3, lambda p: p / 255.0, AscentSettings(steps=2))
     engines = [trunk.engine(info) for info in layers]
     assert len(calls) == 1 and all(engine.group.free for engine in engines)
+
+
+def test_the_plan_charges_each_trace_once_so_the_eta_holds_when_tracing_outweighs_arithmetic(se_model):
+    from cnnviz_report.config import ReportConfig
+    from cnnviz_report.phases.mosaics import ascent_costs
+
+    info = inspect_model(se_model)
+    conv = _conv(se_model)
+    short = ascent_costs(info, list(conv.values()), ReportConfig(ascent_steps=1, max_filters=2), (SIZE, SIZE))
+    # one step of two filters: the group's trace (over the graph up to se_expand) is charged once
+    assert short[conv["conv_a"].index] > TRACE_COST_PER_LAYER * (conv["se_expand"].index + 1)
+    assert all(short[conv[name].index] < TRACE_COST_PER_LAYER for name in ("se_reduce", "se_expand"))
+    assert short[conv["project"].index] > TRACE_COST_PER_LAYER * (conv["project"].index + 1)  # a group of its own
+    long = ascent_costs(info, list(conv.values()), ReportConfig(ascent_steps=300), (SIZE, SIZE))
+    assert all(long[conv[name].index] > TRACE_COST_PER_LAYER * (conv[name].index + 1) for name in conv)  # alone

@@ -12,10 +12,14 @@ Two modes share one engine, as two recipes of small parts (``ascent_parts``):
 
 What the engine adds to both:
 
-* many filters at once, one canvas per filter, through a model truncated at the layer (the
-  same result as one at a time, a fraction of the calls);
+* many filters at once, one canvas per filter (the same result as one at a time, a fraction of
+  the calls);
+* one replay of the model's graph from an input of any size for all its conv layers
+  (``AscentTrunk``), and one traced step a layer, or one for a group of layers of close cost
+  when their ascents are short (``AscentGroup``): in a 100-layer model tracing, not arithmetic,
+  was most of the time;
 * a canvas sized from the layer's receptive field (a block1 filter sees 3 to 5 pixels and does
-  not need 180x180), in a model replayed to accept that size;
+  not need 180x180);
 * a batch size chosen from the memory the layer's activations take and a bound on the time one
   step takes (so Ctrl-C is honoured within seconds);
 * the canvas lives in pixel space (0..255 RGB) with the model's own preprocessing inside the
@@ -193,7 +197,7 @@ def pre_activation_rescue(output_means, pre_means, one_hot, floor: np.ndarray):
 
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Member:
     """One layer of a group: how its value becomes the unit's response, and the response's floor."""
 
@@ -230,8 +234,10 @@ class AscentGroup:
     arithmetic, not a trace, and add exact zeros, so a layer's pictures do not depend on its group).
     """
 
-    def __init__(self, model, members: list[_Member], forward_values: Callable, layers: list, free: bool,
-                 cost: LayerCost, preprocess, input_channels_first: bool, settings: AscentSettings, channels: int):
+    def __init__(self, members: list[_Member], forward_values: Callable, layers: list, free: bool, cost: LayerCost,
+                 preprocess, input_channels_first: bool, settings: AscentSettings, channels: int):
+        """``forward_values(model input)`` gives each member's value; ``layers`` are the Keras
+        models it calls (whether they compile, whether they need XLA); ``free``: any canvas size."""
         import tensorflow as tf
 
         self.members, self.free, self.cost, self.settings, self.channels = members, free, cost, settings, channels
@@ -317,10 +323,16 @@ def _filter_means(values, one_hot):
     return tf.einsum("bhwc,bc->b", values, one_hot) / area
 
 
-GROUP_COST_RATIO = 1.25  # a group's deepest member costs at most this much more per step than its first
-# A layer climbing more canvas-steps than this (filters x steps) pays for its own trace: sharing
-# one costs it up to a third more arithmetic a step (the group's deeper layers, the other members'
-# objectives), and a deep trace is worth a few hundred canvas-steps (benchmarks/deep_models.py).
+# Tracing and setting up a compiled step costs about 0.035 s per Keras layer it replays, whatever
+# the canvas: in a 200-layer model, seconds that FLOPs do not show (benchmarks/deep_models.py).
+TRACE_COST_PER_LAYER = 2.5e9  # FLOP-equivalents (progress.DRAWING_COST is ~0.3 s here)
+# Groups: consecutive layers whose upstream cost per pixel stays within GROUP_COST_RATIO of the
+# first's, and whose ascents are short (at most GROUP_WORK canvas-steps, filters x steps). A longer
+# ascent pays for its own trace: in a group, each member's step also runs the group's deeper layers
+# and every member's objective (11 members of ResNet50V2 made a step 37 % dearer than alone), while
+# a deep trace is worth a few hundred canvas-steps. Larger groups, chosen by a cost model of both,
+# were slower here (ResNet50V2, one step of 8 filters a layer: 82 s against 72 s, benchmarks/).
+GROUP_COST_RATIO = 1.25
 GROUP_WORK = 1000
 
 
@@ -329,19 +341,22 @@ def upstream_cost(conv_layers: list[LayerInfo], info: LayerInfo, input_hw: tuple
     return LayerCost.of([layer for layer in conv_layers if layer.index <= info.index], input_hw)
 
 
+def trace_cost(info: LayerInfo) -> float:
+    """FLOP-equivalents of tracing a step whose graph reaches ``info`` (walk position ~ layers)."""
+    return TRACE_COST_PER_LAYER * (info.index + 1)
+
+
 def plan_groups(conv_layers: list[LayerInfo], targets: list[LayerInfo], input_hw: tuple[int, int],
-                canvases: dict[int, tuple[int, int]], work: dict[int, float] | None = None,
-                ratio: float = GROUP_COST_RATIO) -> list[list[LayerInfo]]:
-    """Consecutive short targets (at most GROUP_WORK canvas-steps of ``work``; all, without it) on
-    canvases of one size whose upstream cost per pixel stays within ``ratio`` of the first's:
-    sharing one trace costs the first member at most ``ratio - 1`` more arithmetic. A long
-    target is a group of its own."""
+                canvases: dict[int, tuple[int, int]], work: dict[int, float] | None = None) -> list[list[LayerInfo]]:
+    """Consecutive short targets (walk order; at most GROUP_WORK canvas-steps of ``work``, all of
+    them without it) on canvases of one size, whose upstream cost per pixel stays within
+    GROUP_COST_RATIO of the first's, share one trace; a long target is a group of its own."""
     groups: list[list[LayerInfo]] = []
     first_cost, joinable = 0.0, False
     for info in sorted(targets, key=lambda layer: layer.index):
         cost = upstream_cost(conv_layers, info, input_hw).flops_per_pixel
         short = work is None or work.get(info.index, 0) <= GROUP_WORK
-        if groups and short and joinable and cost <= ratio * first_cost \
+        if groups and short and joinable and cost <= GROUP_COST_RATIO * first_cost \
                 and canvases[info.index] == canvases[groups[-1][0].index]:
             groups[-1].append(info)
         else:
@@ -376,7 +391,7 @@ class AscentTrunk:
         for infos in plan_groups(self._conv_layers, reached, input_hw, self._canvases, work):
             multi = keras.Model(new_input, [values[info.index][0] for info in infos])
             members = [_member(model, info, values[info.index][1]) for info in infos]
-            group = AscentGroup(model, members, _as_list(multi), [multi], True, self._cost(infos[-1]), preprocess,
+            group = AscentGroup(members, _as_list(multi), [multi], True, self._cost(infos[-1]), preprocess,
                                 input_channels_first, settings, channels)
             self._groups.update((info.index, group) for info in infos)
 
@@ -387,9 +402,9 @@ class AscentTrunk:
         group = self._groups.get(info.index)
         if group is None:  # a graph that cannot be replayed at a free size: the model's own input size
             chain, conv_activation = ascent_chain(self.model, info)
-            group = AscentGroup(self.model, [_member(self.model, info, conv_activation)], _through(chain), chain,
-                                False, self._cost(info), self._preprocess, self._input_channels_first,
-                                self.settings, self.channels)
+            group = AscentGroup([_member(self.model, info, conv_activation)], _through(chain), chain, False,
+                                self._cost(info), self._preprocess, self._input_channels_first, self.settings,
+                                self.channels)
             return LayerAscent(group, info, plan_canvas(info, self.input_hw, False, self.settings))
         return LayerAscent(group, info, self._canvases[info.index])
 

@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 
 from .. import paths, render
-from ..analysis.ascent import AscentSettings, AscentTrunk, plan_canvases, plan_groups, upstream_cost
+from ..analysis.ascent import AscentSettings, AscentTrunk, plan_canvases, plan_groups, trace_cost, upstream_cost
 from ..cache import AscentCache, MosaicEntry, ascent_key
 from ..config import ReportConfig
 from ..health import ASCENT_JUDGE_STEPS, at_floor
@@ -67,19 +67,23 @@ def unit_end(model_info: ModelInfo, info: LayerInfo) -> LayerInfo:
 def ascent_costs(model_info: ModelInfo, layers: list[LayerInfo], config: ReportConfig,
                  input_hw: tuple[int, int]) -> dict[int, float]:
     """Each layer's estimated mosaic cost in FLOP-equivalents: its group's step (the engine's own
-    estimate) times the canvases it climbs; 0-cost layers (no mosaic) are left out."""
+    estimate) times the canvas-steps it climbs, and for the first layer of a group the trace of
+    the group's graph, so the ETA stays honest where tracing outweighs arithmetic; layers
+    without a mosaic are left out."""
     settings = ascent_settings(config)
     conv_layers, targets = list(model_info.conv_layers), ascent_targets(model_info)
     canvases = plan_canvases(targets, input_hw, True, settings)
-    group_cost = {}
+    group_cost, traces = {}, {}
     work = {info.index: canvas_steps(config, info) for info in targets}
     for group in plan_groups(conv_layers, targets, input_hw, canvases, work):
         cost = upstream_cost(conv_layers, group[-1], input_hw)
         group_cost.update((info.index, cost) for info in group)
+        traces[group[0].index] = trace_cost(group[-1])
     costs = {}
     for info in layers:
         if mosaic_count(config, info) and info.index in group_cost:
-            costs[info.index] = canvas_steps(config, info) * group_cost[info.index].step_flops(canvases[info.index])
+            arithmetic = canvas_steps(config, info) * group_cost[info.index].step_flops(canvases[info.index])
+            costs[info.index] = arithmetic + traces.get(info.index, 0.0)
     return costs
 
 
