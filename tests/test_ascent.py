@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnviz_report.analysis.activations import free_size_model, layer_chain
+from cnnviz_report.analysis.activations import free_size_values, layer_chain
 from cnnviz_report.analysis.ascent import AscentSettings, LayerAscent, LayerCost, plan_batch, plan_canvas
 from cnnviz_report.build import build_site
 from cnnviz_report.config import ReportConfig
@@ -23,6 +23,15 @@ ROOT = Path(__file__).parent.parent
 @pytest.fixture(scope="module")
 def vgg16(keras):
     return keras.applications.VGG16(weights=None)
+
+
+def free_size_model(model, info):
+    """(a Keras model from an input of any size to the layer's value, the activation still to apply)."""
+    import keras
+
+    new_input, values = free_size_values(model, [info])
+    value, activation = values[info.index]
+    return keras.Model(new_input, value), activation
 
 
 def test_replayed_model_is_exact_and_takes_any_size(vgg16, nested_model):

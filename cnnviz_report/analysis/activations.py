@@ -241,15 +241,3 @@ def free_size_values(model, layers: list[LayerInfo], channels_first: bool = Fals
         linear_copy = _linear_copy(layer)
         values[info.index] = (linear_copy(layer_input), layer.activation) if linear_copy is not None else (output, None)
     return new_input, values
-
-
-def free_size_model(model, info: LayerInfo, channels_first: bool = False):
-    """(keras.Model from an input of any height and width to the layer's value, activation), as
-    ``free_size_values`` says; None when the graph cannot be replayed at a free size."""
-    import keras
-
-    new_input, values = free_size_values(model, [info], channels_first)
-    if info.index not in values:
-        return None
-    value, activation = values[info.index]
-    return keras.Model(new_input, value), activation
