@@ -110,3 +110,10 @@ def test_the_plan_charges_each_trace_once_so_the_eta_holds_when_tracing_outweigh
     assert short[conv["project"].index] > TRACE_COST_PER_LAYER * (conv["project"].index + 1)  # a group of its own
     long = ascent_costs(info, list(conv.values()), ReportConfig(ascent_steps=300), (SIZE, SIZE))
     assert all(long[conv[name].index] > TRACE_COST_PER_LAYER * (conv[name].index + 1) for name in conv)  # alone
+
+
+def test_batches_are_even_so_filling_up_the_last_one_wastes_little(se_model):
+    conv = _conv(se_model)
+    engine = LayerAscent.alone(se_model, conv["conv_a"], list(conv.values()), (SIZE, SIZE), 3, lambda p: p / 255.0,
+                               AscentSettings(steps=1, batch_size=7))
+    assert [engine.batch_size(n) for n in (16, 14, 7, 3)] == [6, 7, 7, 3]  # 16 filters: 3 x 6, not 7 + 7 + 2

@@ -456,9 +456,12 @@ class LayerAscent:
         return tuple(masks)
 
     def batch_size(self, filters: int) -> int:
-        """The group's batch for this canvas (one traced shape for all its members), or fewer
-        canvases when the layer has fewer filters."""
-        return min(max(1, filters), plan_batch(self.cost, self.canvas_hw, 1 << 30, self.settings))
+        """At most the group's batch for this canvas, spread evenly over the batches ``filters``
+        need, so filling up the last one wastes fewer canvases than there are batches (64 filters
+        in batches of at most 39 climb as 2 x 32, not 39 + 25 filled up to 39)."""
+        largest = min(max(1, filters), plan_batch(self.cost, self.canvas_hw, 1 << 30, self.settings))
+        batches = -(-max(1, filters) // largest)
+        return -(-max(1, filters) // batches)
 
     def _climb(self, chunk: list[int], steps: int, rng: np.random.Generator):
         """(the final pixels, the unit's mean response to them) of one batch of canvases, one filter each."""
