@@ -16,7 +16,7 @@ from ..loading import LoadedModel
 from ..records import AscentTile, MosaicPictures
 
 MOSAIC_FILTERS = 64
-SCAN_SHARE = 4  # --select top first climbs every filter for a quarter of the steps
+SCAN_DIVISOR = 4  # --select top first climbs every filter for a quarter of the steps
 
 
 def ascent_settings(config: ReportConfig) -> AscentSettings:
@@ -38,7 +38,7 @@ def ascent_targets(model_info: ModelInfo) -> list[LayerInfo]:
 
 
 def scan_steps(steps: int) -> int:
-    return max(1, steps // SCAN_SHARE)
+    return max(1, steps // SCAN_DIVISOR)
 
 
 def canvas_steps(config: ReportConfig, info: LayerInfo) -> float:
