@@ -226,7 +226,7 @@ def free_size_values(model, layers: list[LayerInfo], channels_first: bool = Fals
     """
     import keras
 
-    targets = {id(resolve_layer(model, info)): info for info in layers}
+    targets = {id(layer): (info, layer) for info in layers for layer in [resolve_layer(model, info)]}
     channels = model.inputs[0].shape[1 if channels_first else -1]
     new_input = keras.Input((channels, None, None) if channels_first else (None, None, channels))
     calls: dict = {}
@@ -236,8 +236,7 @@ def free_size_values(model, layers: list[LayerInfo], channels_first: bool = Fals
         return new_input, {}
     values = {}
     for layer_id, (layer_input, output) in calls.items():
-        info = targets[layer_id]
-        layer = resolve_layer(model, info)
+        info, layer = targets[layer_id]
         linear_copy = _linear_copy(layer)
         values[info.index] = (linear_copy(layer_input), layer.activation) if linear_copy is not None else (output, None)
     return new_input, values
