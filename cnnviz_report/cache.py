@@ -22,7 +22,7 @@ from . import __version__
 from .graph import resolve_layer
 from .inspection import LayerInfo
 
-FORMAT_VERSION = 2  # 2: the key holds every AscentSettings field
+FORMAT_VERSION = 3  # 2: the key holds every AscentSettings field; 3: entries hold the quality measures
 
 
 def default_cache_dir() -> Path:
@@ -65,19 +65,22 @@ class MosaicEntry:
     filter_indices: np.ndarray  # int64 (F,)
     images: np.ndarray  # uint8 (F, h, w, C)
     activations: np.ndarray  # float32 (F,), the unit's mean response on the final canvas
+    transformed: np.ndarray  # float32 (F,), its mean under the quality measure's transforms
+    high_frequency: np.ndarray  # float32 (F,), the pictures' share of power in the top octave
     canvas_hw: tuple[int, int]
     floor: np.ndarray | None  # float64 per filter of the layer; None: the response has no floor
 
     def to_npz(self, stream) -> None:
         np.savez(stream, filter_indices=self.filter_indices, images=self.images, activations=self.activations,
+                 transformed=self.transformed, high_frequency=self.high_frequency,
                  canvas=np.asarray(self.canvas_hw, np.int64),
                  floor=np.asarray([] if self.floor is None else self.floor, np.float64))
 
     @classmethod
     def from_npz(cls, stored) -> "MosaicEntry":
         floor = stored["floor"]
-        return cls(stored["filter_indices"], stored["images"], stored["activations"],
-                   tuple(int(v) for v in stored["canvas"]), floor if len(floor) else None)
+        return cls(stored["filter_indices"], stored["images"], stored["activations"], stored["transformed"],
+                   stored["high_frequency"], tuple(int(v) for v in stored["canvas"]), floor if len(floor) else None)
 
 
 class AscentCache:

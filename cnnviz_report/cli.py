@@ -76,10 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         "'unit'), raw (0..255), unit (0..1), tf (-1..1), caffe or torch (ImageNet mean/std)",
     )
     build.add_argument(
-        "--ascent", choices=ASCENT_MODES, default="fast",
-        help="how the filter pictures are made: fast (default; the keras.io method on canvases sized "
-        "from each layer's receptive field) or robust (lucid's practice: Fourier-parametrised "
-        "image, decorrelated colour, random transforms, Adam; slower)",
+        "--ascent", choices=ASCENT_MODES, default="balanced",
+        help="how the filter pictures are made: balanced (default: lucid's Fourier image, decorrelated "
+        "colour and random transforms at fast's 30 steps; the first layers' small canvases the fast way), "
+        "fast (the keras.io method: pixels, no transforms; noise in deep layers of trained models) or "
+        "robust (lucid's full recipe, 128 steps; about 4x balanced's time)",
     )
     build.add_argument("--select", choices=SELECT_MODES, default="first",
                        help="which 64 filters get a picture: first (default) or top (scan every filter "
@@ -92,9 +93,11 @@ def _parser() -> argparse.ArgumentParser:
                        "output after the BatchNormalization/activation layers that follow it alone, i.e. what "
                        "the next layer sees) or raw (the conv layer's own output)")
     build.add_argument("--ascent-steps", type=int, metavar="N",
-                       help="gradient-ascent steps per filter (default: 30 fast, 128 robust); 0 skips the mosaics")
+                       help="gradient-ascent steps per filter (default: 30 balanced and fast, 128 robust); 0 skips "
+                       "the mosaics")
     build.add_argument("--ascent-lr", type=float, metavar="LR",
-                       help="step size (default: 10 on the keras.io scale for fast, 0.05 Adam for robust)")
+                       help="step size (default: Adam 0.15 for balanced, 10 on the keras.io scale for fast, Adam "
+                       "0.05 for robust)")
     build.add_argument("--cache-dir", metavar="DIR",
                        help="where finished mosaics are kept between builds (default: ~/.cache/cnnviz_report)")
     build.add_argument("--no-cache", action="store_true", help="neither read nor write the mosaic cache")

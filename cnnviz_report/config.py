@@ -9,7 +9,7 @@ from .errors import UsageError
 
 PREPROCESS_MODES = ("auto", "raw", "unit", "tf", "caffe", "torch")
 WEIGHT_KEYWORDS = ("imagenet", "none")
-ASCENT_MODES = ("fast", "robust")
+ASCENT_MODES = ("balanced", "fast", "robust")
 SELECT_MODES = ("first", "top")
 UNIT_MODES = ("response", "raw")
 
@@ -27,11 +27,11 @@ class ReportConfig:
     title: str | None = None
     seed: int = 0
     preprocess: str = "auto"
-    ascent_mode: str = "fast"
+    ascent_mode: str = "balanced"
     select: str = "first"  # "first": filters 0-63; "top": scan them all, keep the 64 most activated
     input_size: tuple[int, int] | None = None  # (height, width) for models that take any size; None: 224
     unit: str = "response"  # "response": after the conv's BN/activation chain; "raw": the conv's own output
-    ascent_steps: int | None = None  # None: the mode's own (fast 30, robust 128)
+    ascent_steps: int | None = None  # None: the mode's own (balanced and fast 30, robust 128)
     ascent_learning_rate: float | None = None  # None: the mode's own
     cache_dir: str | None = None  # None: ~/.cache/cnnviz_report (XDG_CACHE_HOME honoured)
     use_cache: bool = True

@@ -127,12 +127,29 @@ class ResponsePictures:
 
 
 @dataclass(frozen=True)
+class AscentQuality:
+    """What a filter's ascent picture reached: the response to it, the response to it slightly
+    shifted, scaled and rotated, and its share of high-frequency power (analysis/quality.py)."""
+
+    activation: float
+    transformed: float
+    high_frequency: float
+
+    @property
+    def kept(self) -> float | None:
+        """The share of the response the picture keeps under the transforms (None: no positive response)."""
+        from .analysis.quality import kept_share
+
+        return kept_share(self.transformed, self.activation)
+
+
+@dataclass(frozen=True)
 class AscentTile:
-    """One filter's gradient-ascent picture (for its card) and the response it reached."""
+    """One filter's gradient-ascent picture (for its card) and what it reached."""
 
     number: int
     picture: ImageAsset | None  # None: the filter has no card
-    activation: float
+    quality: AscentQuality
     dead: bool  # at its floor after a judged ascent, or NaN/Inf
 
 
@@ -157,7 +174,7 @@ class FilterCard:
     number: int
     kernel: ImageAsset | None  # None: a card of numbers only (a counted filter beyond --max-filters)
     ascent: ImageAsset | None = None
-    ascent_activation: float | None = None
+    ascent_quality: AscentQuality | None = None
     ascent_dead: bool = False
     maps: ImageAsset | None = None
     top_images: tuple[ImageStat, ...] = ()  # the images in ``maps``, most excited first

@@ -6,6 +6,7 @@ undefined names fail, because layer names are user data and a silent blank is a 
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -16,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from . import paths, render
+from .analysis.ascent_parts import SMALL_CANVAS, recipe_name
 from .formatting import fmt_axes, fmt_int, fmt_shape, preprocess_words
 from .health import ASCENT_JUDGE_STEPS, BADGE_LABELS
 from .inspection import LayerInfo
@@ -242,7 +244,9 @@ def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
             "findings": " ".join(keys),  # what the card filter matches (data-findings)
             "kernel": _asset(card.kernel),
             "ascent": _asset(card.ascent),
-            "ascent_activation": "" if card.ascent_activation is None else f"{card.ascent_activation:.3g}",
+            "ascent_activation": "" if card.ascent_quality is None else f"{card.ascent_quality.activation:.3g}",
+            "ascent_kept": _share(card.ascent_quality.kept if card.ascent_quality else None),
+            "ascent_high_frequency": _share(card.ascent_quality.high_frequency if card.ascent_quality else None),
             "ascent_dead": card.ascent_dead,
             "maps": _asset(card.maps),
             "kernel_norm": "" if norm is None else f"{norm:.3g}",
@@ -353,10 +357,34 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
         "not_drawn_reason": info.not_drawn_reason,
         "failure": layer_report.failure,
         "ascent_mode": settings["ascent_mode"],
+        "ascent_recipe": _recipe_words(settings["ascent_mode"], layer_report.mosaic_canvas),
         "select": settings["select"],
     }
     view["contents"] = _contents(view)
     return view
+
+
+RECIPE_WORDS = {
+    "fast": "pixels climbed with normalised gradient steps, no transforms (the keras.io method)",
+    "balanced": "a Fourier-parametrised image with decorrelated colour, seen through random shifts, scaling "
+                "and rotation, climbed with Adam for 30 steps",
+    "robust": "lucid's Fourier-parametrised image with decorrelated colour, random pad, jitter, scaling and "
+              "rotation, Adam",
+}
+
+
+def _recipe_words(mode: str, canvas: tuple[int, int] | None) -> str:
+    """How this layer's pictures were made, and why when the mode chose per layer."""
+    name = recipe_name(mode, canvas) if canvas else mode
+    if name != mode:
+        return (f"{mode} mode, which climbs canvases of at most {SMALL_CANVAS} pixels (the first layers) the "
+                f"{name} way, where it drew crisper patterns on trained models: {RECIPE_WORDS[name]}")
+    return f"{mode} mode: {RECIPE_WORDS[name]}"
+
+
+def _share(value: float | None) -> str:
+    """A share as a whole percentage ("" where there is none)."""
+    return "" if value is None or not math.isfinite(value) else f"{value:.0%}"
 
 
 def _mosaic_tiles(layer_report: LayerReport, cards: dict[int, dict]) -> list[dict]:

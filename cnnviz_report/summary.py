@@ -85,6 +85,7 @@ def summary_markdown(report: Report) -> str:
 
 HEALTH_COLUMNS = ("layer", "filter", "kernel_norm", "nonfinite_kernel", "duplicate_of", "cosine", "norm_outlier",
                   "dead_on_images", "constant_on_images", "ascent_dead", "ascent_activation",
+                  "ascent_transformed", "ascent_kept", "ascent_high_frequency",
                   "mean_activation", "max_activation", "active_share", "images")
 
 
@@ -99,7 +100,7 @@ def health_csv(report: Report) -> str:
             continue
         kernel = health.kernel
         duplicate = {f: (earlier, cosine) for f, earlier, cosine in kernel.duplicates}
-        ascent = {card.number: card.ascent_activation for card in layer.cards}
+        ascent = {card.number: card.ascent_quality for card in layer.cards if card.ascent_quality is not None}
         stats, images = layer.stats, layer.images_measured
         for number in range(health.filters):
             earlier, cosine = duplicate.get(number, ("", ""))
@@ -109,7 +110,7 @@ def health_csv(report: Report) -> str:
                 earlier, cosine, int(number in kernel.norm_outliers),
                 int(number in health.dead) if images else "", int(number in health.constant) if images else "",
                 int(number in health.ascent_dead) if number in layer.mosaic_indices and layer.ascent_judged else "",
-                _num(ascent.get(number)),
+                *_quality_cells(ascent.get(number)),
                 _num(stats.mean[:, number].mean()) if measured else "",
                 _num(stats.max[:, number].max()) if measured else "",
                 _num(stats.active[:, number].mean()) if measured else "",
@@ -117,6 +118,13 @@ def health_csv(report: Report) -> str:
             ]
             writer.writerow(row)
     return out.getvalue()
+
+
+def _quality_cells(quality) -> list[str]:
+    """ascent_activation, ascent_transformed, ascent_kept, ascent_high_frequency (empty: no picture)."""
+    if quality is None:
+        return ["", "", "", ""]
+    return [_num(quality.activation), _num(quality.transformed), _num(quality.kept), _num(quality.high_frequency)]
 
 
 def _cell(text: str) -> str:

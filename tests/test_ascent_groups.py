@@ -80,9 +80,12 @@ def test_a_layer_climbs_the_same_in_its_group_as_alone_and_its_step_is_traced_on
         assert len(alone.images) == len(together.images) == 3
         np.testing.assert_array_equal(together.images, alone.images)
         np.testing.assert_allclose(together.activations, alone.activations, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(together.transformed, alone.transformed, rtol=1e-5, atol=1e-6)
     engine = trunk.engine(conv["conv_a"])
-    # three layers of the group, 3 filters each in batches of 2: one trace, which also measures
-    assert engine._step.experimental_get_tracing_count() == 1 and engine._measure is None
+    # three layers of the group, 3 filters each in batches of 2: one trace of the step and one of the
+    # measurement, which also measures the canvases seen through the quality measure's transforms
+    assert engine._step.experimental_get_tracing_count() == 1
+    assert engine._measure.experimental_get_tracing_count() == 1
 
 
 def test_the_trunk_replays_the_model_once_for_all_its_layers(se_model, monkeypatch):

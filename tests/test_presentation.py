@@ -18,7 +18,7 @@ from cnnviz_report import paths
 from cnnviz_report.config import ReportConfig
 from cnnviz_report.health import KernelFindings, LayerHealth
 from cnnviz_report.inspection import LayerInfo, ModelInfo
-from cnnviz_report.records import (ChannelStats, DiffReport, FeatureAssets, FilterCard, FilterChange,
+from cnnviz_report.records import (AscentQuality, ChannelStats, DiffReport, FeatureAssets, FilterCard, FilterChange,
                                    FilterDiffPictures, ImageDiff, ImageReport, ImageStat, LayerDiff, LayerReport, Report,
                                    Triple, ranked_by_response, ranked_layers)
 from cnnviz_report.render import DIVERGING, ColourScale, ImageAsset
@@ -54,7 +54,7 @@ def make_report(root: Path, name: str = "conv<b>", dead: tuple[int, ...] = (2,))
     cards = tuple(FilterCard(
         number, _png(root, paths.filter_asset(slug, number, "kernel"), f"kernel of filter {number}"),
         ascent=_png(root, paths.filter_asset(slug, number, "ascent"), f"ascent of filter {number}"),
-        ascent_activation=float(number), ascent_dead=number in dead,
+        ascent_quality=AscentQuality(float(number), float(number) / 2, 0.1 * number), ascent_dead=number in dead,
         maps=_png(root, paths.filter_asset(slug, number, "maps"), f"maps of filter {number}"),
         top_images=(ImageStat(0, float(maps[0, number]), float(maps[0, number] * 2), 0.5),)) for number in range(4))
     feature = FeatureAssets(0, _png(root, paths.layer_asset(slug, "fmaps", "01-bird"), "maps"),
@@ -162,6 +162,11 @@ def test_summary_and_health_csv_agree_with_the_records(tmp_path):
     assert [r["filter"] for r in rows] == ["0", "1", "2", "3"]
     assert [r["dead_on_images"] for r in rows] == ["0", "0", "1", "0"]
     assert rows[3]["duplicate_of"] == "0" and rows[1]["max_activation"] == "3"
+    # the ascent's quality: activation, under transforms, kept share (none without a positive response)
+    assert [r["ascent_activation"] for r in rows] == ["0", "1", "2", "3"]
+    assert [r["ascent_transformed"] for r in rows] == ["0", "0.5", "1", "1.5"]
+    assert [r["ascent_kept"] for r in rows] == ["", "0.5", "0.5", "0.5"]
+    assert [r["ascent_high_frequency"] for r in rows] == ["0", "0.1", "0.2", "0.3"]
 
 
 def test_single_file_embeds_the_pictures_of_the_records(tmp_path):

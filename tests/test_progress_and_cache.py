@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cnnviz_report.analysis.ascent import AscentSettings, LayerAscent
-from cnnviz_report.analysis.ascent_parts import (Adam, ClippedDisplay, FourierImage, LucidTransforms, NoTransforms,
+from cnnviz_report.analysis.ascent_parts import (Adam, AffineTransforms, ClippedDisplay, FourierImage, LucidTransforms, NoTransforms,
                                                  NormalisedGradient, PixelImage, StandardisedDisplay, recipe)
 from cnnviz_report.cache import MosaicEntry, ascent_key
 from cnnviz_report.config import ReportConfig
@@ -77,19 +77,23 @@ def test_the_cache_key_holds_every_ascent_setting_and_the_input_geometry():
 @pytest.mark.parametrize("floor", [None, np.zeros(4)])
 def test_a_cache_entry_survives_its_npz_round_trip(floor):
     entry = MosaicEntry(np.array([2, 0], np.int64), np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3),
-                        np.array([1.5, -0.25], np.float32), (24, 32), floor)
+                        np.array([1.5, -0.25], np.float32), np.array([1.25, -0.5], np.float32),
+                        np.array([0.1, 0.7], np.float32), (24, 32), floor)
     stream = io.BytesIO()
     entry.to_npz(stream)
     stream.seek(0)
     with np.load(stream, allow_pickle=False) as stored:
         back = MosaicEntry.from_npz(stored)
     assert back.canvas_hw == (24, 32) and (back.floor is None) == (floor is None)
-    for name in ("filter_indices", "images", "activations"):
+    for name in ("filter_indices", "images", "activations", "transformed", "high_frequency"):
         np.testing.assert_array_equal(getattr(back, name), getattr(entry, name))
 
 
-def test_fast_and_robust_are_two_compositions_of_the_same_kinds_of_part(keras):
+def test_the_modes_are_compositions_of_the_same_kinds_of_part(keras):
     fast, robust = recipe("fast", (32, 32), 3, 10.0, 10.0), recipe("robust", (32, 32), 3, 0.05, 10.0)
+    balanced = recipe("balanced", (32, 32), 3, 0.15, 10.0)
+    assert [type(part) for part in (balanced.image, balanced.transforms, balanced.optimiser, balanced.display)] == \
+        [FourierImage, AffineTransforms, Adam, ClippedDisplay]
     assert [type(part) for part in (fast.image, fast.transforms, fast.optimiser, fast.display)] == \
         [PixelImage, NoTransforms, NormalisedGradient, StandardisedDisplay]
     assert [type(part) for part in (robust.image, robust.transforms, robust.optimiser, robust.display)] == [FourierImage, LucidTransforms, Adam, ClippedDisplay]

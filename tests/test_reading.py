@@ -122,7 +122,7 @@ def test_settings_in_words_and_the_image_page_shows_what_the_model_saw_and_predi
     index = (site["out"] / "index.html").read_text(encoding="utf-8")
     settings = index[index.index('id="settings"'):]
     assert "None" not in settings and "[]" not in settings
-    assert "fast mode, 30 steps" in settings and "portrait.jpg" in settings
+    assert "balanced mode, 30 steps, step size 0.15" in settings and "portrait.jpg" in settings
     image_page = (site["out"] / "images" / "01-portrait.html").read_text(encoding="utf-8")
     assert "01-portrait-input.png" in image_page and "96×96 pixels" in image_page
     predictions = image_page[image_page.index('id="predictions"'):]

@@ -147,7 +147,7 @@ def test_ascent_climbs_the_response_and_judges_only_with_enough_steps(keras, tmp
         layer = build_site(config).report.layers[0]
         assert layer.ascent_judged is judged
         assert set(layer.health.ascent_dead) <= (set(POSITIVE_RAW) if judged else set())
-        activations = [card.ascent_activation for card in layer.cards]
+        activations = [card.ascent_quality.activation for card in layer.cards]
         # the filters negative before BN respond after it; the response is what the mosaic reports
         assert min(activations[:4]) > 0
         summary = (tmp_path / f"site{steps}" / "summary.md").read_text()

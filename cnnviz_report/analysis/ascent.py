@@ -1,6 +1,6 @@
 """Activation maximisation: the input image each filter likes most (Erhan 2009; keras.io; lucid).
 
-Two modes share one engine, as two recipes of small parts (``ascent_parts``):
+Three modes share one engine, as recipes of small parts (``ascent_parts``):
 
 * ``fast`` is the seeds' method (keras.io "Visualizing what convnets learn") done well: start
   from grey noise, climb the mean activation of a filter with l2-normalised gradient steps,
@@ -9,13 +9,20 @@ Two modes share one engine, as two recipes of small parts (``ascent_parts``):
   lucent do it: the image is a Fourier spectrum scaled by 1/frequency with decorrelated colour,
   squashed into valid RGB by a sigmoid, seen through random pad/jitter/scale/rotate transforms,
   and optimised with Adam.
+* ``balanced`` (the builder's default) is robust's image and optimiser at fast's 30 steps, with
+  the transforms as one resample; on the small canvases of the first layers it climbs the fast
+  way. On trained networks it draws robust's textures and parts where fast draws noise, at
+  about fast's cost (benchmarks/quality_benchmark.py).
 
-What the engine adds to both:
+Every picture is also measured under a few fixed random shifts, scales and rotations, and for
+its high-frequency power (``quality``): activation alone cannot tell a feature from noise.
+
+What the engine adds to all:
 
 * many filters at once, one canvas per filter (the same result as one at a time, a fraction of
   the calls);
 * one replay of the model's graph from an input of any size for all its conv layers
-  (``AscentTrunk``), and one traced step a layer, or one for a group of layers of close cost
+  (``AscentTrunk``), and one traced step (and measurement) a layer, or one for a group of layers of close cost
   when their ascents are short (``AscentGroup``): in a 100-layer model tracing, not arithmetic,
   was most of the time;
 * a canvas sized from the layer's receptive field (a block1 filter sees 3 to 5 pixels and does
@@ -44,17 +51,26 @@ from ..graph import resolve_layer
 from ..inspection import LayerInfo
 from ..units import rescue_split, response_floor, unit_functions
 from .activations import ascent_chain, free_size_values, graph_safe, reads_channels_first
-from .ascent_parts import NoTransforms, recipe
+from .ascent_parts import recipe, recipe_name, resample
+from .quality import MEASURE_DRAWS, high_frequency_share, measurement_matrices
 
 ASSUMED_GFLOPS = 150.0  # a CPU rate to bound the time of one step (this 2-core AVX-512 machine: 190-590)
 STEP_SECONDS = 2.0
 
 
+# Each mode's own steps and step size. fast: keras.io's 30 steps of 10 (on its [-1, 1] scale);
+# robust: lucid's Adam 0.05, 128 steps; balanced: robust's parts at fast's 30 steps, where Adam
+# needs a larger rate (0.15 reached more of robust's activation under transforms than 0.05 or 0.25
+# on trained MobileNetV2 and Xception backbones, benchmarks/quality_benchmark.py).
+MODE_STEPS = {"fast": 30, "balanced": 30, "robust": 128}
+MODE_RATES = {"fast": 10.0, "balanced": 0.15, "robust": 0.05}
+
+
 @dataclass(frozen=True)
 class AscentSettings:
     mode: str = "fast"
-    steps: int | None = None  # None: the mode's own (fast 30, robust 128)
-    learning_rate: float | None = None  # None: the mode's own (fast 10 on the keras.io scale, robust Adam 0.05)
+    steps: int | None = None  # None: the mode's own (MODE_STEPS)
+    learning_rate: float | None = None  # None: the mode's own (MODE_RATES)
     seed: int = 0
     rescue_stuck: bool = True
     min_canvas: int = 32
@@ -69,11 +85,11 @@ class AscentSettings:
 
     @property
     def step_count(self) -> int:
-        return self.steps if self.steps is not None else (30 if self.mode == "fast" else 128)
+        return self.steps if self.steps is not None else MODE_STEPS[self.mode]
 
     @property
     def rate(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else (10.0 if self.mode == "fast" else 0.05)
+        return self.learning_rate if self.learning_rate is not None else MODE_RATES[self.mode]
 
 
 @dataclass(frozen=True)
@@ -81,6 +97,8 @@ class AscentResult:
     filter_indices: tuple[int, ...]
     images: np.ndarray  # uint8 (F, h, w, C), ready to show
     activations: np.ndarray  # float32 (F,), mean layer output (border excluded) on the final canvas
+    transformed: np.ndarray  # float32 (F,), the same, mean over the quality measure's transforms
+    high_frequency: np.ndarray  # float32 (F,), the pictures' share of power in the top octave
     canvas_hw: tuple[int, int]
     batch_size: int
     flops: float  # floating-point operations spent (forward and input-gradient passes)
@@ -252,16 +270,16 @@ class AscentGroup:
         return next(i for i, member in enumerate(self.members) if member.info.index == info.index)
 
     def compiled(self, canvas_hw: tuple[int, int]):
-        """(recipe, step, measure) for canvases of ``canvas_hw``, made once. ``measure`` is None
-        when the recipe sees the canvas as it is: the step itself then measures (a trace saved)."""
+        """(recipe, step, measure) for canvases of ``canvas_hw``, made once: two traces, the
+        step (forward and gradient) and the measurement (forward only, any pixels of the size)."""
         if canvas_hw not in self._compiled:
             settings = self.settings
-            parts = recipe(settings.mode, canvas_hw, self.channels, settings.rate, settings.noise_amplitude)
+            name = recipe_name(settings.mode, canvas_hw)
+            rate = settings.rate if name == settings.mode else MODE_RATES[name]
+            parts = recipe(name, canvas_hw, self.channels, rate, settings.noise_amplitude)
             step = self._compile(lambda params, state, t, one_hots, draw: self._climb_step(parts, params, state, t,
                                                                                            one_hots, draw))
-            measure = None
-            if not isinstance(parts.transforms, NoTransforms):
-                measure = self._compile(lambda pixels, one_hots: self._objective(pixels, one_hots)[1])
+            measure = self._compile(lambda pixels, one_hots: self._objective(pixels, one_hots)[1])
             self._compiled[canvas_hw] = (parts, step, measure)
         return self._compiled[canvas_hw]
 
@@ -299,17 +317,21 @@ class AscentGroup:
         return climbed_total, output_total
 
     def _climb_step(self, parts, params, state, t, one_hots, draw):
-        """One step of the recipe: its image seen through its transforms, its optimiser's update,
-        and the unit's mean response to the image it saw (before the update)."""
+        """One step of the recipe: its image seen through its transforms, its optimiser's update."""
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
             tape.watch(params)
             seen = parts.transforms.apply(parts.image.pixels(params), draw)
-            climbed, response = self._objective(seen, one_hots)
+            climbed, _ = self._objective(seen, one_hots)
             objective = tf.reduce_sum(climbed)
         params, state = parts.optimiser.step(params, tape.gradient(objective, params), state, t)
-        return params, state, response
+        return params, state
+
+
+# Each step is a forward and an input-gradient pass (~3 forwards); the measurement is a forward on
+# the final canvas and one under each of the quality measure's transforms.
+MEASURE_STEPS = (1 + MEASURE_DRAWS) / 3.0
 
 
 def _filter_means(values, one_hot):
@@ -324,8 +346,9 @@ def _filter_means(values, one_hot):
 
 
 # Tracing and setting up a compiled step costs about 0.035 s per Keras layer it replays, whatever
-# the canvas: in a 200-layer model, seconds that FLOPs do not show (benchmarks/deep_models.py).
-TRACE_COST_PER_LAYER = 2.5e9  # FLOP-equivalents (progress.DRAWING_COST is ~0.3 s here)
+# the canvas, and its forward-only measurement about half that: in a 200-layer model, seconds that
+# FLOPs do not show (benchmarks/deep_models.py).
+TRACE_COST_PER_LAYER = 1.5 * 2.5e9  # FLOP-equivalents (progress.DRAWING_COST is ~0.3 s here)
 # Groups: consecutive layers whose upstream cost per pixel stays within GROUP_COST_RATIO of the
 # first's, and whose ascents are short (at most GROUP_WORK canvas-steps, filters x steps). A longer
 # ascent pays for its own trace: in a group, each member's step also runs the group's deeper layers
@@ -436,6 +459,7 @@ class LayerAscent:
         self.cost = group.cost
         self.flops_per_canvas_step = self.cost.step_flops(self.canvas_hw)
         self.recipe, self._step, self._measure = group.compiled(self.canvas_hw)
+        self._matrices = measurement_matrices(self.canvas_hw)
 
     @classmethod
     def alone(cls, model, info: LayerInfo, upstream: list[LayerInfo], input_hw: tuple[int, int], channels: int,
@@ -464,7 +488,8 @@ class LayerAscent:
         return -(-max(1, filters) // batches)
 
     def _climb(self, chunk: list[int], steps: int, rng: np.random.Generator):
-        """(the final pixels, the unit's mean response to them) of one batch of canvases, one filter each."""
+        """(the final pixels, the unit's mean response to them as they are, and its mean over the
+        quality measure's transforms) of one batch of canvases, one filter each."""
         import tensorflow as tf
 
         one_hots = self._one_hots(chunk)
@@ -472,12 +497,12 @@ class LayerAscent:
         state = self.recipe.optimiser.start(params)
         for t in range(1, steps + 1):
             draw = self.recipe.transforms.draw(rng)
-            params, state, _ = self._step(params, state, tf.constant(float(t)), one_hots, draw)
+            params, state = self._step(params, state, tf.constant(float(t)), one_hots, draw)
         pixels = self.recipe.image.pixels(params)
-        if self._measure is not None:
-            return pixels, self._measure(pixels, one_hots)
-        # one more step sees the final canvas as it is; its update is dropped
-        return pixels, self._step(params, state, tf.constant(float(steps + 1)), one_hots, None)[2]
+        response = np.asarray(self._measure(pixels, one_hots))
+        transformed = np.mean([np.asarray(self._measure(resample(pixels, tf.constant(matrix)), one_hots))
+                               for matrix in self._matrices], axis=0)
+        return pixels, response, transformed
 
     def run(self, filter_indices: list[int], steps: int | None = None,
             on_batch: Callable[[int, int], None] | None = None) -> AscentResult:
@@ -487,19 +512,21 @@ class LayerAscent:
         steps = self.settings.step_count if steps is None else steps
         batch_size = self.batch_size(len(filter_indices))
         rng = np.random.default_rng([self.settings.seed, self.info.index])
-        images, activations = [], []
+        images, activations, transformed = [], [], []
         for start in range(0, len(filter_indices), batch_size):
             chunk = filter_indices[start : start + batch_size]
             padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-            final, responses = self._climb(padded, steps, rng)
-            activations.append(np.asarray(responses)[: len(chunk)])
+            final, responses, seen = self._climb(padded, steps, rng)
+            activations.append(responses[: len(chunk)])
+            transformed.append(seen[: len(chunk)])
             images.extend(self.recipe.display(picture) for picture in final.numpy()[: len(chunk)])
             if on_batch is not None:
                 on_batch(start + len(chunk), len(filter_indices))
-        # each step is a forward and an input-gradient pass; the measurement about half a step more
         batches = -(-len(filter_indices) // batch_size)
-        flops = batches * batch_size * (steps + 0.5) * self.flops_per_canvas_step
+        flops = batches * batch_size * (steps + MEASURE_STEPS) * self.flops_per_canvas_step
         return AscentResult(tuple(filter_indices), np.stack(images), np.concatenate(activations).astype(np.float32),
+                            np.concatenate(transformed).astype(np.float32),
+                            np.array([high_frequency_share(image) for image in images], np.float32),
                             self.canvas_hw, batch_size, flops)
 
 

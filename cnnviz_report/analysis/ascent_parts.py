@@ -8,7 +8,7 @@
 * an optimiser that climbs: ``start(params)`` -> state, ``step(params, gradient, state, t)``;
 * a display: the final pixels of one canvas -> a uint8 picture.
 
-``fast`` and ``robust`` are two ``Recipe``s of these parts (``recipe(mode, ...)``), not branches.
+``fast``, ``balanced`` and ``robust`` are ``Recipe``s of these parts (``recipe(mode, ...)``), not branches.
 """
 
 from __future__ import annotations
@@ -126,6 +126,54 @@ class LucidTransforms:
         x = tf.image.resize(x, tf.cast(tf.round(size * draw[2]), tf.int32), method="bilinear")
         x = _rotate(x, draw[3])
         return _jitter(x, self.jitters[1], draw[4], draw[5])
+
+
+def affine_matrix(canvas_hw: tuple[int, int], shift: tuple[float, float], scale: float, degrees: float) -> np.ndarray:
+    """The 8 numbers of a projective transform that shifts by ``shift`` pixels (dy, dx), scales
+    by ``scale`` and rotates by ``degrees`` about the canvas's centre (output -> input pixels)."""
+    height, width = canvas_hw
+    angle = degrees * math.pi / 180.0
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    return np.array([cos, -sin, cx - cos * cx + sin * cy + shift[1],
+                     sin, cos, cy - sin * cx - cos * cy + shift[0], 0.0, 0.0], np.float32)
+
+
+def resample(pixels, matrix):
+    """``pixels`` seen through ``affine_matrix``: one bilinear resample at the canvas's own size,
+    with the edges mirrored, so every step sees a canvas of one shape (one trace, one set of kernels)."""
+    import tensorflow as tf
+
+    shape = tf.shape(pixels)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=pixels, transforms=tf.tile(tf.reshape(matrix, (1, 8)), [shape[0], 1]), output_shape=shape[1:3],
+        interpolation="BILINEAR", fill_mode="REFLECT", fill_value=0.0)
+
+
+class AffineTransforms:
+    """lucid's jitter, scale and rotation drawn once per step and applied as one resample at the
+    canvas's size: no padding (lucid's pad adds ~40 % pixels to every step) and one shape for all
+    steps. Shifts up to 1/16 of the side, scale 0.95-1.05, rotation +-10 degrees."""
+
+    def __init__(self, canvas_hw: tuple[int, int]):
+        self.canvas_hw = canvas_hw
+
+    def draw(self, rng: np.random.Generator):
+        import tensorflow as tf
+
+        return tf.constant(random_affine(self.canvas_hw, rng, shift=1 / 16, scale=0.05, degrees=10.0))
+
+    def apply(self, pixels, draw):
+        return resample(pixels, draw)
+
+
+def random_affine(canvas_hw: tuple[int, int], rng: np.random.Generator, shift: float, scale: float,
+                  degrees: float) -> np.ndarray:
+    """A uniform draw of shifts up to ``shift`` of the side, scale 1 +- ``scale``, +- ``degrees``."""
+    side = max(canvas_hw)
+    dy, dx = rng.uniform(-shift * side, shift * side, size=2)
+    return affine_matrix(canvas_hw, (float(dy), float(dx)), float(rng.uniform(1 - scale, 1 + scale)),
+                         float(rng.uniform(-degrees, degrees)))
 
 
 def _jitter(x, amount: int, dy, dx):
@@ -248,9 +296,27 @@ class Recipe:
     display: object
 
 
+# balanced mode climbs canvases this small (a receptive field of at most 16 px: the first layers)
+# the fast way: there, on trained Xception and MobileNetV2 backbones, the Fourier image reached
+# up to half of fast's response under transforms and drew blurred blobs where fast drew the
+# layer's crisp colour patterns (benchmarks/quality_benchmark.py).
+SMALL_CANVAS = 32
+
+
+def recipe_name(mode: str, canvas_hw: tuple[int, int]) -> str:
+    """The recipe ``mode`` climbs a canvas of ``canvas_hw`` with (balanced: fast on small canvases)."""
+    if mode == "balanced" and max(canvas_hw) <= SMALL_CANVAS:
+        return "fast"
+    return mode
+
+
 def recipe(mode: str, canvas_hw: tuple[int, int], channels: int, rate: float, noise: float) -> Recipe:
     """``fast``: the seeds' method done well (pixels, no transforms, normalised gradient steps);
-    ``robust``: lucid's (Fourier image with decorrelated colour, random transforms, Adam)."""
+    ``robust``: lucid's (Fourier image with decorrelated colour, random transforms, Adam);
+    ``balanced``: lucid's image and optimiser at fast's step count, a larger Adam rate and the
+    transforms as one resample (benchmarks/quality_benchmark.py chose it on trained models)."""
+    if mode == "balanced":
+        return Recipe(FourierImage(canvas_hw, channels), AffineTransforms(canvas_hw), Adam(rate), ClippedDisplay())
     if mode == "fast":
         return Recipe(PixelImage(canvas_hw, channels, noise), NoTransforms(),
                       NormalisedGradient(rate, canvas_hw, channels), StandardisedDisplay(canvas_hw))

@@ -20,7 +20,7 @@ def filter_cards(kernels: KernelPictures, responses: ResponsePictures | None,
         cards.append(FilterCard(
             number, kernel,
             ascent=tile.picture if tile else None,
-            ascent_activation=tile.activation if tile else None,
+            ascent_quality=tile.quality if tile else None,
             ascent_dead=tile.dead if tile else False,
             maps=strip.maps if strip else None,
             top_images=strip.top_images if strip else ()))

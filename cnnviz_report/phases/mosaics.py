@@ -13,7 +13,7 @@ from ..config import ReportConfig
 from ..health import ASCENT_JUDGE_STEPS, at_floor
 from ..inspection import LayerInfo, ModelInfo
 from ..loading import LoadedModel
-from ..records import AscentTile, MosaicPictures
+from ..records import AscentQuality, AscentTile, MosaicPictures
 
 MOSAIC_FILTERS = 64
 SCAN_DIVISOR = 4  # --select top first climbs every filter for a quarter of the steps
@@ -110,7 +110,8 @@ def _ascend(trunk: AscentTrunk, info: LayerInfo, config: ReportConfig, count: in
     if config.select == "top":
         order = np.argsort(-result.activations, kind="stable")  # the old Keras example's order
     return MosaicEntry(np.asarray(result.filter_indices, np.int64)[order], result.images[order],
-                       result.activations[order], result.canvas_hw,
+                       result.activations[order], result.transformed[order], result.high_frequency[order],
+                       result.canvas_hw,
                        None if engine.floor is None else np.asarray(engine.floor, np.float64))
 
 
@@ -144,12 +145,13 @@ def draw_mosaic(loaded: LoadedModel, trunk: Callable[[], AscentTrunk], info: Lay
         paths.layer_asset(slug, "mosaic"), f"gradient-ascent images of the {which} {count} filters of {info.name}")
     tiles = []
     for position, (number, activation) in enumerate(zip(filters, activations)):
+        quality = AscentQuality(activation, float(entry.transformed[position]), float(entry.high_frequency[position]))
         picture = None
         if number in card_numbers:
             picture = render.save_png(
                 render.scale_tile(render.display_tile(entry.images[position]), 128), root,
                 paths.filter_asset(slug, number, "ascent"), f"gradient-ascent image of filter {number}")
-        tiles.append(AscentTile(number, picture, activation, number in dead or number in broken))
+        tiles.append(AscentTile(number, picture, quality, number in dead or number in broken))
     thumbnail = render.save_png(render.thumbnail([render.display_tile(p) for p in entry.images[:4]]), root,
                                 paths.layer_asset(slug, "thumb"), f"the first gradient-ascent images of {info.name}")
     return MosaicPictures(mosaic, tuple(filters), dead, judged, entry.canvas_hw, tuple(tiles), thumbnail)
