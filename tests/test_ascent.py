@@ -184,3 +184,31 @@ def test_a_graph_that_cannot_be_replayed_falls_back_to_the_models_own_size(keras
     assert engine._after  # the chain ends at the linear copy: the rescue still climbs the pre-activation
     result = engine.run([0, 1])
     assert result.images.shape[1:3] == (8 - 2 * round(8 * 25 / 180),) * 2 and np.all(result.activations > 0)
+
+
+def test_the_quality_measure_tells_a_pixel_grid_pattern_from_a_feature(keras):
+    """A pattern tuned to the exact pixel grid (a checkerboard for a 2x2 checkerboard filter) loses
+    its response when shifted by part of a pixel, scaled or turned; a broad feature (a bright
+    canvas for a filter that sums its window) keeps it; and the high-frequency share says which
+    picture is which."""
+    from cnnviz_report.analysis.quality import high_frequency_share, kept_share
+
+    inputs = keras.Input((None, None, 3))
+    conv = keras.layers.Conv2D(2, 2, activation="relu", name="conv")(inputs)
+    model = keras.Model(inputs, conv)
+    kernel = np.zeros((2, 2, 3, 2), np.float32)
+    kernel[..., 0] = np.array([[1, -1], [-1, 1]], np.float32)[:, :, None]  # checkerboard detector
+    kernel[..., 1] = 0.25  # sums its window
+    model.set_weights([kernel, np.zeros(2, np.float32)])
+    info = inspect_model(model).conv_layers[0]
+    engine = LayerAscent.alone(model, info, [info], (48, 48), 3, lambda p: p / 255.0,
+                               AscentSettings(fixed_canvas=(48, 48)))
+    checkerboard = (np.indices((48, 48)).sum(axis=0) % 2 * 255.0)[..., None].repeat(3, axis=-1)
+    bright = np.full((48, 48, 3), 200.0)
+    response, transformed = engine.measure(np.stack([checkerboard, bright]), [0, 1])
+    kept = [kept_share(float(t), float(a)) for t, a in zip(transformed, response)]
+    assert response[0] > 1.5 and kept[0] < 0.5, (response, kept)  # the grid pattern loses most of it
+    assert kept[1] > 0.95, (response, kept)  # the feature keeps it
+    assert high_frequency_share(checkerboard) > 0.9 and high_frequency_share(bright) == 0.0
+    assert 0.7 < high_frequency_share(np.random.default_rng(0).normal(size=(96, 96))) < 0.85  # white noise
+    assert kept_share(1.0, 0.0) is None and kept_share(float("nan"), 1.0) is None

@@ -138,6 +138,9 @@ def test_health_flags_duplicates_nan_kernels_and_dead_filters(keras, photo_path,
     assert rows[5]["duplicate_of"] == "2" and float(rows[5]["cosine"]) > 0.999
     assert rows[6]["dead_on_images"] == "1" and rows[7]["nonfinite_kernel"] == "1"
     assert [f for f, r in rows.items() if r["dead_on_images"] == "1"] == [6]
+    # every ascent picture is measured for its quality as well as its activation
+    assert all(r["ascent_transformed"] and r["ascent_high_frequency"] for r in rows.values())
+    assert 0 <= float(rows[0]["ascent_high_frequency"]) <= 1
     page = (out / "layers/001-conv.html").read_text()
     assert "1 duplicate<" in page and "1 NaN/Inf kernel<" in page and "1 dead<" in page
     assert 'id="f5"' in page and "repeats filter 2" in page

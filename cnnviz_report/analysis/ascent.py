@@ -499,10 +499,22 @@ class LayerAscent:
             draw = self.recipe.transforms.draw(rng)
             params, state = self._step(params, state, tf.constant(float(t)), one_hots, draw)
         pixels = self.recipe.image.pixels(params)
+        return (pixels, *self._measured(pixels, one_hots))
+
+    def _measured(self, pixels, one_hots) -> tuple[np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
         response = np.asarray(self._measure(pixels, one_hots))
         transformed = np.mean([np.asarray(self._measure(resample(pixels, tf.constant(matrix)), one_hots))
                                for matrix in self._matrices], axis=0)
-        return pixels, response, transformed
+        return response, transformed
+
+    def measure(self, pixels: np.ndarray, filter_indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(the unit's mean response to each canvas of ``pixels`` (F, h, w, C; 0..255), and its
+        mean under the quality measure's transforms), canvas i for filter ``filter_indices[i]``."""
+        import tensorflow as tf
+
+        return self._measured(tf.constant(pixels, tf.float32), self._one_hots(list(filter_indices)))
 
     def run(self, filter_indices: list[int], steps: int | None = None,
             on_batch: Callable[[int, int], None] | None = None) -> AscentResult:
