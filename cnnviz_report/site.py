@@ -367,7 +367,7 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
 RECIPE_WORDS = {
     "fast": "pixels climbed with normalised gradient steps, no transforms (the keras.io method)",
     "balanced": "a Fourier-parametrised image with decorrelated colour, seen through random shifts, scaling "
-                "and rotation, climbed with Adam for 30 steps",
+                "and rotation, climbed with Adam",
     "robust": "lucid's Fourier-parametrised image with decorrelated colour, random pad, jitter, scaling and "
               "rotation, Adam",
 }
