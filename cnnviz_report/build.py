@@ -19,6 +19,7 @@ from . import paths
 from .analysis.activations import FeatureProbe
 from .cache import AscentCache, default_cache_dir, weights_digests
 from .config import ReportConfig
+from .datasets import Dataset, list_dataset
 from .errors import CnnvizError, LayerError, SiteWriteError, UsageError
 from .inspection import LayerInfo, ModelInfo, inspect_model, select_layers
 from .loading import InputImage, LoadedModel, demo_image_path, load_images, load_model
@@ -30,8 +31,10 @@ from .phases.kernels import draw_kernels
 from .phases.mosaics import ascent_costs, ascent_settings, ascent_trunk, draw_mosaic, unit_end
 from .phases.predictions import predict
 from .phases.responses import ResponseCollector
-from .progress import ASCENT, IMAGES, INPUTS, KERNELS, PAGES, SITE, Progress, StepTracker, feature_phase, image_batches, plan_steps
-from .records import BuildResult, ImageReport, LayerReport, Report
+from .phases.dataset_examples import InputCache, draw_examples, draw_pictures, stream_examples
+from .progress import (ASCENT, DATASET, EXAMPLES, IMAGES, INPUTS, KERNELS, PAGES, SITE, Progress, StepTracker,
+                       feature_phase, image_batches, plan_steps)
+from .records import BuildResult, DatasetSummary, ImageReport, LayerReport, Report
 from .single_file import check_target, write_single_file
 from .site import write_site
 from .staging import check_output_folder, folder_bytes, staged_site, write_text
@@ -61,24 +64,27 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
         _check_request(config)
         loaded = load_model(config)
         images, skipped = _read_images(config, loaded)
+        dataset = _list_dataset(config, loaded)
     with clock.phase("inspect"):
         model_info, selected, notes = _inspect(config, loaded)
     image_layers = [info for info in selected if info.takes_images and loaded.input_hw is not None]
     ascents = ascent_costs(model_info, image_layers, config, loaded.input_hw) if image_layers else {}
     model_flops = sum(layer.flops for layer in model_info.conv_layers)
-    tracker = StepTracker(plan_steps(selected, image_layers, ascents, len(images), config, model_flops), progress)
+    tracker = StepTracker(plan_steps(selected, image_layers, ascents, len(images), config, model_flops,
+                                     len(dataset.items) if dataset else 0), progress)
     cache = AscentCache((config.cache_dir or default_cache_dir()) if config.use_cache else None)
     with staged_site(config.out, config.outside_files) as root:
         image_reports = _draw_images(loaded, images, config, root, tracker)
-        layers = _draw_layers(loaded, model_info, selected, image_layers, ascents, images, image_reports, config,
-                              root, tracker, clock, cache)
+        layers, dataset_summary = _draw_layers(loaded, model_info, selected, image_layers, ascents, images,
+                                               image_reports, dataset, config, root, tracker, clock, cache)
         report = Report(
             title=config.title or f"{loaded.name}: what the convolution layers see", model=model_info,
             model_name=loaded.name, model_source=loaded.source, weights=loaded.weights_label,
             preprocess=loaded.preprocess_mode, input_hw=loaded.input_hw, input_channels=loaded.channels,
             free_size=loaded.free_size, layers=tuple(layers), images=tuple(image_reports),
             not_drawn=tuple(layer for layer in selected if not layer.takes_images), settings=_settings(config),
-            skipped_images=tuple((error.subject, error.reason) for error in skipped), notes=notes)
+            skipped_images=tuple((error.subject, error.reason) for error in skipped), notes=notes,
+            dataset=dataset_summary)
         tracker.advance(SITE, PAGES)
         with clock.phase("pages"):
             write_site(report, root)
@@ -116,6 +122,14 @@ def _read_images(config: ReportConfig, loaded: LoadedModel):
     return load_images(image_args, loaded.input_hw, loaded.channels, config.keep_going)
 
 
+def _list_dataset(config: ReportConfig, loaded: LoadedModel) -> Dataset | None:
+    if not config.dataset:
+        return None
+    if loaded.input_hw is None:
+        raise UsageError("--dataset", f"{loaded.name} does not take 2-D images (input {loaded.model.inputs[0].shape})")
+    return list_dataset(config.dataset)
+
+
 def _draw_images(loaded: LoadedModel, images: list[InputImage], config: ReportConfig, root: str,
                  tracker: StepTracker) -> list[ImageReport]:
     """The images' pictures, each with the model's top predictions for it."""
@@ -138,12 +152,14 @@ def _inspect(config: ReportConfig, loaded: LoadedModel):
 
 def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[LayerInfo], image_layers: list[LayerInfo],
                  ascents: dict[int, float], images: list[InputImage], image_reports: list[ImageReport],
-                 config: ReportConfig, root: str, tracker: StepTracker, clock: PhaseClock,
-                 cache: AscentCache) -> list[LayerReport]:
-    """Kernels, responses and mosaics of every selected layer, phase by phase, then combined."""
+                 dataset: Dataset | None, config: ReportConfig, root: str, tracker: StepTracker, clock: PhaseClock,
+                 cache: AscentCache) -> tuple[list[LayerReport], DatasetSummary | None]:
+    """Kernels, responses, dataset examples and mosaics of every selected layer, phase by phase,
+    then combined."""
     slugs = {info.index: paths.layer_slug(info.index, info.name) for info in selected}
     failures: dict[int, str] = {}
-    kernels, floors, responses, mosaics = {}, {}, {}, {}
+    kernels, floors, responses, mosaics, examples = {}, {}, {}, {}, {}
+    summary = None
 
     def guarded(info: LayerInfo, phase: str, work: Callable):
         return _guarded(info, phase, work, failures, config.keep_going)
@@ -170,6 +186,10 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
                 del maps
             for info in image_layers:
                 responses[info.index] = guarded(info, "filter cards", lambda: collectors[info.index].finish(root))
+    with clock.phase("dataset examples"):
+        if dataset is not None and image_layers:
+            examples, summary = _dataset_examples(loaded, image_layers, dataset, kernels, slugs, config, root,
+                                                  tracker.advance(DATASET, EXAMPLES), guarded)
     with clock.phase("gradient ascent"):
         digests = weights_digests(loaded.model, model_info.layers) if ascents else {}
         trunk = functools.cache(lambda: ascent_trunk(loaded, model_info, config))
@@ -180,8 +200,32 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
                     loaded, trunk, info, slugs[info.index], range(kernels[info.index].filters_shown), config,
                     root, cache, digests[unit_end(model_info, info).index], tell))
     return [layer_report(info, slugs[info.index], kernels.get(info.index), responses.get(info.index),
-                         mosaics.get(info.index), floors.get(info.index), failures.get(info.index))
-            for info in selected]
+                         mosaics.get(info.index), floors.get(info.index), failures.get(info.index),
+                         examples.get(info.index)) for info in selected], summary
+
+
+def _dataset_examples(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dataset, kernels: dict, slugs: dict,
+                      config: ReportConfig, root: str, tell: Callable[[float, str], None], guarded: Callable):
+    """One streamed pass of the data set for every layer, then each card's crops and the whole
+    images they link to."""
+    probe = FeatureProbe(loaded.model, layers)
+    found, skipped = stream_examples(probe, loaded.model_input, dataset, layers, loaded.input_hw, loaded.channels,
+                                     config.dataset_batch_size, config.keep_going, config.dataset_top,
+                                     lambda share, detail: tell(0.9 * share, detail))
+    tell(0.9, "crops")
+    inputs = InputCache(dataset, loaded.input_hw, loaded.channels)
+    pictures = {}
+    for info in layers:
+        shown = range(kernels[info.index].filters_shown if kernels.get(info.index) else 0)
+        pictures[info.index] = guarded(info, "dataset examples", lambda: draw_examples(
+            found[info.index], info, slugs[info.index], shown, dataset, inputs, root))
+    wanted = {example.image for layer in pictures.values() if layer for card in layer.cards
+              for example in card.examples}
+    counts = tuple(sum(1 for item in dataset.items if item.label == label) for label in range(len(dataset.classes)))
+    summary = DatasetSummary(os.path.basename(os.path.normpath(dataset.source)), len(dataset.items) - len(skipped),
+                             dataset.classes, counts, tuple((error.subject, error.reason) for error in skipped),
+                             draw_pictures(dataset, wanted, inputs, root), config.dataset_top)
+    return pictures, summary
 
 
 def _guarded(info: LayerInfo, phase: str, work: Callable, failures: dict[int, str], keep_going: bool):

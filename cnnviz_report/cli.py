@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--cache-dir", metavar="DIR",
                        help="where finished mosaics are kept between builds (default: ~/.cache/cnnviz_report)")
     build.add_argument("--no-cache", action="store_true", help="neither read nor write the mosaic cache")
+    build.add_argument("--dataset", metavar="DIR|LIST",
+                       help="a folder of images (read recursively; one sub-folder per class gives classes) or a "
+                       "list file (one path a line, a class after a tab): each filter's card shows the images "
+                       "it fires on most, cropped to its receptive field, and with classes its response per class")
+    build.add_argument("--dataset-top", type=int, default=9, metavar="K",
+                       help="dataset examples a filter (default: %(default)s)")
     build.add_argument("--keep-going", action="store_true",
                        help="skip images that cannot be read, and layers that fail to draw, instead of "
                        "stopping; they are listed in the report and on the console, and the exit code is 2")
@@ -186,6 +192,8 @@ def _config(args: argparse.Namespace) -> ReportConfig:
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,
         keep_going=args.keep_going,
+        dataset=args.dataset,
+        dataset_top=args.dataset_top,
         notes=args.notes,
         single_file=args.single_file,
         single_file_images=args.single_file_images,

@@ -37,6 +37,9 @@ class ReportConfig:
     use_cache: bool = True
     keep_going: bool = False  # skip unreadable images (listed in the report) instead of stopping
     image_batch_size: int = 8
+    dataset: str | None = None  # a folder (class sub-folders optional) or list file: each filter's top images
+    dataset_top: int = 9  # dataset examples a filter
+    dataset_batch_size: int = 32
     notes: str | None = None  # a Markdown file: the index gets it, "## <layer>" sections their layer
     single_file: str | None = None  # also write one self-contained HTML file here
     single_file_images: int = 3  # feature maps of at most this many images in the single file
@@ -49,6 +52,8 @@ class ReportConfig:
         for key in ("out", "cache_dir"):  # where things go on this machine, not what was built
             settings.pop(key)
         settings["images"] = [os.path.basename(os.path.normpath(path)) for path in self.images]
+        if self.dataset:
+            settings["dataset"] = os.path.basename(os.path.normpath(self.dataset))
         settings["layers"] = list(self.layers)
         for key in ("model", "weights", "notes", "single_file"):  # an application name has no folder
             if settings[key] and (os.sep in settings[key] or os.path.exists(settings[key])):
@@ -58,7 +63,7 @@ class ReportConfig:
     @property
     def outside_files(self) -> tuple[str, ...]:
         """Files the build reads or writes beside the site: the output folder must not hold them."""
-        return self.images + tuple(path for path in (self.model, self.notes, self.single_file) if path)
+        return self.images + tuple(path for path in (self.model, self.notes, self.single_file, self.dataset) if path)
 
     def validate(self) -> "ReportConfig":
         """Raise one UsageError listing every problem found, or return self."""
@@ -77,6 +82,10 @@ class ReportConfig:
             problems.append(f"--input-size sides must be 8 to 4096 pixels, got {self.input_size}")
         if self.unit not in UNIT_MODES:
             problems.append(f"--unit must be one of {', '.join(UNIT_MODES)}, got {self.unit!r}")
+        if not 1 <= self.dataset_top <= 100:
+            problems.append(f"--dataset-top must be 1 to 100, got {self.dataset_top}")
+        if self.dataset_batch_size < 1:
+            problems.append(f"dataset batch size must be at least 1, got {self.dataset_batch_size}")
         if self.image_batch_size < 1:
             problems.append(f"image batch size must be at least 1, got {self.image_batch_size}")
         if self.preprocess not in PREPROCESS_MODES:

@@ -80,6 +80,13 @@ def image_input(image_slug_: str) -> str:
     return f"images/{image_slug_}-input.png"
 
 
+def dataset_picture(index: int, name: str) -> str:
+    """A data-set image as the model saw it: ``dataset/00042-cat_007.jpg``."""
+    stem = name.rsplit("/", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
+    return f"dataset/{index:05d}-{sanitise(stem)}.jpg"
+
+
 def relative_url(from_page: str, to_path: str) -> str:
     """URL of site path ``to_path`` as seen from the page at site path ``from_page``."""
     start = posixpath.dirname(from_page) or "."

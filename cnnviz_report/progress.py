@@ -19,6 +19,7 @@ KERNELS = "filters"
 ASCENT = "gradient ascent"
 PAGES = "pages"
 SITE = "site"  # the subject of the last step
+DATASET, EXAMPLES = "data set", "dataset examples"
 INPUTS = "images"  # the subject of the first
 DRAWING_COST = 2e10  # a picture's drawing and PNG writing, in FLOP-equivalents (~0.3 s here)
 
@@ -57,7 +58,7 @@ def image_batches(count: int, size: int) -> list[tuple[int, int]]:
 
 
 def plan_steps(kernel_layers: list[LayerInfo], image_layers: list[LayerInfo], ascent_costs: dict[int, float],
-               n_images: int, config: ReportConfig, model_flops: float = 0.0) -> list[Step]:
+               n_images: int, config: ReportConfig, model_flops: float = 0.0, dataset_images: int = 0) -> list[Step]:
     """Every step of a build in the order it runs: the images (a forward pass each for the
     predictions), kernels per layer, feature maps per image batch and layer (about the layer's
     FLOPs per image), ascent per layer (``ascent_costs``, by layer index, from the engine's own
@@ -67,6 +68,9 @@ def plan_steps(kernel_layers: list[LayerInfo], image_layers: list[LayerInfo], as
     for start, stop in image_batches(n_images, config.image_batch_size) if image_layers else ():
         steps += [Step(layer.qualified_name, feature_phase(start + 1, stop), (stop - start) * (layer.flops + 3 * DRAWING_COST))
                   for layer in image_layers]
+    if dataset_images and image_layers:  # a forward pass an image, then each card's crops
+        crops = sum(min(layer.filters or 0, config.max_filters) for layer in image_layers) * config.dataset_top
+        steps.append(Step(DATASET, EXAMPLES, dataset_images * (model_flops + DRAWING_COST / 10) + crops * DRAWING_COST / 20))
     steps += [Step(layer.qualified_name, ASCENT, ascent_costs[layer.index])
               for layer in image_layers if layer.index in ascent_costs]
     steps.append(Step(SITE, PAGES, DRAWING_COST))

@@ -164,6 +164,62 @@ class MosaicPictures:
     thumbnail: ImageAsset
 
 
+# --------------------------------------------------------------------------- the dataset-examples phase
+
+
+@dataclass(frozen=True)
+class DatasetExample:
+    """One of the data-set images a filter fires on most: the crop around its maximum."""
+
+    image: int  # data-set index
+    name: str  # its path under the data set's root
+    value: float  # the filter's maximum response on that image
+    crop: ImageAsset
+    picture: str  # site path of the whole image (DatasetSummary.pictures)
+
+
+@dataclass(frozen=True)
+class FilterExamples:
+    """A card's dataset examples, and with classes its mean and top response per class."""
+
+    number: int
+    examples: tuple[DatasetExample, ...]
+    class_means: tuple[float, ...] = ()
+    class_maxima: tuple[float, ...] = ()
+    chart: ImageAsset | None = None  # the per-class bars, with their scale
+
+
+@dataclass(frozen=True)
+class ExamplePictures:
+    """One layer's dataset examples: its cards', and numbers for every filter (health.csv)."""
+
+    cards: tuple[FilterExamples, ...]
+    top: np.ndarray  # float (F,), each filter's highest per-image maximum (-inf: no image)
+    top_name: tuple[str, ...]  # per filter, the data-set image it came from ("": none)
+    best_class: np.ndarray  # int (F,), the class with the highest mean maximum (-1: no classes)
+    selectivity: np.ndarray  # float (F,), class selectivity index (NaN: not defined)
+    classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetPicture:
+    index: int
+    name: str  # the path under the data set's root
+    label: str | None
+    picture: ImageAsset  # the image as the model saw it (resized to its input)
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    source: str
+    images: int  # read and measured
+    classes: tuple[str, ...]
+    class_counts: tuple[int, ...]
+    skipped: tuple[tuple[str, str], ...]  # (file, reason) with --keep-going
+    pictures: tuple[DatasetPicture, ...]  # the images some card shows an example of
+    top: int  # examples a filter
+
+
 # --------------------------------------------------------------------------- combined
 
 
@@ -178,6 +234,7 @@ class FilterCard:
     ascent_dead: bool = False
     maps: ImageAsset | None = None
     top_images: tuple[ImageStat, ...] = ()  # the images in ``maps``, most excited first
+    examples: FilterExamples | None = None  # --dataset: the data-set images it fires on most
 
 
 @dataclass(frozen=True)
@@ -206,6 +263,7 @@ class LayerReport:
     stats: ChannelStats | None = None
     floor: np.ndarray | None = None  # per filter, the unit's floor (None: the response has none)
     health: LayerHealth | None = None
+    dataset: ExamplePictures | None = None
     failure: str | None = None  # with --keep-going: the phase and reason this layer could not be drawn
 
     @property
@@ -232,6 +290,7 @@ class Report:
     skipped_images: tuple[tuple[str, str], ...] = ()  # (file, reason) with --keep-going
     free_size: bool = False  # the model takes any height and width; input_hw is the size used
     notes: Notes = Notes()
+    dataset: DatasetSummary | None = None
     version: str = __version__
 
     @property

@@ -156,6 +156,16 @@ def _model_facts(report: Report) -> list[tuple[str, str]]:
     ]
 
 
+def _dataset_words(dataset) -> str:
+    """``--dataset`` in words: what was read, its classes, what was skipped."""
+    words = f"{dataset.source}: {fmt_int(dataset.images)} images, the top {dataset.top} of each filter on its card"
+    if dataset.classes:
+        words += f"; {len(dataset.classes)} classes ({', '.join(dataset.classes[:12])}{', ...' if len(dataset.classes) > 12 else ''})"
+    if dataset.skipped:
+        words += f"; {len(dataset.skipped)} unreadable file(s) skipped"
+    return words
+
+
 def _settings_view(report: Report) -> list[tuple[str, str]]:
     """The build's settings in words, with the values actually used (not ``None`` for defaults)."""
     s = report.settings
@@ -166,6 +176,7 @@ def _settings_view(report: Report) -> list[tuple[str, str]]:
         ("Model", s["model"] or "the bundled demo model"),
         ("Weights", s["weights"] or report.weights),
         ("Images", ", ".join(image.name for image in report.images) or "none"),
+        *([("Dataset", _dataset_words(report.dataset))] if report.dataset else []),
         ("Layers", ", ".join(s["layers"]) or f"all {len(report.model.conv_layers)} convolution layers"),
         ("Filters per layer", f"at most {s['max_filters']} in grids, mosaics and cards"),
         ("Unit", "response: after the BatchNormalization and activation layers that follow each conv alone"
@@ -248,6 +259,9 @@ def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
             "ascent_kept": _share(card.ascent_quality.kept if card.ascent_quality else None),
             "ascent_high_frequency": _share(card.ascent_quality.high_frequency if card.ascent_quality else None),
             "ascent_dead": card.ascent_dead,
+            "examples": [{"crop": _asset(e.crop), "value": f"{e.value:.3g}", "picture": e.picture, "name": e.name}
+                         for e in card.examples.examples] if card.examples else [],
+            "class_chart": _asset(card.examples.chart) if card.examples else None,
             "maps": _asset(card.maps),
             "kernel_norm": "" if norm is None else f"{norm:.3g}",
             "flags": [words for _, words in found],
@@ -289,6 +303,8 @@ def _contents(view: dict) -> list[dict]:
     if view["features"]:
         children = [{"anchor": f["anchor"], "label": f["image_name"]} for f in view["features"]]
         entries.append({"anchor": "", "label": "Feature maps for", "children": children})
+    if view["selective"]:
+        entries.append({"anchor": "classes", "label": "Class selectivity", "children": []})
     if view["cards"]:
         entries.append({"anchor": "filter-cards", "label": f"Each filter ({len(view['cards'])} cards)", "children": []})
     return entries
@@ -358,6 +374,7 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
         "failure": layer_report.failure,
         "ascent_mode": settings["ascent_mode"],
         "ascent_recipe": _recipe_words(settings["ascent_mode"], layer_report.mosaic_canvas),
+        "selective": _selective_view(layer_report),
         "select": settings["select"],
     }
     view["contents"] = _contents(view)
@@ -380,6 +397,26 @@ def _recipe_words(mode: str, canvas: tuple[int, int] | None) -> str:
         return (f"{mode} mode, which climbs canvases of at most {SMALL_CANVAS} pixels (the first layers) the "
                 f"{name} way, where it drew crisper patterns on trained models: {RECIPE_WORDS[name]}")
     return f"{mode} mode: {RECIPE_WORDS[name]}"
+
+
+SELECTIVE_SHOWN = 3  # filters a class in the layer's selectivity table
+
+
+def _selective_view(layer_report: LayerReport) -> list[dict]:
+    """Per class, the filters most selective for it (Morcos et al.'s index, highest first)."""
+    found = layer_report.dataset
+    if found is None or len(found.classes) < 2:
+        return []
+    cards = {card.number for card in layer_report.cards}
+    rows = []
+    for label, name in enumerate(found.classes):
+        numbers = [n for n in range(len(found.selectivity)) if found.best_class[n] == label
+                   and math.isfinite(float(found.selectivity[n]))]
+        numbers.sort(key=lambda n: (-float(found.selectivity[n]), n))
+        rows.append({"name": name, "filters": [
+            {"number": n, "anchor": paths.filter_anchor(n) if n in cards else None,
+             "index": f"{float(found.selectivity[n]):.2f}"} for n in numbers[:SELECTIVE_SHOWN]]})
+    return rows
 
 
 def _share(value: float | None) -> str:

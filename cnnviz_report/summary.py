@@ -86,7 +86,8 @@ def summary_markdown(report: Report) -> str:
 HEALTH_COLUMNS = ("layer", "filter", "kernel_norm", "nonfinite_kernel", "duplicate_of", "cosine", "norm_outlier",
                   "dead_on_images", "constant_on_images", "ascent_dead", "ascent_activation",
                   "ascent_transformed", "ascent_kept", "ascent_high_frequency",
-                  "mean_activation", "max_activation", "active_share", "images")
+                  "mean_activation", "max_activation", "active_share", "images",
+                  "dataset_top", "dataset_top_image", "dataset_class", "dataset_selectivity")
 
 
 def health_csv(report: Report) -> str:
@@ -115,9 +116,20 @@ def health_csv(report: Report) -> str:
                 _num(stats.max[:, number].max()) if measured else "",
                 _num(stats.active[:, number].mean()) if measured else "",
                 images,
+                *_dataset_cells(layer.dataset, number),
             ]
             writer.writerow(row)
     return out.getvalue()
+
+
+def _dataset_cells(found, number: int) -> list[str]:
+    """dataset_top, dataset_top_image, dataset_class, dataset_selectivity (empty: no --dataset)."""
+    if found is None or number >= len(found.top) or not found.top_name[number]:
+        return ["", "", "", ""]
+    label = found.classes[found.best_class[number]] if found.classes and found.best_class[number] >= 0 else ""
+    index = float(found.selectivity[number])
+    return [_num(found.top[number]), _cell(found.top_name[number]), _cell(label),
+            "" if index != index else _num(index)]  # NaN: not defined
 
 
 def _quality_cells(quality) -> list[str]:

@@ -90,3 +90,77 @@ def test_a_dataset_is_a_folder_read_recursively_with_classes_or_a_list_file(tmp_
     with pytest.raises(ImageLoadError, match="no such folder"):
         list_dataset(str(tmp_path / "missing"))
     assert dataset.digest() != listed.digest()
+
+
+@pytest.fixture(scope="module")
+def demo_dataset(tmp_path_factory):
+    """48 labelled images from the demo model's own generator, one sub-folder per class, and a
+    file that is not an image."""
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location(
+        "train_demo_model", Path(__file__).parent.parent / "examples" / "train_demo_model.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    root = tmp_path_factory.mktemp("dataset")
+    rng = np.random.default_rng(3)
+    for number in range(48):
+        label = number % len(generator.CLASSES)
+        folder = root / generator.CLASSES[label].replace("°", "deg").replace(" ", "_")
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(generator.make_image(rng, label)).save(folder / f"{number:03d}.png")
+    (root / "circle" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+def test_a_build_with_a_dataset_shows_each_cards_top_crops_and_classes(demo_dataset, tmp_path):
+    import csv
+    import io
+
+    from cnnviz_report.analysis.activations import FeatureProbe
+    from cnnviz_report.build import build_site
+    from cnnviz_report.config import ReportConfig
+    from cnnviz_report.loading import load_image, load_model
+
+    from conftest import assert_valid_links
+
+    out = tmp_path / "site"
+    config = ReportConfig(dataset=str(demo_dataset), out=str(out), max_filters=6, ascent_steps=0, keep_going=True,
+                          dataset_top=4, dataset_batch_size=10)
+    report = build_site(config).report
+    assert report.dataset.images == 48 and len(report.dataset.classes) == 12
+    assert [name for name, _ in report.dataset.skipped] == [str(demo_dataset / "circle" / "broken.png")]
+    layer = report.layers[-1]
+    loaded = load_model(config)
+    probe = FeatureProbe(loaded.model, [layer.info])
+    for card in layer.cards:
+        examples = card.examples.examples
+        assert len(examples) == 4 and [e.value for e in examples] == sorted((e.value for e in examples), reverse=True)
+        assert (out / examples[0].picture).is_file() and (out / examples[0].crop.path).is_file()
+        # the top example's number is the filter's maximum on that image, computed afresh
+        image = load_image(str(demo_dataset / examples[0].name), 0, loaded.input_hw, loaded.channels)
+        fresh = probe(loaded.model_input(image.pixels[None]))[layer.info.index][0, :, :, card.number].max()
+        assert examples[0].value == pytest.approx(float(fresh), rel=1e-4)
+        assert card.examples.chart is not None and len(card.examples.class_means) == 12
+    page = (out / f"layers/{layer.slug}.html").read_text()
+    assert 'id="classes"' in page and "Dataset examples" in page
+    assert "48 images, the top 4 of each filter" in (out / "index.html").read_text()
+    rows = list(csv.DictReader(io.StringIO((out / "health.csv").read_text())))
+    last = [row for row in rows if row["layer"] == layer.info.qualified_name]
+    assert len(last) == layer.info.filters and all(row["dataset_top"] and row["dataset_top_image"] for row in last)
+    assert assert_valid_links(out) > 50
+
+
+def test_an_unreadable_dataset_file_stops_the_build_and_names_it(demo_dataset, tmp_path, capsys):
+    from cnnviz_report.cli import main
+
+    code = main(["build", "--dataset", str(demo_dataset), "--out", str(tmp_path / "site"), "--max-filters", "2",
+                 "--ascent-steps", "0"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code != 0 and not (tmp_path / "site").exists()
+    assert "broken.png" in error and "not an image" in error, error
+    assert main(["build", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "site")]) != 0
+    assert "no such folder or list file" in capsys.readouterr().err

@@ -6,13 +6,15 @@ import numpy as np
 
 from ..health import LayerHealth, activation_findings, floor_rule
 from ..inspection import LayerInfo
-from ..records import FilterCard, KernelPictures, LayerReport, MosaicPictures, ResponsePictures
+from ..records import ExamplePictures, FilterCard, KernelPictures, LayerReport, MosaicPictures, ResponsePictures
 
 
 def filter_cards(kernels: KernelPictures, responses: ResponsePictures | None,
-                 mosaic: MosaicPictures | None) -> tuple[FilterCard, ...]:
-    """One card per drawn kernel, with its ascent picture and image strip where they exist."""
+                 mosaic: MosaicPictures | None, examples: ExamplePictures | None = None) -> tuple[FilterCard, ...]:
+    """One card per drawn kernel, with its ascent picture, image strip and dataset examples
+    where they exist."""
     tiles = {tile.number: tile for tile in mosaic.tiles} if mosaic else {}
+    found = {card.number: card for card in examples.cards} if examples else {}
     strips = {strip.number: strip for strip in responses.strips} if responses else {}
     cards = []
     for number, kernel in enumerate(kernels.kernel_cards):
@@ -23,12 +25,14 @@ def filter_cards(kernels: KernelPictures, responses: ResponsePictures | None,
             ascent_quality=tile.quality if tile else None,
             ascent_dead=tile.dead if tile else False,
             maps=strip.maps if strip else None,
-            top_images=strip.top_images if strip else ()))
+            top_images=strip.top_images if strip else (),
+            examples=found.get(number)))
     return tuple(cards)
 
 
 def layer_report(info: LayerInfo, slug: str, kernels: KernelPictures | None, responses: ResponsePictures | None,
-                 mosaic: MosaicPictures | None, floor: np.ndarray | None, failure: str | None) -> LayerReport:
+                 mosaic: MosaicPictures | None, floor: np.ndarray | None, failure: str | None,
+                 examples: ExamplePictures | None = None) -> LayerReport:
     """A layer that failed (``--keep-going``) keeps what it drew before, and no health verdicts."""
     if kernels is None:
         return LayerReport(info, slug, failure=failure)
@@ -50,5 +54,5 @@ def layer_report(info: LayerInfo, slug: str, kernels: KernelPictures | None, res
         mosaic_canvas=mosaic.canvas if mosaic else None,
         features=responses.features if responses else (),
         thumbnail=mosaic.thumbnail if mosaic else kernels.thumbnail,
-        cards=filter_cards(kernels, responses, mosaic),
+        cards=filter_cards(kernels, responses, mosaic, examples), dataset=examples,
         stats=stats, floor=floor, health=health, failure=failure)

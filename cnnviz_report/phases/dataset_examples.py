@@ -11,10 +11,16 @@ card's crops, the filter's receptive field around that position, from the input 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from .. import render
+from .. import paths, render
+from ..datasets import Dataset
+from ..errors import ImageLoadError
+from ..inspection import LayerInfo
+from ..loading import load_image
+from ..records import DatasetExample, DatasetPicture, ExamplePictures, FilterExamples
 
 TOP_EXAMPLES = 9  # Microscope and Distill show 9 or 10 a unit
 CROP_SIDE = 64  # crops are drawn at about this many pixels a side
@@ -134,3 +140,99 @@ def card_examples(examples: LayerExamples, number: int) -> list[tuple[int, float
             for image, value, (row, column) in zip(examples.images[number], examples.values[number],
                                                    examples.positions[number])
             if image >= 0 and np.isfinite(value)]
+
+
+def stream_examples(probe, model_input, dataset: Dataset, layers: list[LayerInfo], input_hw: tuple[int, int],
+                    channels: int, batch_size: int, keep_going: bool, k: int,
+                    tell: Callable[[float, str], None]) -> tuple[dict[int, LayerExamples], list[ImageLoadError]]:
+    """One pass of the data set through ``probe`` (one forward pass a batch for every layer):
+    each layer's ``LayerExamples``, and with ``keep_going`` the files that could not be read."""
+    collectors = {info.index: ExampleCollector(info.filters or 0, len(dataset.classes), k) for info in layers}
+    skipped: list[ImageLoadError] = []
+    total = len(dataset.items)
+    for start in range(0, total, batch_size):
+        pixels, indices = [], []
+        for index in range(start, min(total, start + batch_size)):
+            item = dataset.items[index]
+            try:
+                pixels.append(load_image(item.path, index, input_hw, channels).pixels)
+                indices.append(index)
+            except ImageLoadError as error:
+                if not keep_going:
+                    raise
+                skipped.append(error)
+        if pixels:
+            maps = probe(model_input(np.stack(pixels)))
+            labels = np.array([dataset.items[i].label for i in indices]) if dataset.classes else None
+            for info in layers:
+                collectors[info.index].add(maps[info.index], np.array(indices), labels)
+            del maps
+        done = min(total, start + batch_size)
+        tell(done / total, f"images {done} of {total}")
+    return {index: collector.result() for index, collector in collectors.items()}, skipped
+
+
+def draw_examples(examples: LayerExamples, info: LayerInfo, slug: str, card_numbers: range, dataset: Dataset,
+                  inputs: Callable[[int], np.ndarray], root: str) -> ExamplePictures:
+    """Each card's crops (and per-class bars), and every filter's numbers; ``inputs(index)``
+    gives a data-set image as the model saw it."""
+    classes = list(dataset.classes)
+    means, maxima = examples.class_means, examples.class_maxima
+    cards = []
+    for number in card_numbers:
+        if number >= examples.values.shape[0]:
+            continue
+        shown = []
+        for rank, (image, value, position) in enumerate(card_examples(examples, number)):
+            crop = crop_picture(receptive_crop(inputs(image), position, examples.map_hw, info.receptive_field))
+            asset = render.save_png(crop, root, paths.filter_asset(slug, number, f"example{rank + 1}"),
+                                    f"filter {number} of {info.name} on {dataset.items[image].name}: "
+                                    f"its receptive field around its maximum, {value:.3g}")
+            shown.append(DatasetExample(image, dataset.items[image].name, value, asset,
+                                        paths.dataset_picture(image, dataset.items[image].name)))
+        chart = None
+        if classes:
+            chart = render.save_png(
+                render.class_bars(classes, list(means[:, number]), list(maxima[:, number])), root,
+                paths.filter_asset(slug, number, "classes"),
+                f"filter {number} of {info.name}: mean (bar) and highest (tick) maximum response per class")
+        cards.append(FilterExamples(number, tuple(shown), tuple(float(v) for v in means[:, number]) if classes else (),
+                                    tuple(float(v) for v in maxima[:, number]) if classes else (), chart))
+    best, index = selectivity(examples)
+    filters = examples.values.shape[0]
+    top = examples.values[:, 0] if examples.values.shape[1] else np.full(filters, -np.inf)
+    top_image = examples.images[:, 0] if examples.images.shape[1] else np.full(filters, -1)
+    names = tuple(dataset.items[int(i)].name if i >= 0 else "" for i in top_image)
+    return ExamplePictures(tuple(cards), top, names, best, index, dataset.classes)
+
+
+def draw_pictures(dataset: Dataset, wanted: set[int], inputs: Callable[[int], np.ndarray],
+                  root: str) -> tuple[DatasetPicture, ...]:
+    """The whole images the cards' crops link to, each written once, as the model saw them."""
+    pictures = []
+    for index in sorted(wanted):
+        item = dataset.items[index]
+        pixels = np.clip(inputs(index), 0, 255).round().astype(np.uint8)
+        pixels = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels[..., :3]
+        asset = render.save_jpeg(pixels, root, paths.dataset_picture(index, item.name),
+                                 f"{item.name}, as the model saw it")
+        pictures.append(DatasetPicture(index, item.name, dataset.classes[item.label] if item.label is not None
+                                       else None, asset))
+    return tuple(pictures)
+
+
+class InputCache:
+    """Data-set images as the model saw them (uint8), read on demand while the crops are cut:
+    at most ``limit`` kept (the oldest read goes first), so memory stays bounded."""
+
+    def __init__(self, dataset: Dataset, input_hw: tuple[int, int], channels: int, limit: int = 2048):
+        self.dataset, self.input_hw, self.channels, self.limit = dataset, input_hw, channels, limit
+        self._pixels: dict[int, np.ndarray] = {}
+
+    def __call__(self, index: int) -> np.ndarray:
+        if index not in self._pixels:
+            if len(self._pixels) >= self.limit:
+                del self._pixels[next(iter(self._pixels))]
+            pixels = load_image(self.dataset.items[index].path, index, self.input_hw, self.channels).pixels
+            self._pixels[index] = np.clip(pixels, 0, 255).round().astype(np.uint8)
+        return self._pixels[index]
