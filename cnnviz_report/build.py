@@ -17,7 +17,7 @@ import numpy as np
 
 from . import paths
 from .analysis.activations import FeatureProbe
-from .cache import AscentCache, default_cache_dir, weights_digests
+from .cache import AscentCache, ResultCache, dataset_key, default_cache_dir, weights_digests
 from .config import ReportConfig
 from .datasets import Dataset, list_dataset
 from .errors import CnnvizError, LayerError, SiteWriteError, UsageError
@@ -31,7 +31,7 @@ from .phases.kernels import draw_kernels
 from .phases.mosaics import ascent_costs, ascent_settings, ascent_trunk, draw_mosaic, unit_end
 from .phases.predictions import predict
 from .phases.responses import ResponseCollector
-from .phases.dataset_examples import InputCache, draw_examples, draw_pictures, stream_examples
+from .phases.dataset_examples import InputCache, LayerExamples, draw_examples, draw_pictures, stream_examples
 from .progress import (ASCENT, DATASET, EXAMPLES, IMAGES, INPUTS, KERNELS, PAGES, SITE, Progress, StepTracker,
                        feature_phase, image_batches, plan_steps)
 from .records import BuildResult, DatasetSummary, ImageReport, LayerReport, Report
@@ -72,11 +72,13 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     model_flops = sum(layer.flops for layer in model_info.conv_layers)
     tracker = StepTracker(plan_steps(selected, image_layers, ascents, len(images), config, model_flops,
                                      len(dataset.items) if dataset else 0), progress)
-    cache = AscentCache((config.cache_dir or default_cache_dir()) if config.use_cache else None)
+    cache_root = (config.cache_dir or default_cache_dir()) if config.use_cache else None
+    cache = AscentCache(cache_root)
     with staged_site(config.out, config.outside_files) as root:
         image_reports = _draw_images(loaded, images, config, root, tracker)
         layers, dataset_summary = _draw_layers(loaded, model_info, selected, image_layers, ascents, images,
-                                               image_reports, dataset, config, root, tracker, clock, cache)
+                                               image_reports, dataset, config, root, tracker, clock, cache,
+                                               cache_root)
         report = Report(
             title=config.title or f"{loaded.name}: what the convolution layers see", model=model_info,
             model_name=loaded.name, model_source=loaded.source, weights=loaded.weights_label,
@@ -153,7 +155,7 @@ def _inspect(config: ReportConfig, loaded: LoadedModel):
 def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[LayerInfo], image_layers: list[LayerInfo],
                  ascents: dict[int, float], images: list[InputImage], image_reports: list[ImageReport],
                  dataset: Dataset | None, config: ReportConfig, root: str, tracker: StepTracker, clock: PhaseClock,
-                 cache: AscentCache) -> tuple[list[LayerReport], DatasetSummary | None]:
+                 cache: AscentCache, cache_root) -> tuple[list[LayerReport], DatasetSummary | None]:
     """Kernels, responses, dataset examples and mosaics of every selected layer, phase by phase,
     then combined."""
     slugs = {info.index: paths.layer_slug(info.index, info.name) for info in selected}
@@ -186,12 +188,17 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
                 del maps
             for info in image_layers:
                 responses[info.index] = guarded(info, "filter cards", lambda: collectors[info.index].finish(root))
+    digests = weights_digests(loaded.model, model_info.layers) if ascents or dataset else {}
     with clock.phase("dataset examples"):
         if dataset is not None and image_layers:
-            examples, summary = _dataset_examples(loaded, image_layers, dataset, kernels, slugs, config, root,
-                                                  tracker.advance(DATASET, EXAMPLES), guarded)
+            tell = tracker.advance(DATASET, EXAMPLES)
+            tell(0.0, "hashing the data set's files")
+            digest = dataset.digest()
+            keys = {info.index: dataset_key(digests[unit_end(model_info, info).index], info, digest,
+                                            loaded.geometry, config.dataset_top) for info in image_layers}
+            examples, summary = _dataset_examples(loaded, image_layers, dataset, kernels, slugs, config, root, tell,
+                                                  guarded, ResultCache(cache_root, "dataset", LayerExamples), keys)
     with clock.phase("gradient ascent"):
-        digests = weights_digests(loaded.model, model_info.layers) if ascents else {}
         trunk = functools.cache(lambda: ascent_trunk(loaded, model_info, config))
         for info in image_layers:
             if info.index in ascents:
@@ -205,13 +212,20 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
 
 
 def _dataset_examples(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dataset, kernels: dict, slugs: dict,
-                      config: ReportConfig, root: str, tell: Callable[[float, str], None], guarded: Callable):
-    """One streamed pass of the data set for every layer, then each card's crops and the whole
-    images they link to."""
-    probe = FeatureProbe(loaded.model, layers)
-    found, skipped = stream_examples(probe, loaded.model_input, dataset, layers, loaded.input_hw, loaded.channels,
-                                     config.dataset_batch_size, config.keep_going, config.dataset_top,
-                                     lambda share, detail: tell(0.9 * share, detail))
+                      config: ReportConfig, root: str, tell: Callable[[float, str], None], guarded: Callable,
+                      cache: ResultCache, keys: dict[int, str]):
+    """One streamed pass of the data set for every layer not in ``cache`` (by ``keys``), then
+    each card's crops and the whole images they link to."""
+    found = {info.index: cache.load(keys[info.index]) for info in layers}
+    missing = [info for info in layers if found[info.index] is None]
+    if missing:
+        fresh = stream_examples(FeatureProbe(loaded.model, missing), loaded.model_input, dataset, missing,
+                                loaded.input_hw, loaded.channels, config.dataset_batch_size, config.keep_going,
+                                config.dataset_top, lambda share, detail: tell(0.9 * share, detail))
+        for index, entry in fresh.items():
+            cache.store(keys[index], entry)
+        found.update(fresh)
+    skipped = found[layers[0].index].skipped
     tell(0.9, "crops")
     inputs = InputCache(dataset, loaded.input_hw, loaded.channels)
     pictures = {}
@@ -223,7 +237,7 @@ def _dataset_examples(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dat
               for example in card.examples}
     counts = tuple(sum(1 for item in dataset.items if item.label == label) for label in range(len(dataset.classes)))
     summary = DatasetSummary(os.path.basename(os.path.normpath(dataset.source)), len(dataset.items) - len(skipped),
-                             dataset.classes, counts, tuple((error.subject, error.reason) for error in skipped),
+                             dataset.classes, counts, skipped,
                              draw_pictures(dataset, wanted, inputs, root), config.dataset_top)
     return pictures, summary
 

@@ -58,6 +58,15 @@ def ascent_key(weights_digest: str, info: LayerInfo, settings, geometry: dict, s
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def dataset_key(weights_digest: str, info: LayerInfo, dataset_digest: str, geometry: dict, top: int) -> str:
+    """The key of one layer's pass over a data set: the weights up to the unit's end, the unit,
+    every data-set file's bytes, name and class, the input geometry, k and the tool's version."""
+    payload = json.dumps({"tool": __version__, "format": FORMAT_VERSION, "weights": weights_digest,
+                          "layer": info.qualified_name, "unit": info.unit_layers, "dataset": dataset_digest,
+                          "geometry": geometry, "top": top}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class MosaicEntry:
     """One layer's finished ascent, in mosaic order: what the cache keeps and the mosaic draws."""
@@ -83,30 +92,32 @@ class MosaicEntry:
                    stored["high_frequency"], tuple(int(v) for v in stored["canvas"]), floor if len(floor) else None)
 
 
-class AscentCache:
-    """A folder of ``<key>.npz`` files; ``directory=None`` disables it."""
+class ResultCache:
+    """A folder of ``<key>.npz`` files of one kind of result (a class with ``to_npz(stream)`` and
+    ``from_npz(stored)``); ``directory=None`` disables it."""
 
-    def __init__(self, directory: Path | None):
-        self.directory = Path(directory) / "ascent" if directory is not None else None
+    def __init__(self, directory: Path | None, kind: str, entry_type):
+        self.directory = Path(directory) / kind if directory is not None else None
+        self.entry_type = entry_type
         self.hits = 0
         self.misses = 0
         self.write_errors = 0  # entries that could not be stored (shown after the build)
 
-    def load(self, key: str) -> MosaicEntry | None:
+    def load(self, key: str):
         if self.directory is None:
             self.misses += 1  # computed, as with an empty cache
             return None
         path = self.directory / f"{key}.npz"
         try:
             with np.load(path, allow_pickle=False) as stored:
-                entry = MosaicEntry.from_npz(stored)
+                entry = self.entry_type.from_npz(stored)
         except (OSError, ValueError, KeyError):  # absent, or unreadable: recompute
             self.misses += 1
             return None
         self.hits += 1
         return entry
 
-    def store(self, key: str, entry: MosaicEntry) -> None:
+    def store(self, key: str, entry) -> None:
         """Write atomically, so a killed build never leaves a half-written entry.
 
         A cache that cannot be written (read-only home, full disk) costs a recomputation next
@@ -129,3 +140,10 @@ class AscentCache:
             if temporary:
                 Path(temporary).unlink(missing_ok=True)
             raise
+
+
+class AscentCache(ResultCache):
+    """Finished mosaics (``MosaicEntry``), under ``<cache>/ascent``."""
+
+    def __init__(self, directory: Path | None):
+        super().__init__(directory, "ascent", MosaicEntry)

@@ -206,3 +206,25 @@ def test_an_unreadable_dataset_file_stops_the_build_and_names_it(demo_dataset, t
     assert "broken.png" in error and "not an image" in error, error
     assert main(["build", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "site")]) != 0
     assert "no such folder or list file" in capsys.readouterr().err
+
+
+def test_a_rebuild_reuses_the_pass_and_a_changed_file_redoes_it(demo_dataset, tmp_path, monkeypatch):
+    import cnnviz_report.build as build
+    from cnnviz_report.config import ReportConfig
+
+    config = ReportConfig(dataset=str(demo_dataset), out=str(tmp_path / "site"), layers=("conv1",), max_filters=2,
+                          ascent_steps=0, keep_going=True)
+    first = build.build_site(config).report
+    passes = []
+    real = build.stream_examples
+    monkeypatch.setattr(build, "stream_examples", lambda *args, **kwargs: passes.append(1) or real(*args, **kwargs))
+    again = build.build_site(config).report
+    assert passes == [] and again.dataset.skipped == first.dataset.skipped
+    assert [e.value for e in again.layers[0].cards[1].examples.examples] == \
+        [e.value for e in first.layers[0].cards[1].examples.examples]
+    (demo_dataset / "circle" / "extra.png").write_bytes((demo_dataset / "rings" / "0011.png").read_bytes())
+    try:
+        build.build_site(config)
+    finally:
+        (demo_dataset / "circle" / "extra.png").unlink()
+    assert passes == [1]

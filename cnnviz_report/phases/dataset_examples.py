@@ -10,7 +10,7 @@ card's crops, the filter's receptive field around that position, from the input 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -37,6 +37,20 @@ class LayerExamples:
     class_sums: np.ndarray  # float64 (classes, F): sum over a class's images of each filter's maximum
     class_counts: np.ndarray  # int64 (classes,)
     class_maxima: np.ndarray  # float32 (classes, F); -inf for a class with no image
+    skipped: tuple[tuple[str, str], ...] = ()  # (file, reason) the pass could not read (--keep-going)
+
+    def to_npz(self, stream) -> None:
+        np.savez(stream, values=self.values, images=self.images, positions=self.positions,
+                 map_hw=np.asarray(self.map_hw, np.int64), class_sums=self.class_sums,
+                 class_counts=self.class_counts, class_maxima=self.class_maxima,
+                 skipped=np.asarray([item for pair in self.skipped for item in pair], dtype=str))
+
+    @classmethod
+    def from_npz(cls, stored) -> "LayerExamples":
+        flat = [str(item) for item in stored["skipped"]]
+        return cls(stored["values"], stored["images"], stored["positions"],
+                   tuple(int(v) for v in stored["map_hw"]), stored["class_sums"], stored["class_counts"],
+                   stored["class_maxima"], tuple(zip(flat[0::2], flat[1::2])))
 
     @property
     def class_means(self) -> np.ndarray:
@@ -144,9 +158,9 @@ def card_examples(examples: LayerExamples, number: int) -> list[tuple[int, float
 
 def stream_examples(probe, model_input, dataset: Dataset, layers: list[LayerInfo], input_hw: tuple[int, int],
                     channels: int, batch_size: int, keep_going: bool, k: int,
-                    tell: Callable[[float, str], None]) -> tuple[dict[int, LayerExamples], list[ImageLoadError]]:
+                    tell: Callable[[float, str], None]) -> dict[int, LayerExamples]:
     """One pass of the data set through ``probe`` (one forward pass a batch for every layer):
-    each layer's ``LayerExamples``, and with ``keep_going`` the files that could not be read."""
+    each layer's ``LayerExamples``, with the files that could not be read (``keep_going``)."""
     collectors = {info.index: ExampleCollector(info.filters or 0, len(dataset.classes), k) for info in layers}
     skipped: list[ImageLoadError] = []
     total = len(dataset.items)
@@ -169,7 +183,8 @@ def stream_examples(probe, model_input, dataset: Dataset, layers: list[LayerInfo
             del maps
         done = min(total, start + batch_size)
         tell(done / total, f"images {done} of {total}")
-    return {index: collector.result() for index, collector in collectors.items()}, skipped
+    pairs = tuple((error.subject, error.reason) for error in skipped)
+    return {index: replace(collector.result(), skipped=pairs) for index, collector in collectors.items()}
 
 
 def draw_examples(examples: LayerExamples, info: LayerInfo, slug: str, card_numbers: range, dataset: Dataset,
