@@ -12,6 +12,7 @@ WEIGHT_KEYWORDS = ("imagenet", "none")
 ASCENT_MODES = ("balanced", "fast", "robust")
 SELECT_MODES = ("first", "top")
 UNIT_MODES = ("response", "raw")
+DATASET_TOP_MAX = 16  # the stylesheet places this many dataset-example tiles a card
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ class ReportConfig:
             problems.append(f"--input-size sides must be 8 to 4096 pixels, got {self.input_size}")
         if self.unit not in UNIT_MODES:
             problems.append(f"--unit must be one of {', '.join(UNIT_MODES)}, got {self.unit!r}")
-        if not 1 <= self.dataset_top <= 100:
-            problems.append(f"--dataset-top must be 1 to 100, got {self.dataset_top}")
+        if not 1 <= self.dataset_top <= DATASET_TOP_MAX:
+            problems.append(f"--dataset-top must be 1 to {DATASET_TOP_MAX}, got {self.dataset_top}")
         if self.dataset_batch_size < 1:
             problems.append(f"dataset batch size must be at least 1, got {self.dataset_batch_size}")
         if self.image_batch_size < 1:

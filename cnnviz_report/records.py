@@ -174,8 +174,9 @@ class DatasetExample:
     image: int  # data-set index
     name: str  # its path under the data set's root
     value: float  # the filter's maximum response on that image
-    crop: ImageAsset
+    tile: int  # its crop's place in the card's picture of crops (FilterExamples.crops)
     picture: str  # site path of the whole image (DatasetSummary.pictures)
+    alt: str
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ class FilterExamples:
 
     number: int
     examples: tuple[DatasetExample, ...]
+    crops: ImageAsset | None  # the examples' crops side by side, CROP_SIDE pixels each
     class_means: tuple[float, ...] = ()
     class_maxima: tuple[float, ...] = ()
     chart: ImageAsset | None = None  # the per-class bars, with their scale

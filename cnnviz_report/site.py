@@ -259,8 +259,9 @@ def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
             "ascent_kept": _share(card.ascent_quality.kept if card.ascent_quality else None),
             "ascent_high_frequency": _share(card.ascent_quality.high_frequency if card.ascent_quality else None),
             "ascent_dead": card.ascent_dead,
-            "examples": [{"crop": _asset(e.crop), "value": f"{e.value:.3g}", "picture": e.picture, "name": e.name}
-                         for e in card.examples.examples] if card.examples else [],
+            "examples": [{"tile": e.tile, "alt": e.alt, "value": f"{e.value:.3g}", "picture": e.picture,
+                          "name": e.name} for e in card.examples.examples] if card.examples else [],
+            "example_crops": _asset(card.examples.crops) if card.examples else None,
             "class_chart": _asset(card.examples.chart) if card.examples else None,
             "maps": _asset(card.maps),
             "kernel_norm": "" if norm is None else f"{norm:.3g}",

@@ -137,8 +137,11 @@ def test_a_build_with_a_dataset_shows_each_cards_top_crops_and_classes(demo_data
 
     from conftest import assert_valid_links
 
+    from PIL import Image
+
     from cnnviz_report.analysis.activations import FeatureProbe
     from cnnviz_report.loading import load_image, load_model
+    from cnnviz_report.phases.dataset_examples import CROP_SIDE, crop_picture
 
     config, report, out = dataset_site
     assert report.dataset.images == PER_CLASS * 12 and len(report.dataset.classes) == 12
@@ -150,11 +153,17 @@ def test_a_build_with_a_dataset_shows_each_cards_top_crops_and_classes(demo_data
     for card in layer.cards[:8]:
         examples = card.examples.examples
         assert len(examples) == 9 and [e.value for e in examples] == sorted((e.value for e in examples), reverse=True)
-        assert (out / examples[0].picture).is_file() and (out / examples[0].crop.path).is_file()
+        assert (out / examples[0].picture).is_file()
+        crops = np.asarray(Image.open(out / card.examples.crops.path).convert("RGB"))
+        assert crops.shape == (CROP_SIDE, 9 * CROP_SIDE, 3) and [e.tile for e in examples] == list(range(9))
         # the top example's number is the filter's maximum on that image, computed afresh
         image = load_image(str(demo_dataset / examples[0].name), 0, loaded.input_hw, loaded.channels)
-        fresh = probe(loaded.model_input(image.pixels[None]))[layer.info.index][0, :, :, card.number].max()
-        assert examples[0].value == pytest.approx(float(fresh), rel=1e-4)
+        fresh = probe(loaded.model_input(image.pixels[None]))[layer.info.index][0, :, :, card.number]
+        assert examples[0].value == pytest.approx(float(fresh.max()), rel=1e-4)
+        # the first tile is the receptive field around that maximum, cut from the input the model saw
+        row, column = np.unravel_index(np.argmax(fresh), fresh.shape)
+        expected = crop_picture(receptive_crop(image.pixels, (row, column), fresh.shape, layer.info.receptive_field))
+        np.testing.assert_array_equal(crops[:, :CROP_SIDE], expected)
         assert card.examples.chart is not None and len(card.examples.class_means) == 12
     page = (out / f"layers/{layer.slug}.html").read_text()
     assert 'id="classes"' in page and "Dataset examples" in page

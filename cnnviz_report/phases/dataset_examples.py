@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from .. import paths, render
 from ..datasets import Dataset
@@ -23,7 +24,7 @@ from ..loading import load_image
 from ..records import DatasetExample, DatasetPicture, ExamplePictures, FilterExamples
 
 TOP_EXAMPLES = 9  # Microscope and Distill show 9 or 10 a unit
-CROP_SIDE = 64  # crops are drawn at about this many pixels a side
+CROP_SIDE = 64  # crops are drawn at this many pixels a side, side by side in one picture a card
 
 
 @dataclass(frozen=True)
@@ -138,14 +139,15 @@ def receptive_crop(pixels: np.ndarray, position: tuple[int, int], map_hw: tuple[
 
 
 def crop_picture(crop: np.ndarray) -> np.ndarray:
-    """A crop as a uint8 RGB picture of about CROP_SIDE pixels (whole-factor scaling, so a
-    3-pixel receptive field shows its 3 pixels)."""
+    """A crop as a uint8 RGB picture of CROP_SIDE x CROP_SIDE pixels: enlarged with square pixels
+    (a 3-pixel receptive field shows its 3 pixels), shrunk by averaging."""
     picture = np.clip(np.asarray(crop, np.float64), 0, 255).round().astype(np.uint8)
     if picture.shape[-1] == 1:
         picture = np.repeat(picture, 3, axis=-1)
     elif picture.shape[-1] == 4:
         picture = picture[..., :3]
-    return render.scale_tile(picture, CROP_SIDE)
+    method = Image.Resampling.NEAREST if max(picture.shape[:2]) <= CROP_SIDE else Image.Resampling.BOX
+    return np.asarray(Image.fromarray(picture).resize((CROP_SIDE, CROP_SIDE), method))
 
 
 def card_examples(examples: LayerExamples, number: int) -> list[tuple[int, float, tuple[int, int]]]:
@@ -197,21 +199,25 @@ def draw_examples(examples: LayerExamples, info: LayerInfo, slug: str, card_numb
     for number in card_numbers:
         if number >= examples.values.shape[0]:
             continue
-        shown = []
-        for rank, (image, value, position) in enumerate(card_examples(examples, number)):
-            crop = crop_picture(receptive_crop(inputs(image), position, examples.map_hw, info.receptive_field))
-            asset = render.save_png(crop, root, paths.filter_asset(slug, number, f"example{rank + 1}"),
-                                    f"filter {number} of {info.name} on {dataset.items[image].name}: "
-                                    f"its receptive field around its maximum, {value:.3g}")
-            shown.append(DatasetExample(image, dataset.items[image].name, value, asset,
-                                        paths.dataset_picture(image, dataset.items[image].name)))
+        shown, crops = [], []
+        for image, value, position in card_examples(examples, number):
+            crops.append(crop_picture(receptive_crop(inputs(image), position, examples.map_hw, info.receptive_field)))
+            name = dataset.items[image].name
+            shown.append(DatasetExample(image, name, value, len(shown), paths.dataset_picture(image, name),
+                                        f"filter {number} of {info.name} on {name}: its receptive field around "
+                                        f"its maximum, {value:.3g}"))
+        # one picture a card, the crops side by side (the page shows each as a tile of it): a
+        # file a crop was 38,000 files and most of the time for VGG16's 4,224 filters
+        sprite = render.save_png(np.concatenate(crops, axis=1), root, paths.filter_asset(slug, number, "examples"),
+                                 f"filter {number} of {info.name}: its {len(crops)} dataset examples") if crops else None
         chart = None
         if classes:
             chart = render.save_png(
                 render.class_bars(classes, list(means[:, number]), list(maxima[:, number])), root,
                 paths.filter_asset(slug, number, "classes"),
                 f"filter {number} of {info.name}: mean (bar) and highest (tick) maximum response per class")
-        cards.append(FilterExamples(number, tuple(shown), tuple(float(v) for v in means[:, number]) if classes else (),
+        cards.append(FilterExamples(number, tuple(shown), sprite,
+                                    tuple(float(v) for v in means[:, number]) if classes else (),
                                     tuple(float(v) for v in maxima[:, number]) if classes else (), chart))
     best, index = selectivity(examples)
     filters = examples.values.shape[0]
