@@ -160,7 +160,10 @@ def test_ctrl_c_stops_the_ascent_within_seconds_and_leaves_nothing(tmp_path):
     out = tmp_path / "site"
     process = subprocess.Popen(
         [sys.executable, "-m", "cnnviz_report", "build", "--out", str(out), "--ascent-steps", "100000", "--no-cache"],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a job started in the background (`cmd &`) inherits SIGINT ignored,
+        # and Python then installs no KeyboardInterrupt handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in process.stderr:
         if "gradient ascent" in line:
             break
