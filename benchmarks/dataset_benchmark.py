@@ -51,7 +51,7 @@ def ours(folder: str, out: str) -> dict:
     """The streamed pass for all 13 layers and the crops of every filter."""
     import keras
 
-    from cnnviz_report.analysis.activations import FeatureProbe
+    from cnnviz_report.analysis.activations import PeakProbe
     from cnnviz_report.datasets import list_dataset
     from cnnviz_report.inspection import inspect_model
     from cnnviz_report.loading import _preprocess_for_mode
@@ -62,7 +62,7 @@ def ours(folder: str, out: str) -> dict:
     dataset = list_dataset(folder)
     preprocess = _preprocess_for_mode("caffe")
     started = time.perf_counter()
-    found = stream_examples(FeatureProbe(model, layers), preprocess, dataset, layers, (224, 224), 3, 32, False, 9,
+    found = stream_examples(PeakProbe(model, layers), preprocess, dataset, layers, (224, 224), 3, 32, False, 9,
                             lambda share, detail: None)
     passed = time.perf_counter()
     inputs = InputCache(dataset, (224, 224), 3)

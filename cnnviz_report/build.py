@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from . import paths
-from .analysis.activations import FeatureProbe
+from .analysis.activations import FeatureProbe, PeakProbe
 from .cache import AscentCache, ResultCache, dataset_key, default_cache_dir, weights_digests
 from .config import ReportConfig
 from .datasets import Dataset, list_dataset
@@ -219,7 +219,7 @@ def _dataset_examples(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dat
     found = {info.index: cache.load(keys[info.index]) for info in layers}
     missing = [info for info in layers if found[info.index] is None]
     if missing:
-        fresh = stream_examples(FeatureProbe(loaded.model, missing), loaded.model_input, dataset, missing,
+        fresh = stream_examples(PeakProbe(loaded.model, missing), loaded.model_input, dataset, missing,
                                 loaded.input_hw, loaded.channels, config.dataset_batch_size, config.keep_going,
                                 config.dataset_top, lambda share, detail: tell(0.9 * share, detail))
         for index, entry in fresh.items():

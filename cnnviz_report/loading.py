@@ -461,8 +461,8 @@ def _to_rgb(image: Image.Image, keep_alpha: bool = False) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str, index: int, size_hw: tuple[int, int], channels: int) -> InputImage:
-    """Read one image, apply EXIF orientation, resize to the model size, keep the original.
+def _open_upright(path: str, channels: int) -> tuple[Image.Image, Image.Image | None]:
+    """(RGB, RGBA for a 4-channel model) of one image file, EXIF orientation applied.
 
     Formats come from an allow-list checked against the content. Pillow's decompression-bomb
     limit is kept and its warning (half the limit) is an error here too: nothing is decoded
@@ -477,30 +477,43 @@ def load_image(path: str, index: int, size_hw: tuple[int, int], channels: int) -
             with Image.open(path, formats=IMAGE_FORMATS) as opened:
                 opened.seek(0)
                 upright = ImageOps.exif_transpose(opened)
-                rgb = _to_rgb(upright)
-                rgba = _to_rgb(upright, keep_alpha=True) if channels == 4 else None
+                return _to_rgb(upright), _to_rgb(upright, keep_alpha=True) if channels == 4 else None
     except UnidentifiedImageError as exc:
         raise ImageLoadError(path, f"not an image in an allowed format ({', '.join(IMAGE_FORMATS)})") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(path, f"refusing a decompression bomb: {_first_line(exc)}") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageLoadError(path, f"cannot read image: {_first_line(exc)}") from exc
-    display = rgb.copy()
-    display.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.LANCZOS)
+
+
+def _model_pixels(rgb: Image.Image, rgba: Image.Image | None, size_hw: tuple[int, int], channels: int) -> np.ndarray:
+    """The image resized to the model's input, as float32 H x W x channels in 0..255."""
     height, width = size_hw
+    if channels == 4:
+        return np.asarray(rgba.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
     resized = rgb.resize((width, height), Image.Resampling.BILINEAR)
     if channels == 1:
-        pixels = np.asarray(resized.convert("L"), dtype=np.float32)[:, :, None]
-    elif channels == 3:
-        pixels = np.asarray(resized, dtype=np.float32)
-    else:
-        pixels = np.asarray(rgba.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+        return np.asarray(resized.convert("L"), dtype=np.float32)[:, :, None]
+    return np.asarray(resized, dtype=np.float32)
+
+
+def load_pixels(path: str, size_hw: tuple[int, int], channels: int) -> np.ndarray:
+    """Only what the model sees of one image file (a data set's thousands of images need no
+    display copy)."""
+    return _model_pixels(*_open_upright(path, channels), size_hw, channels)
+
+
+def load_image(path: str, index: int, size_hw: tuple[int, int], channels: int) -> InputImage:
+    """Read one image as the model sees it, and a display copy of the original for its page."""
+    rgb, rgba = _open_upright(path, channels)
+    display = rgb.copy()
+    display.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.LANCZOS)
     return InputImage(
         index=index,
         name=os.path.basename(path),
         source=path,
         original=np.asarray(display, dtype=np.uint8),
-        pixels=pixels,
+        pixels=_model_pixels(rgb, rgba, size_hw, channels),
     )
 
 

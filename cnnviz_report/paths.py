@@ -53,9 +53,9 @@ def layer_asset(layer_slug_: str, kind: str, image_slug_: str | None = None) -> 
     return f"layers/{layer_slug_}/{kind}{suffix}.png"
 
 
-def filter_asset(layer_slug_: str, number: int, kind: str) -> str:
+def filter_asset(layer_slug_: str, number: int, kind: str, suffix: str = ".png") -> str:
     """Site path of one filter's picture: ``layers/003-x/f017-kernel.png``."""
-    return f"layers/{layer_slug_}/f{number:03d}-{kind}.png"
+    return f"layers/{layer_slug_}/f{number:03d}-{kind}{suffix}"
 
 
 def filter_anchor(number: int) -> str:

@@ -471,31 +471,45 @@ def thumbnail(tiles: list[np.ndarray], side: int = 56, columns: int = 2) -> np.n
     return tile_grid([scale_tile(_as_rgb(t) if t.ndim == 2 else t, side) for t in tiles], columns, gap=1)
 
 
+CLASS_ROW, CLASS_LABEL_WIDTH, CLASS_MARGIN = 14, 96, 6
+
+
+@lru_cache(maxsize=4)
+def _class_bars_frame(names: tuple[str, ...], width: int) -> Image.Image:
+    """What every filter's class chart shares: the class names and the axis (text rendering was
+    most of a chart's time, and a data set's charts all name the same classes)."""
+    canvas = Image.new("RGB", (width, CLASS_ROW * len(names) + 16), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for position, name in enumerate(names):
+        draw.text((2, position * CLASS_ROW + 1), name[:16], fill=(40, 40, 40), font=_font())
+    axis_y = CLASS_ROW * len(names) + 1
+    draw.line((CLASS_LABEL_WIDTH, axis_y, width - CLASS_MARGIN - 1, axis_y), fill=(90, 90, 90))
+    return canvas
+
+
 def class_bars(names: list[str], means: list[float], maxima: list[float], width: int = 300) -> np.ndarray:
     """A filter's response per class: a bar for the mean of its per-image maxima and a dark tick
     at the highest, one row a class, on one axis from min(0, lowest) to the highest value, with
     the axis's ends written under it (the chart's scale)."""
-    row, label_width, margin = 14, 96, 6
+    row, label_width = CLASS_ROW, CLASS_LABEL_WIDTH
     values = [v for v in list(means) + list(maxima) if np.isfinite(v)]
     low, high = min([0.0] + values), max([0.0] + values)
     span = (high - low) or 1.0
-    bar_width = width - label_width - margin
-    canvas = Image.new("RGB", (width, row * len(names) + 16), (255, 255, 255))
+    bar_width = width - label_width - CLASS_MARGIN
+    canvas = _class_bars_frame(tuple(names), width).copy()
     draw = ImageDraw.Draw(canvas)
 
     def x_of(value: float) -> int:
         return label_width + int(round((value - low) / span * (bar_width - 1)))
 
     zero = x_of(0.0)
-    for position, (name, mean, top) in enumerate(zip(names, means, maxima)):
+    for position, (mean, top) in enumerate(zip(means, maxima)):
         y = position * row
-        draw.text((2, y + 1), name[:16], fill=(40, 40, 40), font=_font())
         if np.isfinite(mean):
             draw.rectangle((min(zero, x_of(mean)), y + 3, max(zero, x_of(mean)), y + row - 3), fill=(70, 130, 180))
         if np.isfinite(top):
             draw.rectangle((x_of(top) - 1, y + 1, x_of(top) + 1, y + row - 1), fill=(20, 20, 20))
     axis_y = row * len(names) + 1
-    draw.line((label_width, axis_y, label_width + bar_width - 1, axis_y), fill=(90, 90, 90))
     draw.text((label_width, axis_y + 2), f"{low:.3g}", fill=(40, 40, 40), font=_font())
     high_text = f"{high:.3g}"
     draw.text((label_width + bar_width - 6 * len(high_text), axis_y + 2), high_text, fill=(40, 40, 40), font=_font())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnviz_report.analysis.activations import FeatureProbe, layer_chain
+from cnnviz_report.analysis.activations import FeatureProbe, PeakProbe, layer_chain
 from cnnviz_report.analysis.ascent import AscentSettings, maximise_filters
 from cnnviz_report.analysis.ascent_parts import deprocess
 from cnnviz_report.analysis.weights import kernel_view
@@ -38,6 +38,31 @@ def test_probe_matches_a_plain_multi_output_model(keras, tiny_model):
     reference = keras.Model(tiny_model.inputs, [tiny_model.get_layer(c.name).output for c in conv])([batch])
     for info, expected in zip(conv, reference):
         np.testing.assert_allclose(maps[info.index], np.asarray(expected), rtol=1e-6)
+
+
+def test_peak_probe_reduces_the_same_maps_inside_the_pass(keras, nested_model):
+    """Each filter's maximum and the first position of it, as numpy finds them in the full maps,
+    with a NaN never ranking first; channels-first maps are reduced in channels-last positions."""
+    conv = list(inspect_model(nested_model).conv_layers)
+    batch = np.random.default_rng(2).uniform(0, 1, (3, 16, 16, 3)).astype("float32")
+    maps, peaks = FeatureProbe(nested_model, conv)(batch), PeakProbe(nested_model, conv)(batch)
+    for info in conv:
+        flat = maps[info.index].reshape(3, -1, maps[info.index].shape[-1])
+        np.testing.assert_allclose(peaks[info.index].values, flat.max(axis=1), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(peaks[info.index].where, flat.argmax(axis=1))
+        assert peaks[info.index].map_hw == maps[info.index].shape[1:3]
+    for data_format in ("channels_last", "channels_first"):  # TensorFlow's arg-max, and XLA's
+        inputs = keras.Input((3, 4, 2) if data_format == "channels_last" else (2, 3, 4))
+        planted = keras.Model(inputs, keras.layers.Conv2D(2, 1, data_format=data_format, use_bias=False,
+                                                         kernel_initializer="ones", name="c")(inputs))
+        pixels = np.zeros((1, 3, 4, 2), np.float32)
+        pixels[0, 2, 1, 0] = 5.0  # the map's maximum at row 2, column 1
+        pixels[0, 0, 0, 1] = np.nan  # NaN at row 0, column 0: never the maximum
+        if data_format == "channels_first":
+            pixels = np.moveaxis(pixels, -1, 1)
+        (only,) = PeakProbe(planted, list(inspect_model(planted).conv_layers))(pixels).values()
+        assert only.map_hw == (3, 4) and only.values.tolist() == [[5.0, 5.0]]
+        assert only.where.tolist() == [[2 * 4 + 1, 2 * 4 + 1]]
 
 
 def test_kernel_views_bring_every_conv_kind_to_kh_kw_in_out(keras, nested_model):
