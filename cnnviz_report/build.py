@@ -82,8 +82,8 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
         report = Report(
             title=config.title or f"{loaded.name}: what the convolution layers see", model=model_info,
             model_name=loaded.name, model_source=loaded.source, weights=loaded.weights_label,
-            preprocess=loaded.preprocess_mode, input_hw=loaded.input_hw, input_channels=loaded.channels,
-            free_size=loaded.free_size, layers=tuple(layers), images=tuple(image_reports),
+            preprocess=loaded.preprocess_mode, preprocess_reason=loaded.preprocess_reason, input_hw=loaded.input_hw,
+            input_channels=loaded.channels, free_size=loaded.free_size, layers=tuple(layers), images=tuple(image_reports),
             not_drawn=tuple(layer for layer in selected if not layer.takes_images), settings=_settings(config),
             skipped_images=tuple((error.subject, error.reason) for error in skipped), notes=notes,
             dataset=dataset_summary)
@@ -235,7 +235,7 @@ def _dataset_examples(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dat
             found[info.index], info, slugs[info.index], shown, dataset, inputs, root))
     wanted = {example.image for layer in pictures.values() if layer for card in layer.cards
               for example in card.examples}
-    counts = tuple(sum(1 for item in dataset.items if item.label == label) for label in range(len(dataset.classes)))
+    counts = tuple(int(n) for n in found[layers[0].index].class_counts)  # the images the pass read, per class
     summary = DatasetSummary(os.path.basename(os.path.normpath(dataset.source)), len(dataset.items) - len(skipped),
                              dataset.classes, counts, skipped,
                              draw_pictures(dataset, wanted, inputs, root), config.dataset_top)

@@ -72,8 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--preprocess", choices=PREPROCESS_MODES, default="auto",
         help="how pixels 0..255 are fed to the model: auto (default: the application's own "
-        "preprocess_input; for model files 'raw' if the model starts with a Rescaling layer, else "
-        "'unit'), raw (0..255), unit (0..1), tf (-1..1), caffe or torch (ImageNet mean/std)",
+        "preprocess_input; for model files 'raw' if the model starts with a Rescaling layer, the "
+        "application's if it is or starts with a keras.applications model, else 'unit'), raw (0..255), "
+        "unit (0..1), tf (-1..1), caffe or torch (ImageNet mean/std)",
     )
     build.add_argument(
         "--ascent", choices=ASCENT_MODES, default="balanced",

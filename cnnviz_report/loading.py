@@ -52,6 +52,7 @@ class LoadedModel:
     channels_first: bool = False  # the model takes (N, C, H, W); pixels are always (N, H, W, C)
     free_size: bool = False  # the model accepts any height and width; input_hw is the size chosen
     file_sha256: str | None = None
+    preprocess_reason: str = ""  # why --preprocess auto chose the mode, for the pages
 
     def model_input(self, pixels: np.ndarray) -> np.ndarray:
         """(N, H, W, C) pixels in 0..255 -> what the model takes: preprocessed, in its layout."""
@@ -288,6 +289,32 @@ def _starts_with_rescaling(model) -> bool:
     return False
 
 
+# layers that pass an image through unchanged at inference, so may stand before a nested application
+_INFERENCE_NO_OPS = ("InputLayer", "RandomFlip", "RandomRotation", "RandomZoom", "RandomContrast",
+                     "RandomTranslation", "RandomBrightness", "RandomCrop", "Dropout", "GaussianNoise")
+
+
+def held_application(model) -> str | None:
+    """The keras.applications constructor ('Xception') a model file is, or starts with as a
+    nested sub-model (transfer learning's ``Sequential([base, head])``), by the model's name
+    ('mobilenetv2_1.00_160' is MobileNetV2); None when anything but pass-through layers comes
+    first, since that may already preprocess."""
+    names = application_names()
+
+    def application_of(name: str) -> str | None:
+        normal = _normalise_app_name(name)
+        matches = [key for key in names if normal.startswith(key)]
+        return names[max(matches, key=len)] if matches else None
+
+    if application_of(model.name):
+        return application_of(model.name)
+    for layer in model.layers:
+        if type(layer).__name__ in _INFERENCE_NO_OPS:
+            continue
+        return application_of(layer.name) if hasattr(layer, "layers") else None
+    return None
+
+
 def application_mode(preprocess: Callable) -> str:
     """Which of the known modes an application's own preprocess_input is, found by trying each
     on a few pixels ("application" if none matches), so the report can say what it does."""
@@ -376,13 +403,20 @@ def load_model(config: ReportConfig) -> LoadedModel:
             raise ModelLoadError(weights, f"cannot load these weights into {name}: {_first_line(exc)}") from exc
         label = os.path.basename(weights)
 
-    mode = config.preprocess
+    mode, reason = config.preprocess, ""
     if mode == "auto":
         if app_preprocess is not None:
             mode, preprocess = application_mode(app_preprocess), app_preprocess
+            reason = "the application's own preprocess_input"
+        elif _starts_with_rescaling(model):
+            mode, preprocess, reason = "raw", _preprocess_for_mode("raw"), "the model rescales its own input"
+        elif held := held_application(model):
+            preprocess = _application_preprocess(held)
+            mode = application_mode(preprocess)
+            reason = f"the model is keras.applications {held} or starts with it, so its preprocess_input"
         else:
-            mode = "raw" if _starts_with_rescaling(model) else "unit"
-            preprocess = _preprocess_for_mode(mode)
+            mode, preprocess = "unit", _preprocess_for_mode("unit")
+            reason = "a model file with no Rescaling layer up front; say --preprocess if it was trained otherwise"
     else:
         preprocess = _preprocess_for_mode(mode)
 
@@ -400,6 +434,7 @@ def load_model(config: ReportConfig) -> LoadedModel:
         channels_first=channels_first,
         free_size=free_size,
         file_sha256=file_sha256(path) if path else None,
+        preprocess_reason=reason,
     )
 
 

