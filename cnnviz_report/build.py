@@ -33,7 +33,7 @@ from .phases.predictions import predict
 from .phases.responses import ResponseCollector
 from .phases.dataset_examples import InputCache, LayerExamples, draw_examples, draw_pictures, stream_examples
 from .progress import (ASCENT, DATASET, EXAMPLES, IMAGES, INPUTS, KERNELS, PAGES, SITE, Progress, StepTracker,
-                       feature_phase, image_batches, plan_steps)
+                       dataset_costs, feature_phase, image_batches, plan_steps)
 from .records import BuildResult, DatasetSummary, ImageReport, LayerReport, Report
 from .single_file import check_target, write_single_file
 from .site import write_site
@@ -196,8 +196,11 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
             digest = dataset.digest()
             keys = {info.index: dataset_key(digests[unit_end(model_info, info).index], info, digest,
                                             loaded.geometry, config.dataset_top) for info in image_layers}
+            costs = dataset_costs(len(dataset.items), image_layers, config,
+                                  sum(info.flops for info in model_info.conv_layers))
             examples, summary = _dataset_examples(loaded, image_layers, dataset, kernels, slugs, config, root, tell,
-                                                  guarded, ResultCache(cache_root, "dataset", LayerExamples), keys)
+                                                  guarded, ResultCache(cache_root, "dataset", LayerExamples), keys,
+                                                  costs[0] / (sum(costs) or 1.0))
     with clock.phase("gradient ascent"):
         trunk = functools.cache(lambda: ascent_trunk(loaded, model_info, config))
         for info in image_layers:
@@ -213,20 +216,20 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
 
 def _dataset_examples(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dataset, kernels: dict, slugs: dict,
                       config: ReportConfig, root: str, tell: Callable[[float, str], None], guarded: Callable,
-                      cache: ResultCache, keys: dict[int, str]):
+                      cache: ResultCache, keys: dict[int, str], pass_share: float):
     """One streamed pass of the data set for every layer not in ``cache`` (by ``keys``), then
-    each card's crops and the whole images they link to."""
+    each card's crops and the whole images they link to; the pass is ``pass_share`` of the step."""
     found = {info.index: cache.load(keys[info.index]) for info in layers}
     missing = [info for info in layers if found[info.index] is None]
     if missing:
         fresh = stream_examples(PeakProbe(loaded.model, missing), loaded.model_input, dataset, missing,
                                 loaded.input_hw, loaded.channels, config.dataset_batch_size, config.keep_going,
-                                config.dataset_top, lambda share, detail: tell(0.9 * share, detail))
+                                config.dataset_top, lambda share, detail: tell(pass_share * share, detail))
         for index, entry in fresh.items():
             cache.store(keys[index], entry)
         found.update(fresh)
     skipped = found[layers[0].index].skipped
-    tell(0.9, "crops")
+    tell(pass_share, "crops")
     inputs = InputCache(dataset, loaded.input_hw, loaded.channels)
     pictures = {}
     for info in layers:

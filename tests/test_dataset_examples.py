@@ -135,7 +135,22 @@ def dataset_site(demo_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("dataset-site") / "site"
     config = ReportConfig(dataset=str(demo_dataset), out=str(out), layers=("conv4",), keep_going=True,
                           use_cache=False, dataset_batch_size=64)
-    return config, build_site(config).report, out
+    events = []
+    report = build_site(config, events.append).report
+    return config, report, out, events
+
+
+def test_the_dataset_steps_progress_runs_from_images_to_crops_and_ends_where_the_next_begins(dataset_site):
+    from cnnviz_report.progress import DATASET
+
+    *_, events = dataset_site
+    mine = [event for event in events if event.subject == DATASET]
+    details = [event.detail for event in mine]
+    assert details[0] == "" and "images 64 of" in details[2] and details[-1] == "crops"
+    done = [event.work_done for event in mine]
+    assert done == sorted(done) and 0 < done[0] < done[-1] < 1
+    after = events[events.index(mine[-1]) + 1]
+    assert after.subject != DATASET and after.work_done > done[-1]  # the crops are the rest of the step
 
 
 def test_a_build_with_a_dataset_shows_each_cards_top_crops_and_classes(demo_dataset, dataset_site):
@@ -150,7 +165,7 @@ def test_a_build_with_a_dataset_shows_each_cards_top_crops_and_classes(demo_data
     from cnnviz_report.loading import load_image, load_model
     from cnnviz_report.phases.dataset_examples import CROP_SIDE, crop_picture
 
-    config, report, out = dataset_site
+    config, report, out, _ = dataset_site
     assert report.dataset.images == PER_CLASS * 12 and len(report.dataset.classes) == 12
     assert [name for name, _ in report.dataset.skipped] == [str(demo_dataset / "circle" / "broken.png")]
     layer = report.layers[-1]
@@ -202,7 +217,7 @@ def test_the_top_examples_agree_with_the_ascent_pictures(dataset_site):
     within 20 degrees, median 8."""
     from PIL import Image
 
-    _, report, out = dataset_site
+    _, report, out, _ = dataset_site
     layer = report.layers[-1]
     differences = []
     for card in layer.cards:
