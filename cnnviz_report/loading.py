@@ -306,8 +306,8 @@ def held_application(model) -> str | None:
         matches = [key for key in names if normal.startswith(key)]
         return names[max(matches, key=len)] if matches else None
 
-    if application_of(model.name):
-        return application_of(model.name)
+    if held := application_of(model.name):
+        return held
     for layer in model.layers:
         if type(layer).__name__ in _INFERENCE_NO_OPS:
             continue
