@@ -22,7 +22,8 @@ from . import __version__
 from .graph import resolve_layer
 from .inspection import LayerInfo
 
-FORMAT_VERSION = 3  # 2: the key holds every AscentSettings field; 3: entries hold the quality measures
+FORMAT_VERSION = 4  # 2: the key holds every AscentSettings field; 3: entries hold the quality measures;
+# 4: each filter starts from its own seed (pictures no longer depend on the batch they climbed in)
 
 
 def default_cache_dir() -> Path:

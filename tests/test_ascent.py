@@ -108,6 +108,26 @@ def test_robust_mode_raises_the_activation_and_draws_valid_images(keras, tiny_mo
     assert climbed.images.std() > 5  # a picture, not flat grey
 
 
+@pytest.mark.parametrize("mode", ["fast", "balanced"])
+def test_a_filters_picture_does_not_depend_on_the_batch_it_climbs_in(keras, tiny_model, mode):
+    """Each filter starts from its own seed and every batch sees the same transforms, so a batch
+    is a unit of work of its own (another process or machine draws the same picture) and a filter
+    looks the same whichever others are drawn with it."""
+    conv = list(inspect_model(tiny_model).conv_layers)
+    engine = LayerAscent.alone(tiny_model, conv[1], conv, (8, 8), 3, lambda p: p / 255.0,
+                               AscentSettings(mode=mode, steps=5, min_canvas=16, seed=3))
+    together = engine.run([0, 1, 2, 3])
+    for alone_as in ([2, 3], [3, 2]):
+        apart = engine.run(alone_as)
+        for position, number in enumerate(alone_as):
+            mine = together.filter_indices.index(number)
+            assert np.abs(apart.images[position].astype(int) - together.images[mine]).max() <= 1
+            assert apart.activations[position] == pytest.approx(together.activations[mine], rel=1e-4, abs=1e-6)
+    other_seed = LayerAscent.alone(tiny_model, conv[1], conv, (8, 8), 3, lambda p: p / 255.0,
+                                   AscentSettings(mode=mode, steps=5, min_canvas=16, seed=4)).run([2])
+    assert np.abs(other_seed.images[0].astype(int) - together.images[2]).max() > 10
+
+
 def test_select_top_keeps_the_most_activated_filters(keras, tmp_path):
     inputs = keras.Input((16, 16, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(8, 3, activation="relu", name="c")(inputs))

@@ -487,13 +487,21 @@ class LayerAscent:
         batches = -(-max(1, filters) // largest)
         return -(-max(1, filters) // batches)
 
-    def _climb(self, chunk: list[int], steps: int, rng: np.random.Generator):
+    def _climb(self, chunk: list[int], steps: int):
         """(the final pixels, the unit's mean response to them as they are, and its mean over the
-        quality measure's transforms) of one batch of canvases, one filter each."""
+        quality measure's transforms) of one batch of canvases, one filter each.
+
+        Its randomness depends on nothing but the seed, the layer and the filters: each filter's
+        start comes from its own generator, and every batch sees the same transforms. So a batch
+        is a unit of work of its own (another process, another machine) and a filter starts
+        from the same canvas whatever else is drawn."""
         import tensorflow as tf
 
+        seed, layer = self.settings.seed, self.info.index
         one_hots = self._one_hots(chunk)
-        params = self.recipe.image.initial(rng, len(chunk))
+        params = tf.concat([self.recipe.image.initial(np.random.default_rng([seed, layer, 0, number]), 1)
+                            for number in chunk], axis=0)
+        rng = np.random.default_rng([seed, layer, 1])  # the transforms
         state = self.recipe.optimiser.start(params)
         for t in range(1, steps + 1):
             draw = self.recipe.transforms.draw(rng)
@@ -523,12 +531,11 @@ class LayerAscent:
         ``on_batch(done, total)`` hears after each batch how many filters are done."""
         steps = self.settings.step_count if steps is None else steps
         batch_size = self.batch_size(len(filter_indices))
-        rng = np.random.default_rng([self.settings.seed, self.info.index])
         images, activations, transformed = [], [], []
         for start in range(0, len(filter_indices), batch_size):
             chunk = filter_indices[start : start + batch_size]
             padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-            final, responses, seen = self._climb(padded, steps, rng)
+            final, responses, seen = self._climb(padded, steps)
             activations.append(responses[: len(chunk)])
             transformed.append(seen[: len(chunk)])
             images.extend(self.recipe.display(picture) for picture in final.numpy()[: len(chunk)])
