@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from .. import paths, render
-from ..datasets import Dataset
 from ..analysis.activations import Peaks
+from ..datasets import Dataset
 from ..errors import ImageLoadError
 from ..inspection import LayerInfo
 from ..loading import load_pixels
@@ -160,8 +160,8 @@ def stream_examples(probe, model_input, dataset: Dataset, layers: list[LayerInfo
                     channels: int, batch_size: int, keep_going: bool, k: int,
                     tell: Callable[[float, str], None]) -> dict[int, LayerExamples]:
     """One pass of the data set through ``probe`` (a ``PeakProbe``: one forward pass a batch for
-    every layer):
-    each layer's ``LayerExamples``, with the files that could not be read (``keep_going``)."""
+    every layer): each layer's ``LayerExamples``, with the files that could not be read
+    (``keep_going``)."""
     collectors = {info.index: ExampleCollector(info.filters or 0, len(dataset.classes), k) for info in layers}
     skipped: list[ImageLoadError] = []
     total = len(dataset.items)
