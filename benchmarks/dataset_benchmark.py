@@ -63,8 +63,7 @@ def ours(folder: str, out: str) -> dict:
     dataset = list_dataset(folder)
     preprocess = _preprocess_for_mode("caffe")
     started = time.perf_counter()
-    found = stream_examples(PeakProbe(model, layers), preprocess, dataset, layers, (224, 224), 3, 32, False, 9,
-                            lambda share, detail: None)
+    found = stream_examples(PeakProbe(model, layers), preprocess, dataset, layers, (224, 224), 3, 32, False, 9)
     passed = time.perf_counter()
     inputs = InputCache(dataset, (224, 224), 3)
     for info in layers:

@@ -6,7 +6,8 @@ mosaics -> combine -> pages, summary.md, health.csv, manifest -> swap in -> sing
 
 from __future__ import annotations
 
-import functools
+import hashlib
+import json
 import os
 import time
 from contextlib import contextmanager
@@ -16,11 +17,13 @@ from typing import Callable
 import numpy as np
 
 from . import paths
-from .analysis.activations import FeatureProbe, PeakProbe
+from .analysis.activations import FeatureProbe
+from .analysis.ascent import BatchResult
 from .cache import AscentCache, ResultCache, dataset_key, default_cache_dir, weights_digests
 from .config import ReportConfig
 from .datasets import Dataset, list_dataset
 from .errors import CnnvizError, LayerError, SiteWriteError, UsageError
+from .executors import make_executor
 from .inspection import LayerInfo, ModelInfo, inspect_model, select_layers
 from .loading import InputImage, LoadedModel, demo_image_path, load_images, load_model
 from .manifest import write_manifest
@@ -28,10 +31,11 @@ from .notes import read_notes
 from .phases.combine import layer_report
 from .phases.images import draw_images
 from .phases.kernels import draw_kernels
-from .phases.mosaics import ascent_costs, ascent_settings, ascent_trunk, draw_mosaic, unit_end
+from .phases.mosaics import MosaicClimber, ascent_costs, ascent_settings, ascent_work, draw_mosaic, unit_end
 from .phases.predictions import predict
 from .phases.responses import ResponseCollector
-from .phases.dataset_examples import InputCache, LayerExamples, draw_examples, draw_pictures, stream_examples
+from .phases.dataset_examples import (DatasetWork, InputCache, LayerExamples, ShardExamples, draw_examples,
+                                      draw_pictures, merge_examples, plan_shards)
 from .progress import (ASCENT, DATASET, EXAMPLES, IMAGES, INPUTS, KERNELS, PAGES, SITE, Progress, StepTracker,
                        dataset_costs, feature_phase, image_batches, plan_steps)
 from .records import BuildResult, DatasetSummary, ImageReport, LayerReport, Report
@@ -57,11 +61,24 @@ class PhaseClock:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
 
 
-def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None = None) -> BuildResult:
-    """Build the whole report for ``config`` into ``config.out``; silent unless given ``progress``."""
+def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None = None,
+               executor=None) -> BuildResult:
+    """Build the whole report for ``config`` into ``config.out``; silent unless given ``progress``.
+    The units of work run on ``executor`` (default: the one ``config.executor`` names, made and
+    closed here)."""
+    _check_request(config)
+    if executor is not None:
+        return _build(config, progress, executor)
+    executor = make_executor(config.executor, config.ray_address)
+    try:
+        return _build(config, progress, executor)
+    finally:
+        executor.close()
+
+
+def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, executor) -> BuildResult:
     started, clock = time.monotonic(), PhaseClock()
     with clock.phase("load"):
-        _check_request(config)
         loaded = load_model(config)
         images, skipped = _read_images(config, loaded)
         dataset = _list_dataset(config, loaded)
@@ -74,11 +91,12 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
                                      len(dataset.items) if dataset else 0), progress)
     cache_root = (config.cache_dir or default_cache_dir()) if config.use_cache else None
     cache = AscentCache(cache_root)
+    unit_cache = ResultCache(cache_root, "units", BatchResult)
     with staged_site(config.out, config.outside_files) as root:
         image_reports = _draw_images(loaded, images, config, root, tracker)
         layers, dataset_summary = _draw_layers(loaded, model_info, selected, image_layers, ascents, images,
                                                image_reports, dataset, config, root, tracker, clock, cache,
-                                               cache_root)
+                                               unit_cache, cache_root, executor)
         report = Report(
             title=config.title or f"{loaded.name}: what the convolution layers see", model=model_info,
             model_name=loaded.name, model_source=loaded.source, weights=loaded.weights_label,
@@ -97,7 +115,8 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     single_bytes = _write_single_file(config, report, clock) if config.single_file else 0
     return BuildResult(os.path.abspath(config.out), report, time.monotonic() - started, clock.seconds,
                        cache.hits, cache.misses, cache.write_errors, site_bytes,
-                       os.path.abspath(config.single_file) if config.single_file else None, single_bytes)
+                       os.path.abspath(config.single_file) if config.single_file else None, single_bytes,
+                       unit_cache.hits, unit_cache.misses)
 
 
 def _settings(config: ReportConfig) -> dict:
@@ -155,7 +174,8 @@ def _inspect(config: ReportConfig, loaded: LoadedModel):
 def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[LayerInfo], image_layers: list[LayerInfo],
                  ascents: dict[int, float], images: list[InputImage], image_reports: list[ImageReport],
                  dataset: Dataset | None, config: ReportConfig, root: str, tracker: StepTracker, clock: PhaseClock,
-                 cache: AscentCache, cache_root) -> tuple[list[LayerReport], DatasetSummary | None]:
+                 cache: AscentCache, unit_cache: ResultCache, cache_root,
+                 executor) -> tuple[list[LayerReport], DatasetSummary | None]:
     """Kernels, responses, dataset examples and mosaics of every selected layer, phase by phase,
     then combined."""
     slugs = {info.index: paths.layer_slug(info.index, info.name) for info in selected}
@@ -200,15 +220,19 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
                                   sum(info.flops for info in model_info.conv_layers))
             examples, summary = _dataset_examples(loaded, image_layers, dataset, kernels, slugs, config, root, tell,
                                                   guarded, ResultCache(cache_root, "dataset", LayerExamples), keys,
-                                                  costs[0] / (sum(costs) or 1.0))
+                                                  costs[0] / (sum(costs) or 1.0), executor, unit_cache)
     with clock.phase("gradient ascent"):
-        trunk = functools.cache(lambda: ascent_trunk(loaded, model_info, config))
-        for info in image_layers:
-            if info.index in ascents:
+        climbed = [info for info in image_layers if info.index in ascents]
+        if climbed:
+            climber = MosaicClimber(ascent_work(loaded, model_info, config, digests[model_info.layers[-1].index]),
+                                    executor, cache, unit_cache, digests)
+            for info in climbed:  # every layer's units are planned and handed out first
+                guarded(info, "gradient ascent", lambda: climber.start(info))
+            for info in climbed:
                 tell = tracker.advance(info.qualified_name, ASCENT)
                 mosaics[info.index] = guarded(info, "gradient ascent", lambda: draw_mosaic(
-                    loaded, trunk, info, slugs[info.index], range(kernels[info.index].filters_shown), config,
-                    root, cache, digests[unit_end(model_info, info).index], tell))
+                    climber.entry(info, tell), info, slugs[info.index], range(kernels[info.index].filters_shown),
+                    config, root))
     return [layer_report(info, slugs[info.index], kernels.get(info.index), responses.get(info.index),
                          mosaics.get(info.index), floors.get(info.index), failures.get(info.index),
                          examples.get(info.index)) for info in selected], summary
@@ -216,15 +240,14 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
 
 def _dataset_examples(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dataset, kernels: dict, slugs: dict,
                       config: ReportConfig, root: str, tell: Callable[[float, str], None], guarded: Callable,
-                      cache: ResultCache, keys: dict[int, str], pass_share: float):
+                      cache: ResultCache, keys: dict[int, str], pass_share: float, executor, unit_cache: ResultCache):
     """One streamed pass of the data set for every layer not in ``cache`` (by ``keys``), then
     each card's crops and the whole images they link to; the pass is ``pass_share`` of the step."""
     found = {info.index: cache.load(keys[info.index]) for info in layers}
     missing = [info for info in layers if found[info.index] is None]
     if missing:
-        fresh = stream_examples(PeakProbe(loaded.model, missing), loaded.model_input, dataset, missing,
-                                loaded.input_hw, loaded.channels, config.dataset_batch_size, config.keep_going,
-                                config.dataset_top, lambda share, detail: tell(pass_share * share, detail))
+        fresh = _dataset_pass(loaded, missing, dataset, config, [keys[info.index] for info in missing], executor,
+                              unit_cache, lambda share, detail: tell(pass_share * share, detail))
         for index, entry in fresh.items():
             cache.store(keys[index], entry)
         found.update(fresh)
@@ -243,6 +266,33 @@ def _dataset_examples(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dat
                              dataset.classes, counts, skipped,
                              draw_pictures(dataset, wanted, inputs, root), config.dataset_top)
     return pictures, summary
+
+
+def _dataset_pass(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dataset, config: ReportConfig,
+                  keys: list[str], executor, unit_cache: ResultCache,
+                  tell: Callable[[float, str], None]) -> dict[int, LayerExamples]:
+    """The pass as units of work, shards of the data set (``plan_shards``), each cached as it
+    finishes; then the reduce step, in shard order, so any executor finds the same examples."""
+    work_key = hashlib.sha256(json.dumps([keys, config.dataset_batch_size, config.keep_going]).encode()).hexdigest()
+    work = DatasetWork(work_key, loaded, tuple(layers), dataset, config.dataset_batch_size, config.keep_going,
+                       config.dataset_top)
+    shards = plan_shards(len(dataset.items), config.dataset_batch_size)
+    unit_keys = [hashlib.sha256(f"{work_key}:{start}:{stop}".encode()).hexdigest() for start, stop in shards]
+    found = [unit_cache.load(key, ShardExamples) for key in unit_keys]
+    missing = [position for position, result in enumerate(found) if result is None]
+    tickets = executor.submit(work, [shards[p] for p in missing],
+                              lambda i, result: unit_cache.store(unit_keys[missing[i]], result))
+    def report(done: int, total: int) -> None:  # shards are whole batches, all of one size but the last
+        images = min(len(dataset.items), sum(stop - start for start, stop in shards[:len(found) - total + done]))
+        tell(images / max(1, len(dataset.items)), f"images {images} of {len(dataset.items)}")
+
+    for position, result in zip(missing, executor.results(tickets, report)):
+        found[position] = result
+    merged = {info.index: merge_examples([shard.parts[n] for shard in found], config.dataset_top)
+              for n, info in enumerate(layers)}
+    for key in unit_keys:  # the layers' entries hold them now
+        unit_cache.discard(key)
+    return merged
 
 
 def _guarded(info: LayerInfo, phase: str, work: Callable, failures: dict[int, str], keep_going: bool):

@@ -104,19 +104,28 @@ class ResultCache:
         self.misses = 0
         self.write_errors = 0  # entries that could not be stored (shown after the build)
 
-    def load(self, key: str):
+    def load(self, key: str, entry_type=None):
+        """The entry of ``key`` (as ``entry_type``, default the cache's own), or None."""
         if self.directory is None:
             self.misses += 1  # computed, as with an empty cache
             return None
         path = self.directory / f"{key}.npz"
         try:
             with np.load(path, allow_pickle=False) as stored:
-                entry = self.entry_type.from_npz(stored)
+                entry = (entry_type or self.entry_type).from_npz(stored)
         except (OSError, ValueError, KeyError):  # absent, or unreadable: recompute
             self.misses += 1
             return None
         self.hits += 1
         return entry
+
+    def discard(self, key: str) -> None:
+        """Forget an entry that a larger one now holds (a layer's units once the layer is stored)."""
+        if self.directory is not None:
+            try:
+                (self.directory / f"{key}.npz").unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def store(self, key: str, entry) -> None:
         """Write atomically, so a killed build never leaves a half-written entry.

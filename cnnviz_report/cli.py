@@ -13,7 +13,7 @@ import time
 import warnings
 
 from . import __version__
-from .config import ASCENT_MODES, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES, ReportConfig
+from .config import ASCENT_MODES, EXECUTORS, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES, ReportConfig
 from .errors import CnnvizError
 
 PROG = "cnnviz_report"
@@ -108,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
                        "it fires on most, cropped to its receptive field, and with classes its response per class")
     build.add_argument("--dataset-top", type=int, default=9, metavar="K",
                        help="dataset examples a filter (default: %(default)s)")
+    build.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="where the gradient ascents and the data-set pass run: local (default: this process) "
+                       "or ray (Ray tasks: on --ray-address, or a local cluster started for the build); the site "
+                       "is the same either way")
+    build.add_argument("--ray-address", metavar="HOST:PORT",
+                       help="the Ray cluster to use with --executor ray (e.g. 10.0.0.5:6379, or auto)")
     build.add_argument("--keep-going", action="store_true",
                        help="skip images that cannot be read, and layers that fail to draw, instead of "
                        "stopping; they are listed in the report and on the console, and the exit code is 2")
@@ -198,6 +204,8 @@ def _config(args: argparse.Namespace) -> ReportConfig:
         notes=args.notes,
         single_file=args.single_file,
         single_file_images=args.single_file_images,
+        executor=args.executor,
+        ray_address=args.ray_address,
     )
 
 

@@ -12,6 +12,7 @@ WEIGHT_KEYWORDS = ("imagenet", "none")
 ASCENT_MODES = ("balanced", "fast", "robust")
 SELECT_MODES = ("first", "top")
 UNIT_MODES = ("response", "raw")
+EXECUTORS = ("local", "ray")
 DATASET_TOP_MAX = 16  # the stylesheet places this many dataset-example tiles a card
 
 
@@ -44,13 +45,16 @@ class ReportConfig:
     notes: str | None = None  # a Markdown file: the index gets it, "## <layer>" sections their layer
     single_file: str | None = None  # also write one self-contained HTML file here
     single_file_images: int = 3  # feature maps of at most this many images in the single file
+    executor: str = "local"  # where units of work run: "local" (this process) or "ray"
+    ray_address: str | None = None  # None with "ray": a local cluster started for the build
 
     @property
     def settings(self) -> dict:
         """Every setting that decides the report, as the index and the manifest list them: file
         names, never the build machine's paths (the site is meant to be published)."""
         settings = asdict(self)
-        for key in ("out", "cache_dir"):  # where things go on this machine, not what was built
+        # where things go, run or are kept between builds: the site is the same either way
+        for key in ("out", "cache_dir", "use_cache", "executor", "ray_address"):
             settings.pop(key)
         settings["images"] = [os.path.basename(os.path.normpath(path)) for path in self.images]
         if self.dataset:
@@ -83,6 +87,10 @@ class ReportConfig:
             problems.append(f"--input-size sides must be 8 to 4096 pixels, got {self.input_size}")
         if self.unit not in UNIT_MODES:
             problems.append(f"--unit must be one of {', '.join(UNIT_MODES)}, got {self.unit!r}")
+        if self.executor not in EXECUTORS:
+            problems.append(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.ray_address and self.executor != "ray":
+            problems.append("--ray-address needs --executor ray")
         if not 1 <= self.dataset_top <= DATASET_TOP_MAX:
             problems.append(f"--dataset-top must be 1 to {DATASET_TOP_MAX}, got {self.dataset_top}")
         if self.dataset_batch_size < 1:

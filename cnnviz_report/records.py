@@ -314,6 +314,8 @@ class BuildResult:
     site_bytes: int = 0
     single_file: str | None = None
     single_file_bytes: int = 0
+    units_reused: int = 0  # units of work (ascent batches, data-set shards) found in the cache
+    units_computed: int = 0
 
 
 # --------------------------------------------------------------------------- checkpoint diff

@@ -185,7 +185,6 @@ def _settings_view(report: Report) -> list[tuple[str, str]]:
         ("Input size", "×".join(map(str, s["input_size"])) if s["input_size"] else "the model's own"),
         ("Preprocessing", ("auto: " if s["preprocess"] == "auto" else "") + preprocess_words(report.preprocess)
          + (f"; {report.preprocess_reason}" if report.preprocess_reason else "")),
-        ("Mosaic cache", "used" if s["use_cache"] else "off (--no-cache)"),
         ("Unreadable images and failing layers", "skipped (--keep-going)" if s["keep_going"] else "stop the build"),
         ("Reviewer's notes", s["notes"] or "none"),
         ("Single-file report", s["single_file"] or "none"),

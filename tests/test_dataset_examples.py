@@ -146,7 +146,7 @@ def test_the_dataset_steps_progress_runs_from_images_to_crops_and_ends_where_the
     *_, events = dataset_site
     mine = [event for event in events if event.subject == DATASET]
     details = [event.detail for event in mine]
-    assert details[0] == "" and "images 64 of" in details[2] and details[-1] == "crops"
+    assert details[0] == "" and "images 128 of" in details[2] and details[-1] == "crops"
     done = [event.work_done for event in mine]
     assert done == sorted(done) and 0 < done[0] < done[-1] < 1
     after = events[events.index(mine[-1]) + 1]
@@ -251,8 +251,11 @@ def test_a_rebuild_reuses_the_pass_and_a_changed_file_redoes_it(demo_dataset, tm
                           ascent_steps=0, keep_going=True)
     first = build.build_site(config).report
     passes = []
-    real = build.stream_examples
-    monkeypatch.setattr(build, "stream_examples", lambda *args, **kwargs: passes.append(1) or real(*args, **kwargs))
+    from cnnviz_report.phases import dataset_examples
+
+    real = dataset_examples.stream_examples
+    monkeypatch.setattr(dataset_examples, "stream_examples",
+                        lambda *args, **kwargs: passes.append(1) or real(*args, **kwargs))
     again = build.build_site(config).report
     assert passes == [] and again.dataset.skipped == first.dataset.skipped
     assert [e.value for e in again.layers[0].cards[1].examples.examples] == \
@@ -262,4 +265,6 @@ def test_a_rebuild_reuses_the_pass_and_a_changed_file_redoes_it(demo_dataset, tm
         build.build_site(config)
     finally:
         (demo_dataset / "circle" / "extra.png").unlink()
-    assert passes == [1]
+    from cnnviz_report.phases.dataset_examples import plan_shards
+
+    assert len(passes) == len(plan_shards(1 + sum(1 for _ in demo_dataset.rglob("*.png")), 32))  # every shard again

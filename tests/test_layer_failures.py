@@ -9,10 +9,10 @@ from cnnviz_report.cli import main
 def _break_one_layer(monkeypatch, name="conv_b"):
     real = build.draw_mosaic
 
-    def draw(loaded, model_info, info, *args):
+    def draw(entry, info, *args):
         if info.name == name:
             raise ValueError("planted: tuple index out of range")
-        return real(loaded, model_info, info, *args)
+        return real(entry, info, *args)
 
     monkeypatch.setattr(build, "draw_mosaic", draw)
 

@@ -104,6 +104,33 @@ class AscentResult:
     flops: float  # floating-point operations spent (forward and input-gradient passes)
 
 
+@dataclass(frozen=True)
+class BatchResult:
+    """One batch's filters, pictures and measures: a unit of work's result (plain arrays)."""
+
+    filter_indices: tuple[int, ...]
+    images: np.ndarray  # uint8 (F, h, w, C)
+    activations: np.ndarray  # float32 (F,)
+    transformed: np.ndarray  # float32 (F,)
+    high_frequency: np.ndarray  # float32 (F,)
+
+    @classmethod
+    def join(cls, parts: list["BatchResult"]) -> "BatchResult":
+        return cls(tuple(f for part in parts for f in part.filter_indices),
+                   np.concatenate([part.images for part in parts]),
+                   *(np.concatenate([getattr(part, name) for part in parts])
+                     for name in ("activations", "transformed", "high_frequency")))
+
+    def to_npz(self, stream) -> None:
+        np.savez(stream, filter_indices=np.asarray(self.filter_indices, np.int64), images=self.images,
+                 activations=self.activations, transformed=self.transformed, high_frequency=self.high_frequency)
+
+    @classmethod
+    def from_npz(cls, stored) -> "BatchResult":
+        return cls(tuple(int(f) for f in stored["filter_indices"]), stored["images"], stored["activations"],
+                   stored["transformed"], stored["high_frequency"])
+
+
 # --------------------------------------------------------------------------- planning
 
 
@@ -410,6 +437,7 @@ class AscentTrunk:
         new_input, values = free_size_values(model, targets, input_channels_first)
         self._canvases = plan_canvases(targets, input_hw, True, settings)
         self._groups: dict[int, AscentGroup] = {}
+        self._engines: dict[int, LayerAscent] = {}
         reached = [info for info in targets if info.index in values]
         for infos in plan_groups(self._conv_layers, reached, input_hw, self._canvases, work):
             multi = keras.Model(new_input, [values[info.index][0] for info in infos])
@@ -422,6 +450,12 @@ class AscentTrunk:
         return upstream_cost(self._conv_layers, info, self.input_hw)
 
     def engine(self, info: LayerInfo) -> "LayerAscent":
+        """The layer's engine, made once (each batch of a layer, a unit of work, asks for it)."""
+        if info.index not in self._engines:
+            self._engines[info.index] = self._make_engine(info)
+        return self._engines[info.index]
+
+    def _make_engine(self, info: LayerInfo) -> "LayerAscent":
         group = self._groups.get(info.index)
         if group is None:  # a graph that cannot be replayed at a free size: the model's own input size
             chain, conv_activation = ascent_chain(self.model, info)
@@ -524,29 +558,43 @@ class LayerAscent:
 
         return self._measured(tf.constant(pixels, tf.float32), self._one_hots(list(filter_indices)))
 
+    def batches(self, filter_indices: list[int]) -> list[tuple[int, ...]]:
+        """``filter_indices`` in batches of one size, the last filled up with repeats of its last
+        filter (so the step is traced once): the units of work a layer's ascent is made of."""
+        batch_size = self.batch_size(len(filter_indices))
+        batches = []
+        for start in range(0, len(filter_indices), batch_size):
+            chunk = list(filter_indices[start : start + batch_size])
+            batches.append(tuple(chunk + [chunk[-1]] * (batch_size - len(chunk))))
+        return batches
+
+    def climb_batch(self, padded: tuple[int, ...], count: int, steps: int | None = None) -> BatchResult:
+        """The first ``count`` filters' results of one batch from ``batches`` (the rest are its
+        padding): the same bytes in any process, whatever other batch ran before."""
+        steps = self.settings.step_count if steps is None else steps
+        final, responses, seen = self._climb(list(padded), steps)
+        images = np.stack([self.recipe.display(picture) for picture in final.numpy()[:count]])
+        return BatchResult(tuple(padded[:count]), images, np.asarray(responses[:count], np.float32),
+                           np.asarray(seen[:count], np.float32),
+                           np.array([high_frequency_share(image) for image in images], np.float32))
+
     def run(self, filter_indices: list[int], steps: int | None = None,
             on_batch: Callable[[int, int], None] | None = None) -> AscentResult:
-        """Climb each filter of ``filter_indices``, in batches of one size (the last one filled up
-        with repeats of its last filter, so the step is traced once); Ctrl-C lands between steps.
-        ``on_batch(done, total)`` hears after each batch how many filters are done."""
+        """Climb each filter of ``filter_indices``, batch by batch (``batches``); Ctrl-C lands
+        between steps. ``on_batch(done, total)`` hears after each batch how many filters are done."""
         steps = self.settings.step_count if steps is None else steps
-        batch_size = self.batch_size(len(filter_indices))
-        images, activations, transformed = [], [], []
-        for start in range(0, len(filter_indices), batch_size):
-            chunk = filter_indices[start : start + batch_size]
-            padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-            final, responses, seen = self._climb(padded, steps)
-            activations.append(responses[: len(chunk)])
-            transformed.append(seen[: len(chunk)])
-            images.extend(self.recipe.display(picture) for picture in final.numpy()[: len(chunk)])
+        batches = self.batches(list(filter_indices))
+        results, done = [], 0
+        for padded in batches:
+            count = min(len(padded), len(filter_indices) - done)
+            results.append(self.climb_batch(padded, count, steps))
+            done += count
             if on_batch is not None:
-                on_batch(start + len(chunk), len(filter_indices))
-        batches = -(-len(filter_indices) // batch_size)
-        flops = batches * batch_size * (steps + MEASURE_STEPS) * self.flops_per_canvas_step
-        return AscentResult(tuple(filter_indices), np.stack(images), np.concatenate(activations).astype(np.float32),
-                            np.concatenate(transformed).astype(np.float32),
-                            np.array([high_frequency_share(image) for image in images], np.float32),
-                            self.canvas_hw, batch_size, flops)
+                on_batch(done, len(filter_indices))
+        flops = len(batches) * len(batches[0]) * (steps + MEASURE_STEPS) * self.flops_per_canvas_step
+        joined = BatchResult.join(results)
+        return AscentResult(tuple(filter_indices), joined.images, joined.activations, joined.transformed,
+                            joined.high_frequency, self.canvas_hw, len(batches[0]), flops)
 
 
 def maximise_filters(model, info: LayerInfo, filter_indices: list[int], canvas_hw: tuple[int, int],

@@ -41,18 +41,25 @@ class LayerExamples:
     class_maxima: np.ndarray  # float32 (classes, F); -inf for a class with no image
     skipped: tuple[tuple[str, str], ...] = ()  # (file, reason) the pass could not read (--keep-going)
 
-    def to_npz(self, stream) -> None:
-        np.savez(stream, values=self.values, images=self.images, positions=self.positions,
-                 map_hw=np.asarray(self.map_hw, np.int64), class_sums=self.class_sums,
-                 class_counts=self.class_counts, class_maxima=self.class_maxima,
-                 skipped=np.asarray([item for pair in self.skipped for item in pair], dtype=str))
+    def arrays(self) -> dict[str, np.ndarray]:
+        return dict(values=self.values, images=self.images, positions=self.positions,
+                    map_hw=np.asarray(self.map_hw, np.int64), class_sums=self.class_sums,
+                    class_counts=self.class_counts, class_maxima=self.class_maxima,
+                    skipped=np.asarray([item for pair in self.skipped for item in pair], dtype=str))
 
     @classmethod
-    def from_npz(cls, stored) -> "LayerExamples":
+    def from_arrays(cls, stored) -> "LayerExamples":
         flat = [str(item) for item in stored["skipped"]]
         return cls(stored["values"], stored["images"], stored["positions"],
                    tuple(int(v) for v in stored["map_hw"]), stored["class_sums"], stored["class_counts"],
                    stored["class_maxima"], tuple(zip(flat[0::2], flat[1::2])))
+
+    def to_npz(self, stream) -> None:
+        np.savez(stream, **self.arrays())
+
+    @classmethod
+    def from_npz(cls, stored) -> "LayerExamples":
+        return cls.from_arrays(stored)
 
     @property
     def class_means(self) -> np.ndarray:
@@ -156,16 +163,86 @@ def card_examples(examples: LayerExamples, number: int) -> list[tuple[int, float
             if image >= 0 and np.isfinite(value)]
 
 
+def merge_examples(parts: list[LayerExamples], k: int) -> LayerExamples:
+    """The reduce step: one layer's ``LayerExamples`` of consecutive shards, in data-set order,
+    as one pass over them all would have found them (among equal maxima the earlier image first)."""
+    values = np.concatenate([part.values for part in parts], axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    first = parts[0]
+    return LayerExamples(
+        np.take_along_axis(values, order, axis=1),
+        np.take_along_axis(np.concatenate([part.images for part in parts], axis=1), order, axis=1),
+        np.take_along_axis(np.concatenate([part.positions for part in parts], axis=1), order[:, :, None], axis=1),
+        next((part.map_hw for part in parts if part.map_hw != (0, 0)), first.map_hw),
+        sum((part.class_sums for part in parts[1:]), first.class_sums),
+        sum((part.class_counts for part in parts[1:]), first.class_counts),
+        np.maximum.reduce([part.class_maxima for part in parts]),
+        tuple(pair for part in parts for pair in part.skipped))
+
+
+SHARD_IMAGES = 128  # images a unit of work of the data-set pass (4 batches; ~30 s of VGG16 here)
+
+
+def plan_shards(count: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each shard: whole batches, so a shard's batches are the one pass's."""
+    size = max(batch_size, SHARD_IMAGES // batch_size * batch_size)
+    return [(start, min(count, start + size)) for start in range(0, count, size)]
+
+
+@dataclass(frozen=True)
+class ShardExamples:
+    """One shard's ``LayerExamples`` for each layer of the pass (what a unit returns and the unit
+    cache keeps)."""
+
+    layers: tuple[int, ...]
+    parts: tuple[LayerExamples, ...]
+
+    def to_npz(self, stream) -> None:
+        arrays = {f"{n}.{name}": array for n, part in enumerate(self.parts) for name, array in part.arrays().items()}
+        np.savez(stream, layers=np.asarray(self.layers, np.int64), **arrays)
+
+    @classmethod
+    def from_npz(cls, stored) -> "ShardExamples":
+        layers = tuple(int(v) for v in stored["layers"])
+        return cls(layers, tuple(LayerExamples.from_arrays({name: stored[f"{n}.{name}"] for name in (
+            "values", "images", "positions", "map_hw", "class_sums", "class_counts", "class_maxima", "skipped")})
+            for n in range(len(layers))))
+
+
+@dataclass(frozen=True)
+class DatasetWork:
+    """What the data-set pass's units share: ``setup`` compiles the one forward pass to every
+    layer's peaks, ``run`` streams one shard (start, stop) of the data set through it."""
+
+    key: str
+    loaded: object  # LoadedModel
+    layers: tuple[LayerInfo, ...]
+    dataset: Dataset
+    batch_size: int
+    keep_going: bool
+    k: int
+
+    def setup(self):
+        from ..analysis.activations import PeakProbe
+
+        return PeakProbe(self.loaded.model, list(self.layers))
+
+    def run(self, probe, shard: tuple[int, int]) -> ShardExamples:
+        found = stream_examples(probe, self.loaded.model_input, self.dataset, list(self.layers), self.loaded.input_hw,
+                                self.loaded.channels, self.batch_size, self.keep_going, self.k, shard)
+        return ShardExamples(tuple(info.index for info in self.layers), tuple(found[info.index] for info in self.layers))
+
+
 def stream_examples(probe, model_input, dataset: Dataset, layers: list[LayerInfo], input_hw: tuple[int, int],
-                    channels: int, batch_size: int, keep_going: bool, k: int,
-                    tell: Callable[[float, str], None]) -> dict[int, LayerExamples]:
-    """One pass of the data set through ``probe`` (a ``PeakProbe``: one forward pass a batch for
-    every layer): each layer's ``LayerExamples``, with the files that could not be read
-    (``keep_going``)."""
+                    channels: int, batch_size: int, keep_going: bool, k: int, shard: tuple[int, int] | None = None,
+                    tell: Callable[[float, str], None] | None = None) -> dict[int, LayerExamples]:
+    """One pass of the data set's images ``shard`` (start, stop; default all) through ``probe``
+    (a ``PeakProbe``: one forward pass a batch for every layer): each layer's ``LayerExamples``,
+    with the files that could not be read (``keep_going``)."""
     collectors = {info.index: ExampleCollector(info.filters or 0, len(dataset.classes), k) for info in layers}
     skipped: list[ImageLoadError] = []
-    total = len(dataset.items)
-    for start in range(0, total, batch_size):
+    first, total = shard or (0, len(dataset.items))
+    for start in range(first, total, batch_size):
         pixels, indices = [], []
         for index in range(start, min(total, start + batch_size)):
             item = dataset.items[index]
@@ -182,8 +259,9 @@ def stream_examples(probe, model_input, dataset: Dataset, layers: list[LayerInfo
             for info in layers:
                 collectors[info.index].add(maps[info.index], np.array(indices), labels)
             del maps
-        done = min(total, start + batch_size)
-        tell(done / total, f"images {done} of {total}")
+        if tell is not None:
+            done = min(total, start + batch_size)
+            tell((done - first) / max(1, total - first), f"images {done} of {total}")
     pairs = tuple((error.subject, error.reason) for error in skipped)
     return {index: replace(collector.result(), skipped=pairs) for index, collector in collectors.items()}
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from .. import paths, render
-from ..analysis.ascent import AscentSettings, AscentTrunk, plan_canvases, plan_groups, trace_cost, upstream_cost
-from ..cache import AscentCache, MosaicEntry, ascent_key
+from ..analysis.ascent import AscentSettings, AscentTrunk, BatchResult, plan_canvases, plan_groups, trace_cost, upstream_cost
+from ..cache import AscentCache, MosaicEntry, ResultCache, ascent_key
+from ..executors import process_state
 from ..config import ReportConfig
 from ..health import ASCENT_JUDGE_STEPS, at_floor
 from ..inspection import LayerInfo, ModelInfo
@@ -87,50 +91,143 @@ def ascent_costs(model_info: ModelInfo, layers: list[LayerInfo], config: ReportC
     return costs
 
 
-def _ascend(trunk: AscentTrunk, info: LayerInfo, config: ReportConfig, count: int,
-            report: Callable[[float, str], None]) -> MosaicEntry:
-    """The mosaic's filters, pictures and activations; --select top scans every filter first."""
-    settings = ascent_settings(config)
-    engine = trunk.engine(info)
-    def batches(share_before: float, share: float, words: str):
-        """Tell ``report`` after each batch but the last (the next step's start says that)."""
-        return lambda done, total: report(share_before + share * done / total, f"{words} {done} of {total}") \
-            if done < total else None
+@dataclass(frozen=True)
+class AscentWork:
+    """What every ascent unit of one model shares (sent once to each Ray worker); ``setup``
+    makes the model's ascent engines, ``run`` climbs one batch of one layer's filters."""
 
-    chosen = list(range(count))
-    scan_work = 0.0
-    if config.select == "top" and (info.filters or 0) > count:
-        scan_count = scan_steps(settings.step_count)
-        scan_work = info.filters * scan_count / (info.filters * scan_count + count * settings.step_count)
-        scan = engine.run(list(range(info.filters)), steps=scan_count,
-                          on_batch=batches(0.0, scan_work, "scanning filters,"))
-        chosen = [int(f) for f in np.argsort(-scan.activations, kind="stable")[:count]]
-    result = engine.run(chosen, on_batch=batches(scan_work, 1 - scan_work, "filters"))
-    order = np.arange(len(chosen))
-    if config.select == "top":
-        order = np.argsort(-result.activations, kind="stable")  # the old Keras example's order
-    return MosaicEntry(np.asarray(result.filter_indices, np.int64)[order], result.images[order],
-                       result.activations[order], result.transformed[order], result.high_frequency[order],
-                       result.canvas_hw,
-                       None if engine.floor is None else np.asarray(engine.floor, np.float64))
+    key: str
+    loaded: LoadedModel
+    model_info: ModelInfo
+    config: ReportConfig
+
+    def setup(self) -> AscentTrunk:
+        return ascent_trunk(self.loaded, self.model_info, self.config)
+
+    def run(self, trunk: AscentTrunk, unit: "AscentUnit") -> BatchResult:
+        info = next(layer for layer in self.model_info.layers if layer.index == unit.layer)
+        return trunk.engine(info).climb_batch(unit.filters, unit.count, unit.steps)
 
 
-def draw_mosaic(loaded: LoadedModel, trunk: Callable[[], AscentTrunk], info: LayerInfo, slug: str,
-                card_numbers: range, config: ReportConfig, root: str, cache: AscentCache, weights_digest: str,
-                report: Callable[[float, str], None]) -> MosaicPictures:
-    """The layer's mosaic and each card's picture, from the cache or a fresh ascent.
+@dataclass(frozen=True)
+class AscentUnit:
+    """One batch of one layer's filters (``filters``: padded to the batch size, the first
+    ``count`` are wanted), climbed ``steps`` steps."""
 
-    ``trunk()`` gives the model's ascent engines (made on the first cache miss);
-    ``weights_digest`` covers the weights up to the unit's end; ``report(share, detail)`` hears
-    how far the ascent has got.
-    """
+    layer: int
+    filters: tuple[int, ...]
+    count: int
+    steps: int
+
+
+def ascent_work(loaded: LoadedModel, model_info: ModelInfo, config: ReportConfig, model_digest: str) -> AscentWork:
+    """The model's ``AscentWork``, keyed by its weights and every setting that shapes the engines."""
+    key = hashlib.sha256(json.dumps({"weights": model_digest, "settings": config.settings,
+                                     "geometry": loaded.geometry}, sort_keys=True, default=str).encode()).hexdigest()
+    return AscentWork(key, loaded, model_info, config)
+
+
+class MosaicClimber:
+    """Every selected layer's ascent as units of work: ``start`` plans a layer's units (from the
+    engine's batch plan, so the same units whichever executor runs them) and submits those not
+    in the unit cache; ``entry`` waits for them and joins them. A finished unit is stored as soon
+    as it arrives, so a killed build loses only the units under way; a finished layer is one
+    ``MosaicEntry`` in the layer cache."""
+
+    def __init__(self, work: AscentWork, executor, cache: AscentCache, unit_cache: ResultCache,
+                 digests: dict[int, str]):
+        self.work, self.executor, self.cache, self.unit_cache, self.digests = work, executor, cache, unit_cache, digests
+        self._entries: dict[int, MosaicEntry] = {}
+        self._keys: dict[int, str] = {}
+        self._pending: dict[int, tuple] = {}  # layer -> (stage, units, their results or tickets)
+
+    def _trunk(self) -> AscentTrunk:
+        """The driver's own engines, for the plan and the floors (tracing happens where units run)."""
+        return process_state(self.work.key, lambda: self.work)[1]
+
+    def start(self, info: LayerInfo) -> None:
+        config, loaded = self.work.config, self.work.loaded
+        count = mosaic_count(config, info)
+        key = ascent_key(self.digests[unit_end(self.work.model_info, info).index], info, ascent_settings(config),
+                         loaded.geometry, {"select": config.select, "count": count})
+        self._keys[info.index] = key
+        entry = self.cache.load(key)
+        if entry is not None:
+            self._entries[info.index] = entry
+            return
+        engine = self._trunk().engine(info)
+        steps = ascent_settings(config).step_count
+        if config.select == "top" and (info.filters or 0) > count:
+            self._submit(info, "scan", engine, list(range(info.filters)), scan_steps(steps))
+        else:
+            self._submit(info, "climb", engine, list(range(count)), steps)
+
+    def _submit(self, info: LayerInfo, stage: str, engine, filters: list[int], steps: int) -> None:
+        units, left = [], len(filters)
+        for padded in engine.batches(filters):
+            units.append(AscentUnit(info.index, padded, min(left, len(padded)), steps))
+            left -= len(padded)
+        keys = [self._unit_key(info, stage, unit) for unit in units]
+        found = [self.unit_cache.load(key) for key in keys]
+        missing = [position for position, result in enumerate(found) if result is None]
+        tickets = self.executor.submit(self.work, [units[p] for p in missing],
+                                       lambda i, result: self.unit_cache.store(keys[missing[i]], result))
+        self._pending[info.index] = (stage, keys, found, dict(zip(missing, tickets)))
+
+    def _unit_key(self, info: LayerInfo, stage: str, unit: AscentUnit) -> str:
+        payload = json.dumps([self._keys[info.index], stage, unit.filters, unit.count, unit.steps])
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def _collect(self, info: LayerInfo, report: Callable[[int, int], None]) -> tuple[str, list[str], BatchResult]:
+        stage, keys, found, tickets = self._pending.pop(info.index)
+        fresh = self.executor.results(list(tickets.values()), report)
+        for position, result in zip(tickets, fresh):
+            found[position] = result
+        return stage, keys, BatchResult.join(found)
+
+    def entry(self, info: LayerInfo, report: Callable[[float, str], None]) -> MosaicEntry:
+        """The layer's finished ascent: from the layer cache or its units (``report(share,
+        detail)`` hears as they finish)."""
+        if info.index in self._entries:
+            return self._entries.pop(info.index)
+        config = self.work.config
+        count = mosaic_count(config, info)
+        stage = self._pending[info.index][0]
+        scan_work = 0.0
+        if stage == "scan":
+            steps = ascent_settings(config).step_count
+            scan_count = scan_steps(steps)
+            scan_work = info.filters * scan_count / (info.filters * scan_count + count * steps)
+            _, scan_keys, scan = self._collect(info, _told(report, 0.0, scan_work, "scanning filters,"))
+            chosen = [int(f) for f in np.argsort(-scan.activations, kind="stable")[:count]]
+            self._submit(info, "climb", self._trunk().engine(info), chosen, steps)
+        else:
+            scan_keys = []
+        _, climb_keys, result = self._collect(info, _told(report, scan_work, 1 - scan_work, "filters"))
+        order = np.arange(len(result.filter_indices))
+        if config.select == "top":
+            order = np.argsort(-result.activations, kind="stable")  # the old Keras example's order
+        floor = self._trunk().engine(info).floor
+        entry = MosaicEntry(np.asarray(result.filter_indices, np.int64)[order], result.images[order],
+                            result.activations[order], result.transformed[order], result.high_frequency[order],
+                            self._trunk().engine(info).canvas_hw, None if floor is None else np.asarray(floor, np.float64))
+        self.cache.store(self._keys[info.index], entry)
+        for key in scan_keys + climb_keys:  # the layer's entry holds them now
+            self.unit_cache.discard(key)
+        return entry
+
+
+def _told(report: Callable[[float, str], None], before: float, share: float, words: str) -> Callable[[int, int], None]:
+    """Tell ``report`` after each unit but the last (the next step's start says that)."""
+    return lambda done, total: report(before + share * done / total, f"{words} {done} of {total}") \
+        if done < total else None
+
+
+def draw_mosaic(entry: MosaicEntry, info: LayerInfo, slug: str, card_numbers: range, config: ReportConfig,
+                root: str) -> MosaicPictures:
+    """The layer's mosaic and each card's picture, and the filters' verdicts."""
     count = mosaic_count(config, info)
     settings = ascent_settings(config)
-    key = ascent_key(weights_digest, info, settings, loaded.geometry, {"select": config.select, "count": count})
-    entry = cache.load(key)
-    if entry is None:
-        entry = _ascend(trunk(), info, config, count, report)
-        cache.store(key, entry)
     filters = [int(f) for f in entry.filter_indices]
     activations = [float(a) for a in entry.activations]
     judged = settings.step_count >= ASCENT_JUDGE_STEPS
