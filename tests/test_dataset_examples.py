@@ -17,6 +17,34 @@ def peaks_of(maps: np.ndarray) -> Peaks:
     return Peaks(flat.max(axis=1), flat.argmax(axis=1).astype(np.int32), maps.shape[1:3])
 
 
+def test_shards_merged_in_order_find_what_one_pass_finds_ties_included():
+    """The reduce step of the data-set pass's units (Ray shards): the same images, values and
+    positions as one pass over all, equal maxima ranked by the earlier image in both."""
+    from cnnviz_report.phases.dataset_examples import merge_examples, plan_shards
+
+    rng = np.random.default_rng(1)
+    maps = rng.integers(0, 4, size=(70, 3, 3, 5)).astype(np.float32)  # many ties
+    maps[40, :, :, 2] = np.nan
+    labels = np.arange(70) % 2
+
+    def collect(start, stop):
+        collector = ExampleCollector(filters=5, classes=2, k=6)
+        for first in range(start, stop, 8):
+            last = min(stop, first + 8)
+            collector.add(peaks_of(maps[first:last]), np.arange(first, last), labels[first:last])
+        return collector.result()
+
+    whole = collect(0, 70)
+    shards = [(0, 24), (24, 48), (48, 70)]
+    merged = merge_examples([collect(start, stop) for start, stop in shards], k=6)
+    for name in ("values", "images", "positions", "class_counts", "class_maxima"):
+        np.testing.assert_array_equal(getattr(merged, name), getattr(whole, name))
+    np.testing.assert_allclose(merged.class_sums, whole.class_sums)
+    assert merged.map_hw == whole.map_hw == (3, 3)
+    assert plan_shards(300, 32) == [(0, 128), (128, 256), (256, 300)]  # whole batches a shard
+    assert plan_shards(10, 200) == [(0, 10)]
+
+
 def test_streaming_top_k_equals_ranking_everything_at_once_in_bounded_memory():
     rng = np.random.default_rng(0)
     maps = rng.normal(size=(50, 5, 6, 7)).astype(np.float32)
