@@ -48,75 +48,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a keras.applications name (vgg16, resnet50v2, mobilenetv2, efficientnetb0, convnext_tiny, "
         "...; any case) or a .keras/.h5 model file; omit it for the bundled demo model",
     )
-    build.add_argument(
-        "--images", nargs="+", default=[], metavar="IMG",
-        help="image files (JPEG, PNG, BMP, GIF, WebP, TIFF) or folders of them; each is resized to the "
-        "model's input size (the demo uses a photograph of Grace Hopper when none are given)",
-    )
     build.add_argument("--out", default="cnnviz-site", metavar="DIR",
                        help="folder for the site (default: %(default)s); an existing site made by this "
                        "tool is replaced, any other non-empty folder is refused")
-    build.add_argument(
-        "--weights", metavar="imagenet|none|PATH",
-        help="for application names: imagenet (default; from the Keras cache ~/.keras/models or a "
-        "download), none (random initialisation, works offline) or a weights file; for model files: "
-        "a weights file to load on top",
-    )
     build.add_argument("--layers", nargs="+", default=[], metavar="NAME",
                        help="draw only these conv layers (default: every conv layer)")
-    build.add_argument("--max-filters", type=int, default=64, metavar="N",
-                       help="at most N filters per layer in filter grids and mosaics (default: %(default)s)")
     build.add_argument("--title", metavar="TEXT", help="title of the site (default: the model's name)")
-    build.add_argument("--seed", type=int, default=0, metavar="N",
-                       help="random seed for the gradient-ascent noise (default: %(default)s)")
-    build.add_argument(
-        "--preprocess", choices=PREPROCESS_MODES, default="auto",
-        help="how pixels 0..255 are fed to the model: auto (default: the application's own "
-        "preprocess_input; for model files 'raw' if the model starts with a Rescaling layer, the "
-        "application's if it is or starts with a keras.applications model, else 'unit'), raw (0..255), "
-        "unit (0..1), tf (-1..1), caffe or torch (ImageNet mean/std)",
-    )
-    build.add_argument(
-        "--ascent", choices=ASCENT_MODES, default="balanced",
-        help="how the filter pictures are made: balanced (default: lucid's Fourier image, decorrelated "
-        "colour and random transforms at fast's 30 steps; the first layers' small canvases the fast way), "
-        "fast (the keras.io method: pixels, no transforms; noise in deep layers of trained models) or "
-        "robust (lucid's full recipe, 128 steps; about 4x balanced's time)",
-    )
-    build.add_argument("--select", choices=SELECT_MODES, default="first",
-                       help="which 64 filters get a picture: first (default) or top (scan every filter "
-                       "briefly, keep the 64 most activated)")
-    build.add_argument("--input-size", type=_input_size, metavar="N|HxW",
-                       help="the input size for models that accept any size (default 224); a model with a "
-                       "fixed size is built at its own")
-    build.add_argument("--unit", choices=UNIT_MODES, default="response",
-                       help="what a filter's pictures and verdicts are taken from: response (default: the conv's "
-                       "output after the BatchNormalization/activation layers that follow it alone, i.e. what "
-                       "the next layer sees) or raw (the conv layer's own output)")
-    build.add_argument("--ascent-steps", type=int, metavar="N",
-                       help="gradient-ascent steps per filter (default: 30 balanced and fast, 128 robust); 0 skips "
-                       "the mosaics")
-    build.add_argument("--ascent-lr", type=float, metavar="LR",
-                       help="step size (default: Adam 0.15 for balanced, 10 on the keras.io scale for fast, Adam "
-                       "0.05 for robust)")
-    build.add_argument("--cache-dir", metavar="DIR",
-                       help="where finished mosaics are kept between builds (default: ~/.cache/cnnviz_report)")
-    build.add_argument("--no-cache", action="store_true", help="neither read nor write the mosaic cache")
-    build.add_argument("--dataset", metavar="DIR|LIST",
-                       help="a folder of images (read recursively; one sub-folder per class gives classes) or a "
-                       "list file (one path a line, a class after a tab): each filter's card shows the images "
-                       "it fires on most, cropped to its receptive field, and with classes its response per class")
-    build.add_argument("--dataset-top", type=int, default=9, metavar="K",
-                       help="dataset examples a filter (default: %(default)s)")
-    build.add_argument("--executor", choices=EXECUTORS, default="local",
-                       help="where the gradient ascents and the data-set pass run: local (default: this process) "
-                       "or ray (Ray tasks: on --ray-address, or a local cluster started for the build); the site "
-                       "is the same either way")
-    build.add_argument("--ray-address", metavar="HOST:PORT",
-                       help="the Ray cluster to use with --executor ray (e.g. 10.0.0.5:6379, or auto)")
-    build.add_argument("--keep-going", action="store_true",
-                       help="skip images that cannot be read, and layers that fail to draw, instead of "
-                       "stopping; they are listed in the report and on the console, and the exit code is 2")
+    _report_options(build)
     build.add_argument("--notes", metavar="FILE.md",
                        help="a reviewer's Markdown notes: shown on the index; a '## <layer name>' section "
                        "goes on that layer's page (raw HTML in them is shown as text)")
@@ -125,8 +63,26 @@ def _parser() -> argparse.ArgumentParser:
                        "shrunk) to attach where only one file can go")
     build.add_argument("--single-file-images", type=int, default=3, metavar="N",
                        help="feature maps of at most N images in the single file (default: %(default)s)")
-    build.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    build.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    _console_options(build)
+
+    gallery = commands.add_parser(
+        "gallery",
+        help="build one report per model under one gallery index",
+        description="Build a report for each model (as build does, with the same options) under one folder, "
+        "and a gallery index with a card per model: its size, layers, a few gradient-ascent pictures and its "
+        "health. With --executor ray every model's units of work run on one Ray cluster.",
+        epilog="examples:\n  python -m cnnviz_report gallery vgg16 resnet50v2 my_model.keras --images photos/ --out gallery\n"
+        "  python -m cnnviz_report gallery vgg16 resnet50v2 --weights none --max-filters all --executor ray",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gallery.add_argument("models", nargs="+", metavar="MODEL",
+                         help="keras.applications names, .keras/.h5 model files, or demo (the bundled model)")
+    gallery.add_argument("--out", default="cnnviz-gallery", metavar="DIR",
+                         help="folder for the gallery (default: %(default)s); an existing gallery or site made "
+                         "by this tool is replaced, any other non-empty folder is refused")
+    gallery.add_argument("--title", metavar="TEXT", help="title of the gallery (default: A gallery of N models)")
+    _report_options(gallery)
+    _console_options(gallery)
 
     diff = commands.add_parser(
         "diff",
@@ -158,6 +114,78 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report_options(parser: argparse.ArgumentParser) -> None:
+    """What a report is made of and how: shared by build and gallery."""
+    parser.add_argument(
+        "--images", nargs="+", default=[], metavar="IMG",
+        help="image files (JPEG, PNG, BMP, GIF, WebP, TIFF) or folders of them; each is resized to the "
+        "model's input size (the demo uses a photograph of Grace Hopper when none are given)",
+    )
+    parser.add_argument(
+        "--weights", metavar="imagenet|none|PATH",
+        help="for application names: imagenet (default; from the Keras cache ~/.keras/models or a "
+        "download), none (random initialisation, works offline) or a weights file; for model files: "
+        "a weights file to load on top",
+    )
+    parser.add_argument("--max-filters", type=int, default=64, metavar="N",
+                       help="at most N filters per layer in filter grids and mosaics (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N",
+                       help="random seed for the gradient-ascent noise (default: %(default)s)")
+    parser.add_argument(
+        "--preprocess", choices=PREPROCESS_MODES, default="auto",
+        help="how pixels 0..255 are fed to the model: auto (default: the application's own "
+        "preprocess_input; for model files 'raw' if the model starts with a Rescaling layer, the "
+        "application's if it is or starts with a keras.applications model, else 'unit'), raw (0..255), "
+        "unit (0..1), tf (-1..1), caffe or torch (ImageNet mean/std)",
+    )
+    parser.add_argument(
+        "--ascent", choices=ASCENT_MODES, default="balanced",
+        help="how the filter pictures are made: balanced (default: lucid's Fourier image, decorrelated "
+        "colour and random transforms at fast's 30 steps; the first layers' small canvases the fast way), "
+        "fast (the keras.io method: pixels, no transforms; noise in deep layers of trained models) or "
+        "robust (lucid's full recipe, 128 steps; about 4x balanced's time)",
+    )
+    parser.add_argument("--select", choices=SELECT_MODES, default="first",
+                       help="which 64 filters get a picture: first (default) or top (scan every filter "
+                       "briefly, keep the 64 most activated)")
+    parser.add_argument("--input-size", type=_input_size, metavar="N|HxW",
+                       help="the input size for models that accept any size (default 224); a model with a "
+                       "fixed size is built at its own")
+    parser.add_argument("--unit", choices=UNIT_MODES, default="response",
+                       help="what a filter's pictures and verdicts are taken from: response (default: the conv's "
+                       "output after the BatchNormalization/activation layers that follow it alone, i.e. what "
+                       "the next layer sees) or raw (the conv layer's own output)")
+    parser.add_argument("--ascent-steps", type=int, metavar="N",
+                       help="gradient-ascent steps per filter (default: 30 balanced and fast, 128 robust); 0 skips "
+                       "the mosaics")
+    parser.add_argument("--ascent-lr", type=float, metavar="LR",
+                       help="step size (default: Adam 0.15 for balanced, 10 on the keras.io scale for fast, Adam "
+                       "0.05 for robust)")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                       help="where finished mosaics are kept between builds (default: ~/.cache/cnnviz_report)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the mosaic cache")
+    parser.add_argument("--dataset", metavar="DIR|LIST",
+                       help="a folder of images (read recursively; one sub-folder per class gives classes) or a "
+                       "list file (one path a line, a class after a tab): each filter's card shows the images "
+                       "it fires on most, cropped to its receptive field, and with classes its response per class")
+    parser.add_argument("--dataset-top", type=int, default=9, metavar="K",
+                       help="dataset examples a filter (default: %(default)s)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="where the gradient ascents and the data-set pass run: local (default: this process) "
+                       "or ray (Ray tasks: on --ray-address, or a local cluster started for the build); the site "
+                       "is the same either way")
+    parser.add_argument("--ray-address", metavar="HOST:PORT",
+                       help="the Ray cluster to use with --executor ray (e.g. 10.0.0.5:6379, or auto)")
+    parser.add_argument("--keep-going", action="store_true",
+                       help="skip images that cannot be read, and layers that fail to draw, instead of "
+                       "stopping; they are listed in the report and on the console, and the exit code is 2")
+
+
+def _console_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
+
+
 def _input_size(text: str) -> tuple[int, int]:
     """``224`` or ``240x320`` (height x width)."""
     parts = text.lower().split("x")
@@ -179,15 +207,12 @@ def _diff_configs(args: argparse.Namespace) -> tuple[ReportConfig, ReportConfig]
     return config_a.validate(), config_b.validate()
 
 
-def _config(args: argparse.Namespace) -> ReportConfig:
-    return ReportConfig(
-        model=args.model,
+def _report_settings(args: argparse.Namespace) -> dict:
+    """The ReportConfig fields of ``_report_options``."""
+    return dict(
         images=tuple(args.images),
-        out=args.out,
         weights=args.weights,
-        layers=tuple(args.layers),
         max_filters=args.max_filters,
-        title=args.title,
         seed=args.seed,
         preprocess=args.preprocess,
         ascent_mode=args.ascent,
@@ -201,12 +226,15 @@ def _config(args: argparse.Namespace) -> ReportConfig:
         keep_going=args.keep_going,
         dataset=args.dataset,
         dataset_top=args.dataset_top,
-        notes=args.notes,
-        single_file=args.single_file,
-        single_file_images=args.single_file_images,
         executor=args.executor,
         ray_address=args.ray_address,
     )
+
+
+def _config(args: argparse.Namespace) -> ReportConfig:
+    return ReportConfig(model=args.model, out=args.out, layers=tuple(args.layers), title=args.title, notes=args.notes,
+                        single_file=args.single_file, single_file_images=args.single_file_images,
+                        **_report_settings(args))
 
 
 class ConsoleProgress:
@@ -217,7 +245,7 @@ class ConsoleProgress:
         self.stream = stream  # None: whatever sys.stderr is when a line is printed
         self.started = time.monotonic()
 
-    def __call__(self, event) -> None:
+    def __call__(self, event, prefix: str = "") -> None:
         elapsed = time.monotonic() - self.started
         eta = ""
         if 0.01 <= event.work_done < 1.0:  # too early, the first steps' times say little
@@ -225,7 +253,7 @@ class ConsoleProgress:
             eta = f"  (ETA {int(remaining // 60)}m{int(remaining % 60):02d}s)"
         width = len(str(event.total))
         detail = f", {event.detail}" if event.detail else ""
-        print(f"[{event.step:>{width}}/{event.total}] {event.subject}: {event.phase}{detail}{eta}",
+        print(f"{prefix}[{event.step:>{width}}/{event.total}] {event.subject}: {event.phase}{detail}{eta}",
               file=self.stream or sys.stderr, flush=True)
 
 
@@ -277,10 +305,38 @@ def _run_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_gallery(args: argparse.Namespace) -> int:
+    from .gallery import build_gallery, gallery_configs
+
+    configs = gallery_configs(args.models, _report_settings(args))
+    console = None if args.quiet else ConsoleProgress()
+    result = build_gallery(configs, args.out, args.title,
+                           progress=(lambda slug, event: console(event, prefix=f"{slug} ")) if console else None)
+    whole = True
+    for entry in result.entries:
+        report = entry.build.report
+        for name, reason in report.skipped_images:
+            print(f"{PROG}: skipped: {entry.slug}: {name}: {reason}", file=sys.stderr)
+        for layer in report.failed_layers:
+            print(f"{PROG}: layer not drawn: {entry.slug}: {layer.info.qualified_name}: {layer.failure}", file=sys.stderr)
+        whole = whole and not report.skipped_images and not report.failed_layers
+    if not args.quiet:
+        for entry in result.entries:
+            build = entry.build
+            print(f"  {entry.slug}: {len(build.report.layers)} conv-layer pages in {build.seconds:.1f} s "
+                  f"(mosaic cache: {build.cache_hits} reused, {build.cache_misses} computed)")
+        print(f"Gallery of {len(result.entries)} models in {result.seconds:.1f} s: "
+              f"{os.path.join(result.out_dir, 'index.html')} ({_size(result.site_bytes)})")
+    if result.site_bytes > PAGES_WARN_BYTES:
+        print(f"{PROG}: warning: the gallery is {_size(result.site_bytes)}; GitHub Pages publishes at most 1 GB.",
+              file=sys.stderr)
+    return 0 if whole else 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command not in ("build", "diff"):
+    if args.command not in ("build", "diff", "gallery"):
         parser.print_help()
         return 2
     if not args.debug:
@@ -293,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "diff":
             return _run_diff(args)
+        if args.command == "gallery":
+            return _run_gallery(args)
         from .build import build_site
 
         result = build_site(_config(args), progress=None if args.quiet else ConsoleProgress())

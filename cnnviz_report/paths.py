@@ -43,6 +43,13 @@ def image_slug(index: int, name: str) -> str:
     return f"{index + 1:02d}-{sanitise(stem)}"
 
 
+def model_slug(position: int, name: str) -> str:
+    """``02-resnet50v2`` from a gallery model's position and its name or file name (extension dropped)."""
+    stem = name.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
+    return f"{position + 1:02d}-{sanitise(stem)}"
+
+
 def layer_page(layer_slug_: str) -> str:
     return f"layers/{layer_slug_}.html"
 

@@ -83,6 +83,22 @@ def summary_markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
+def gallery_summary(title: str, models: list[tuple[str, Report]]) -> str:
+    """The gallery's summary.md: a row per model, linking to its report and its own summary.md."""
+    from .site import gallery_health
+
+    lines = [f"# {md_text(title)}", "", "| Model | Parameters | Conv layers | Drawn | Weights | Health |",
+             "|---|--:|--:|--:|---|---|"]
+    for slug, report in models:
+        lines.append(f"| {md_link(report.model_name, f'{slug}/{paths.INDEX_PAGE}')} "
+                     f"| {fmt_int(report.model.total_params)} | {len(report.model.conv_layers)} | {len(report.layers)} "
+                     f"| {md_text(report.weights)} | {md_text('; '.join(gallery_health(report)))} "
+                     f"({md_link('summary.md', f'{slug}/{paths.SUMMARY_FILE}')}) |")
+    versions = sorted({report.version for _, report in models})
+    lines += ["", f"<sub>cnnviz_report {md_text(', '.join(versions))}</sub>", ""]
+    return "\n".join(lines)
+
+
 HEALTH_COLUMNS = ("layer", "filter", "kernel_norm", "nonfinite_kernel", "duplicate_of", "cosine", "norm_outlier",
                   "dead_on_images", "constant_on_images", "ascent_dead", "ascent_activation",
                   "ascent_transformed", "ascent_kept", "ascent_high_frequency",

@@ -1,0 +1,72 @@
+"""The gallery command: one report per model under one index, with build's safety and determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import assert_valid_links
+
+from cnnviz_report.cli import main
+
+FAST = ["--ascent-steps", "2", "--max-filters", "4", "--quiet"]
+
+
+def _files(site: Path) -> dict[str, bytes]:
+    """Every file by its path, the manifests without their timings."""
+    files = {}
+    for path in sorted(site.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.name == "manifest.json":
+                manifest = json.loads(data)
+                manifest.pop("seconds_per_phase", None)
+                data = json.dumps(manifest, sort_keys=True).encode()
+            files[str(path.relative_to(site))] = data
+    return files
+
+
+def test_a_gallery_has_a_report_per_model_and_a_card_linking_into_each(tiny_model_file, photo_path, tmp_path):
+    out = tmp_path / "gallery"
+    assert main(["gallery", "demo", tiny_model_file, "--images", photo_path, "--out", str(out), *FAST]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [".nojekyll", "01-demo", "02-tiny", "index.html", "manifest.json",
+                                                     "static", "summary.md"]
+    for folder in ("01-demo", "02-tiny"):
+        assert (out / folder / "index.html").is_file() and (out / folder / "layers").is_dir()
+    index = (out / "index.html").read_text()
+    assert index.count('class="model-card"') == 2
+    assert 'href="01-demo/index.html"' in index and 'href="02-tiny/index.html"' in index
+    assert 'href="01-demo/layers/008-conv4.html"' in index  # a mosaic tile links to its layer's page
+    assert "62,060" in index and "of 176 filters dead on the 1 image(s)" in index  # the demo's size and health
+    assert assert_valid_links(out) > 100  # the index's and every report's links resolve
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tool"] == "cnnviz_report" and manifest["kind"] == "gallery"
+    assert [m["folder"] for m in manifest["models"]] == ["01-demo", "02-tiny"]
+    summary = (out / "summary.md").read_text()
+    assert "[cnnviz demo CNN](01-demo/index.html)" in summary and "(02-tiny/summary.md)" in summary
+
+    again = tmp_path / "again"
+    assert main(["gallery", "demo", tiny_model_file, "--images", photo_path, "--out", str(again), *FAST]) == 0
+    assert _files(out) == _files(again)  # the same inputs make the same gallery
+
+
+def test_a_model_that_fails_leaves_the_previous_gallery_untouched(tiny_model_file, photo_path, tmp_path, capsys):
+    out = tmp_path / "gallery"
+    assert main(["gallery", "demo", "--images", photo_path, "--out", str(out), *FAST]) == 0
+    before = _files(out)
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a keras file")
+    assert main(["gallery", "demo", str(broken), "--images", photo_path, "--out", str(out), *FAST]) != 0
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("cnnviz_report: error:") and "broken.keras" in error and "\n" not in error
+    assert _files(out) == before
+    assert not [p for p in tmp_path.iterdir() if "cnnviz-staging" in p.name]
+
+
+def test_a_gallery_never_replaces_a_folder_it_did_not_make(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["gallery", "demo", "--out", str(out), *FAST]) != 0
+    assert "not made by cnnviz_report" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "keep me"
