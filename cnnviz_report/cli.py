@@ -13,7 +13,7 @@ import time
 import warnings
 
 from . import __version__
-from .config import ASCENT_MODES, EXECUTORS, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES, ReportConfig
+from .config import ALL_FILTERS, ASCENT_MODES, EXECUTORS, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES, ReportConfig
 from .errors import CnnvizError
 
 PROG = "cnnviz_report"
@@ -127,8 +127,9 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
         "download), none (random initialisation, works offline) or a weights file; for model files: "
         "a weights file to load on top",
     )
-    parser.add_argument("--max-filters", type=int, default=64, metavar="N",
-                       help="at most N filters per layer in filter grids and mosaics (default: %(default)s)")
+    parser.add_argument("--max-filters", type=_filter_count, default=64, metavar="N|all",
+                        help="at most N filters per layer in filter grids, mosaics and cards (default: %(default)s); "
+                        "all: every filter of every layer, the cards in pages of 64")
     parser.add_argument("--seed", type=int, default=0, metavar="N",
                        help="random seed for the gradient-ascent noise (default: %(default)s)")
     parser.add_argument(
@@ -184,6 +185,16 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
 def _console_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
+
+
+def _filter_count(text: str) -> int:
+    """``N`` or ``all``."""
+    if text.strip().lower() == "all":
+        return ALL_FILTERS
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or all, got {text!r}") from None
 
 
 def _input_size(text: str) -> tuple[int, int]:

@@ -13,6 +13,8 @@ ASCENT_MODES = ("balanced", "fast", "robust")
 SELECT_MODES = ("first", "top")
 UNIT_MODES = ("response", "raw")
 EXECUTORS = ("local", "ray")
+MOSAIC_FILTERS = 64  # a mosaic's filters, unless --max-filters all
+ALL_FILTERS = 2 ** 31 - 1  # --max-filters all: every filter of every layer (grids, mosaics, cards)
 DATASET_TOP_MAX = 16  # the stylesheet places this many dataset-example tiles a card
 
 
@@ -60,6 +62,8 @@ class ReportConfig:
         if self.dataset:
             settings["dataset"] = os.path.basename(os.path.normpath(self.dataset))
         settings["layers"] = list(self.layers)
+        if self.max_filters == ALL_FILTERS:
+            settings["max_filters"] = "all"
         for key in ("model", "weights", "notes", "single_file"):  # an application name has no folder
             if settings[key] and (os.sep in settings[key] or os.path.exists(settings[key])):
                 settings[key] = os.path.basename(settings[key])

@@ -65,6 +65,15 @@ def filter_asset(layer_slug_: str, number: int, kind: str, suffix: str = ".png")
     return f"layers/{layer_slug_}/f{number:03d}-{kind}{suffix}"
 
 
+CARDS_PER_PAGE = 64  # filter cards a page: a layer's first page holds the first, then -cards-2.html, ...
+
+
+def card_page(layer_slug_: str, page: int) -> str:
+    """Site path of a layer's card page ``page`` (from 0): the layer page itself, then
+    ``layers/003-x-cards-2.html``, ..."""
+    return layer_page(layer_slug_) if page == 0 else f"layers/{layer_slug_}-cards-{page + 1}.html"
+
+
 def filter_anchor(number: int) -> str:
     """The anchor of a filter's card on its layer page: ``f117`` (``layer.html#f117``)."""
     return f"f{number}"

@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from . import paths, render
 from .analysis.ascent_parts import SMALL_CANVAS, recipe_name
+from .config import MOSAIC_FILTERS
 from .formatting import fmt_axes, fmt_int, fmt_shape, preprocess_words
 from .health import ASCENT_JUDGE_STEPS, BADGE_LABELS
 from .inspection import LayerInfo
@@ -106,7 +107,8 @@ def _tiles(tiles) -> dict | None:
     the numbers in reading order (the grid's rows are equal, so CSS lays the links over them)."""
     if not tiles:
         return None
-    return {"columns": sum(1 for tile in tiles if tile.y == tiles[0].y), "numbers": [tile.number for tile in tiles]}
+    return {"columns": sum(1 for tile in tiles if tile.y == tiles[0].y), "numbers": [tile.number for tile in tiles],
+            "cards": None}  # a layer page's grids: each number's card link (its cards may span pages)
 
 
 def _layer_row(info: LayerInfo, pages: dict[int, str]) -> dict:
@@ -178,7 +180,8 @@ def _settings_view(report: Report) -> list[tuple[str, str]]:
         ("Images", ", ".join(image.name for image in report.images) or "none"),
         *([("Dataset", _dataset_words(report.dataset))] if report.dataset else []),
         ("Layers", ", ".join(s["layers"]) or f"all {len(report.model.conv_layers)} convolution layers"),
-        ("Filters per layer", f"at most {s['max_filters']} in grids, mosaics and cards"),
+        ("Filters per layer", "every filter, in grids, mosaics and cards" if s["max_filters"] == "all"
+         else f"at most {s['max_filters']} in grids and cards, {min(MOSAIC_FILTERS, s['max_filters'])} in mosaics"),
         ("Unit", "response: after the BatchNormalization and activation layers that follow each conv alone"
          if s["unit"] == "response" else "raw: each conv layer's own output"),
         ("Gradient ascent", ascent),
@@ -200,12 +203,13 @@ def _channels_note(channels: int | None) -> str:
     return f"The model reads {channels} channels: each tile shows {colour}channels {first}-{channels} as grey panels."
 
 
-def _health_view(health) -> dict:
-    """The badges (each a link to its list of filters on the layer page) and those lists."""
+def _health_view(health, card_links: dict[int, dict]) -> dict:
+    """The badges (each a link to its list of filters on the layer page) and those lists, each
+    filter a link to its card (``card_links``; every filter a badge counts has one)."""
     if health is None:
         return {"badges": [], "summary": "", "lists": []}
     badges = [{"key": key, "label": BADGE_LABELS[key], "count": count, "title": meaning, "anchor": f"health-{key}",
-               "numbers": [{"number": n, "anchor": paths.filter_anchor(n)} for n in health.filters_of(key)]}
+               "numbers": [{"number": n, "card": card_links[n]} for n in health.filters_of(key)]}
               for key, count, meaning in health.badges]
     return {"badges": badges, "summary": ", ".join(f"{b['count']} {b['label']}" for b in badges), "lists": badges}
 
@@ -276,6 +280,21 @@ def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
     return views
 
 
+def _card_pages(slug: str, cards: list[dict]) -> list[dict]:
+    """The layer's cards in pages of CARDS_PER_PAGE (each card gets its ``link``, the page and
+    anchor its links go to): per page its site path, its cards, their numbers' range and its
+    card filter's choices."""
+    pages = []
+    for page, start in enumerate(range(0, len(cards), paths.CARDS_PER_PAGE)):
+        chunk = cards[start : start + paths.CARDS_PER_PAGE]
+        for card in chunk:
+            card["link"] = {"page": paths.card_page(slug, page), "anchor": card["anchor"]}
+        pages.append({"page": paths.card_page(slug, page), "number": page + 1, "cards": chunk,
+                      "first": chunk[0]["number"], "last": chunk[-1]["number"],
+                      "card_filter": _card_filter(chunk)})
+    return pages
+
+
 def _card_filter(cards: list[dict]) -> list[dict]:
     """The card filter's choices: every card, the cards with any finding, then one choice per
     finding that some card has ({"key": what data-findings must hold ("" every card, "*" any)})."""
@@ -329,15 +348,17 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
             "constant_channels": feature.constant_channels,
             "nonfinite_channels": feature.nonfinite_channels,
         })
+    cards = _card_views(layer_report, images_by_index)
+    card_pages = _card_pages(layer_report.slug, cards)
+    card_links = {card["number"]: card["link"] for card in cards}
     row = _layer_row(info, pages)
     row["thumbnail"] = _asset(layer_report.thumbnail)
-    row["health"] = _health_view(layer_report.health)
-    cards = _card_views(layer_report, images_by_index)
+    row["health"] = _health_view(layer_report.health, card_links)
     view = {
         "row": row,
         "cards": cards,
+        "card_pages": card_pages,
         "mosaic_tiles": _mosaic_tiles(layer_report, {card["number"]: card for card in cards}),
-        "card_filter": _card_filter(cards),
         "card_numbers": {"first": cards[0]["number"], "last": cards[-1]["number"]} if cards else None,
         "health": row["health"],
         "notes": Markup(notes_html),
@@ -375,9 +396,12 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
         "failure": layer_report.failure,
         "ascent_mode": settings["ascent_mode"],
         "ascent_recipe": _recipe_words(settings["ascent_mode"], layer_report.mosaic_canvas),
-        "selective": _selective_view(layer_report),
+        "selective": _selective_view(layer_report, card_links),
         "select": settings["select"],
     }
+    for asset in [view["filters"], view["filters_rgb"], view["filters_depthwise"]] + [f["grid"] for f in features]:
+        if asset and asset["tiles"]:  # each tile of a grid links to its filter's card, on whichever page
+            asset["tiles"]["cards"] = [card_links.get(number) for number in asset["tiles"]["numbers"]]
     view["contents"] = _contents(view)
     return view
 
@@ -403,19 +427,18 @@ def _recipe_words(mode: str, canvas: tuple[int, int] | None) -> str:
 SELECTIVE_SHOWN = 3  # filters a class in the layer's selectivity table
 
 
-def _selective_view(layer_report: LayerReport) -> list[dict]:
+def _selective_view(layer_report: LayerReport, card_links: dict[int, dict]) -> list[dict]:
     """Per class, the filters most selective for it (Morcos et al.'s index, highest first)."""
     found = layer_report.dataset
     if found is None or len(found.classes) < 2:
         return []
-    cards = {card.number for card in layer_report.cards}
     rows = []
     for label, name in enumerate(found.classes):
         numbers = [n for n in range(len(found.selectivity)) if found.best_class[n] == label
                    and math.isfinite(float(found.selectivity[n]))]
         numbers.sort(key=lambda n: (-float(found.selectivity[n]), n))
         rows.append({"name": name, "filters": [
-            {"number": n, "anchor": paths.filter_anchor(n) if n in cards else None,
+            {"number": n, "card": card_links.get(n),
              "index": f"{float(found.selectivity[n]):.2f}"} for n in numbers[:SELECTIVE_SHOWN]]})
     return rows
 
@@ -434,7 +457,7 @@ def _mosaic_tiles(layer_report: LayerReport, cards: dict[int, dict]) -> list[dic
         if card is None or card["ascent"] is None:
             continue
         value = card["ascent_activation"]
-        tiles.append({"number": number, "anchor": card["anchor"], "picture": card["ascent"], "dead": card["ascent_dead"],
+        tiles.append({"number": number, "card": card["link"], "picture": card["ascent"], "dead": card["ascent_dead"],
                       "label": "NaN" if value in ("nan", "inf", "-inf") else "ascent-dead" if card["ascent_dead"] else value})
     return tiles
 
@@ -503,8 +526,12 @@ def build_pages(report: Report) -> list[Page]:
     pager_links = [{"name": view["row"]["name"], "page": view["page"]} for view in layer_views]
     for position, view in enumerate(layer_views):
         keys = KEYS_PAGER + (KEYS_CARDS if view["card_numbers"] else ()) + KEYS_HELP
-        result.append(Page(view["page"], "layer.html", dict(common, layer=view, keys=keys,
-                                                            **_pager(pager_links, position))))
+        card_pages = view["card_pages"] or [None]
+        for card_page in card_pages:  # the layer page holds the first cards; more, their own pages
+            result.append(Page(card_page["page"] if card_page else view["page"],
+                               "layer.html" if card_page is card_pages[0] else "layer_cards.html",
+                               dict(common, layer=view, card_page=card_page, keys=keys,
+                                    **_pager(pager_links, position))))
     for image_view in image_views:
         rows = []
         for view in layer_views:

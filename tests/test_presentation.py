@@ -129,7 +129,7 @@ def test_layer_page_contents_card_findings_and_keys_from_the_records(tmp_path):
     assert [entry["label"] for entry in layer["contents"]] == ["Kernel weights", "Gradient ascent", "Feature maps for",
                                                                "Each filter (4 cards)"]
     assert [card["findings"] for card in layer["cards"]] == ["", "", "dead ascent_dead", "duplicates"]
-    assert [(c["key"], c["count"]) for c in layer["card_filter"]] == [("", 4), ("*", 2), ("dead", 1), ("duplicates", 1),
+    assert [(c["key"], c["count"]) for c in layer["card_pages"][0]["card_filter"]] == [("", 4), ("*", 2), ("dead", 1), ("duplicates", 1),
                                                                        ("ascent_dead", 1)]
     assert layer["card_numbers"] == {"first": 0, "last": 3}
     assert [key["names"] for key in context["keys"]] == [["←", "k"], ["→", "j"], ["g"], ["?"], ["Esc"]]

@@ -13,13 +13,12 @@ from .. import paths, render
 from ..analysis.ascent import AscentSettings, AscentTrunk, BatchResult, plan_canvases, plan_groups, trace_cost, upstream_cost
 from ..cache import AscentCache, MosaicEntry, ResultCache, ascent_key
 from ..executors import process_state
-from ..config import ReportConfig
+from ..config import ALL_FILTERS, MOSAIC_FILTERS, ReportConfig
 from ..health import ASCENT_JUDGE_STEPS, at_floor
 from ..inspection import LayerInfo, ModelInfo
 from ..loading import LoadedModel
 from ..records import AscentQuality, AscentTile, MosaicPictures
 
-MOSAIC_FILTERS = 64
 SCAN_DIVISOR = 4  # --select top first climbs every filter for a quarter of the steps
 
 
@@ -32,7 +31,8 @@ def mosaic_count(config: ReportConfig, info: LayerInfo) -> int:
     """How many filters of ``info`` get an ascent picture (0: no mosaic)."""
     if config.ascent_steps == 0:
         return 0
-    return min(MOSAIC_FILTERS, config.max_filters, info.filters or 0)
+    limit = config.max_filters if config.max_filters == ALL_FILTERS else min(MOSAIC_FILTERS, config.max_filters)
+    return min(limit, info.filters or 0)
 
 
 def ascent_targets(model_info: ModelInfo) -> list[LayerInfo]:
@@ -172,15 +172,19 @@ class MosaicClimber:
         missing = [position for position, result in enumerate(found) if result is None]
         tickets = self.executor.submit(self.work, [units[p] for p in missing],
                                        lambda i, result: self.unit_cache.store(keys[missing[i]], result))
-        self._pending[info.index] = (stage, keys, found, dict(zip(missing, tickets)))
+        self._pending[info.index] = (stage, keys, found, dict(zip(missing, tickets)), [unit.count for unit in units])
 
     def _unit_key(self, info: LayerInfo, stage: str, unit: AscentUnit) -> str:
         payload = json.dumps([self._keys[info.index], stage, unit.filters, unit.count, unit.steps])
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def _collect(self, info: LayerInfo, report: Callable[[int, int], None]) -> tuple[str, list[str], BatchResult]:
-        stage, keys, found, tickets = self._pending.pop(info.index)
-        fresh = self.executor.results(list(tickets.values()), report)
+        """The layer's units joined; ``report(filters done, filters)`` as they arrive."""
+        stage, keys, found, tickets, counts = self._pending.pop(info.index)
+        total, cached = sum(counts), sum(count for count, result in zip(counts, found) if result is not None)
+        sizes = [counts[position] for position in tickets]
+        fresh = self.executor.results(list(tickets.values()),
+                                      lambda done, _: report(cached + sum(sizes[:done]), total))
         for position, result in zip(tickets, fresh):
             found[position] = result
         return stage, keys, BatchResult.join(found)

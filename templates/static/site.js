@@ -80,6 +80,15 @@
   window.addEventListener("hashchange", function () { revealCard(location.hash.slice(1)); });  // cards are f<N>: no escapes
 
   var goto = document.getElementById("goto-filter");
+  function cardPageOf(number) {
+    // data-card-pages: "first-last:page.html ..." for each page of the layer's cards
+    var pages = ((goto && goto.getAttribute("data-card-pages")) || "").split(" ");
+    for (var i = 0; i < pages.length; i++) {
+      var match = /^([0-9]+)-([0-9]+):(.+)$/.exec(pages[i]);
+      if (match && number >= Number(match[1]) && number <= Number(match[2])) { return match[3]; }
+    }
+    return null;
+  }
   var gotoNumber = document.getElementById("goto-number");
   if (goto) {
     goto.hidden = false;
@@ -89,6 +98,11 @@
       var text = gotoNumber.value.trim();
       var card = /^[0-9]+$/.test(text) && document.getElementById("f" + Number(text));
       if (!card) {
+        var elsewhere = /^[0-9]+$/.test(text) && cardPageOf(Number(text));
+        if (elsewhere) {  // the card is on another page of the layer's cards
+          location.href = elsewhere + "#f" + Number(text);
+          return;
+        }
         message.textContent = "No card for filter " + text + " on this page.";
         return;
       }
