@@ -7,9 +7,9 @@ units of work: what a cluster would be given.
 1. Ray's own cost: a local Ray head on the loopback address (as tests/test_ray.py starts it),
    then 400 empty tasks: tasks a second, and the time from submitting to a result.
 2. The demo's default build, and VGG16's block5_conv3 with all 512 filters (``--weights none``,
-   ``--ascent-steps`` from ``--vgg-steps``), each as a CLI build in a fresh process: in-process,
-   then on the running cluster twice (cold: its workers import TensorFlow and trace; warm: the
-   same workers again, another output folder, no cache).
+   ``--ascent-steps`` from ``--vgg-steps``), each as a CLI build in a fresh process, no cache:
+   in-process, then on the running cluster (a build is a Ray job of its own, so its workers
+   start, import TensorFlow and trace within it).
 3. The plan: how many units VGG16 with every filter, and a gallery of ResNet50V2 (the default 64
    filters and every filter), are split into, and the FLOPs of each unit (the engine's estimate).
 """
@@ -31,6 +31,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
 
 ROOT = Path(__file__).resolve().parent.parent
+ALL = 2 ** 31 - 1  # --max-filters all
+PLANS = (("vgg16", ALL), ("resnet50v2", 64), ("resnet50v2", ALL), ("mobilenetv2", ALL), ("efficientnetb0", ALL),
+         ("densenet121", ALL))  # VGG16 every filter, and a gallery of the many-layer models
 
 
 def start_head(temp: str) -> tuple[str, subprocess.Popen]:
@@ -89,14 +92,12 @@ def cli_build(args: list[str], out: Path) -> dict:
 
 def compare(name: str, args: list[str], address: str, work: Path) -> dict:
     local = cli_build(args, work / f"{name}-local")
-    cold = cli_build([*args, "--executor", "ray", "--ray-address", address], work / f"{name}-ray-cold")
-    warm = cli_build([*args, "--executor", "ray", "--ray-address", address], work / f"{name}-ray-warm")
-    row = {"name": name, "local": local, "ray_cold": cold, "ray_warm": warm}
-    for kind in ("ray_cold", "ray_warm"):
-        row[f"{kind}_overhead"] = row[kind]["wall_seconds"] / local["wall_seconds"] - 1
-        row[f"{kind}_ascent_overhead"] = row[kind]["phases"]["gradient ascent"] / local["phases"]["gradient ascent"] - 1
+    remote = cli_build([*args, "--executor", "ray", "--ray-address", address], work / f"{name}-ray")
+    row = {"name": name, "local": local, "ray": remote,
+           "ray_overhead": remote["wall_seconds"] / local["wall_seconds"] - 1,
+           "ray_ascent_overhead": remote["phases"]["gradient ascent"] / local["phases"]["gradient ascent"] - 1}
     same = sorted(p.relative_to(work / f"{name}-local") for p in (work / f"{name}-local").rglob("*.png"))
-    row["identical_pictures"] = all((work / f"{name}-local" / p).read_bytes() == (work / f"{name}-ray-warm" / p).read_bytes()
+    row["identical_pictures"] = all((work / f"{name}-local" / p).read_bytes() == (work / f"{name}-ray" / p).read_bytes()
                                     for p in same)
     return row
 
@@ -123,7 +124,7 @@ def plan(model_name: str, max_filters: int) -> dict:
         units += len(batches)
         flops += [len(b) * (steps + MEASURE_STEPS) * engine.flops_per_canvas_step for b in batches]
     flops.sort()
-    return {"model": model_name, "max_filters": "all" if max_filters > 100000 else max_filters,
+    return {"model": model_name, "max_filters": "all" if max_filters == ALL else max_filters,
             "layers": len(ascent_targets(model_info)), "units": units, "total_tflop": sum(flops) / 1e12,
             "unit_gflop_median": flops[len(flops) // 2] / 1e9, "unit_gflop_max": flops[-1] / 1e9}
 
@@ -132,6 +133,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vgg-steps", type=int, default=4, help="ascent steps of the VGG16 layer (default: %(default)s)")
     parser.add_argument("--skip-builds", action="store_true", help="only Ray's own cost and the plans")
+    parser.add_argument("--skip-vgg", action="store_true", help="not the VGG16 layer")
+    parser.add_argument("--skip-plans", action="store_true", help="not the plans")
     parser.add_argument("--child-plan", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_plan:
@@ -149,6 +152,7 @@ def main() -> None:
             if not args.skip_builds:
                 results["demo"] = compare("demo", [], address, Path(work))
                 print(json.dumps(results["demo"]), flush=True)
+            if not args.skip_builds and not args.skip_vgg:
                 vgg = ["vgg16", "--weights", "none", "--layers", "block5_conv3", "--max-filters", "all",
                        "--ascent-steps", str(args.vgg_steps), "--images", str(photo)]
                 results["vgg16_block5_conv3"] = compare("vgg16", vgg, address, Path(work))
@@ -156,7 +160,7 @@ def main() -> None:
     finally:
         stop_head(head)
     results["plans"] = []
-    for model_name, max_filters in (("vgg16", 2 ** 31 - 1), ("resnet50v2", 64), ("resnet50v2", 2 ** 31 - 1)):
+    for model_name, max_filters in () if args.skip_plans else PLANS:
         done = subprocess.run([sys.executable, __file__, "--child-plan", model_name, str(max_filters)],
                               capture_output=True, text=True, check=True)
         results["plans"].append(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -13,6 +13,7 @@ result cache, so a killed build's finished units are not lost), ``results`` wait
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections import OrderedDict
@@ -48,6 +49,12 @@ def run_unit(work_holder: list, key: str, unit):
 
     work, state = process_state(key, lambda: ray.get(work_holder[0]))
     return work.run(state, unit)
+
+
+def warm_up() -> None:
+    """A Ray worker's first task: the imports every unit needs, done before the first unit."""
+    for module in ("tensorflow", "keras", f"{__package__}.phases.mosaics", f"{__package__}.phases.dataset_examples"):
+        importlib.import_module(module)
 
 
 class LocalExecutor:
@@ -117,9 +124,17 @@ class RayExecutor:
                 where = f"--ray-address {address}" if address else "--executor ray"
                 raise UsageError(where, f"cannot start or reach a Ray cluster: {' '.join(str(error).split())[:200]}") \
                     from None
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        self._task = ray.remote(run_unit).options(num_cpus=1, num_gpus=gpus, max_retries=TASK_RETRIES,
+        # Without GPUs, a task takes a whole node's CPUs: TensorFlow already spreads one batch over
+        # every core, as in-process; two tasks on one node would fight for them (and a unit's bytes
+        # would then depend on how many threads summed it).
+        cpus = 1 if gpus else max(1, int(min(node["Resources"].get("CPU", 1) for node in nodes)))
+        self._task = ray.remote(run_unit).options(num_cpus=cpus, num_gpus=gpus, max_retries=TASK_RETRIES,
                                                   retry_exceptions=False)
+        # Each node's worker imports TensorFlow and this package while the driver loads the model.
+        warm = ray.remote(warm_up).options(num_cpus=cpus, num_gpus=gpus)
+        self._warming = [warm.remote() for _ in nodes]
         self._work_refs: dict[str, object] = {}
         self._pending: dict[object, tuple] = {}  # object ref -> (ticket, store, position)
         self._done: dict[int, object] = {}
@@ -155,7 +170,7 @@ class RayExecutor:
         return [self._done.pop(ticket) for ticket in tickets]
 
     def close(self) -> None:
-        for reference in self._pending:
+        for reference in [*self._pending, *self._warming]:
             self._ray.cancel(reference, force=True)
         self._pending.clear()
         if self._owns:
