@@ -79,7 +79,7 @@ class AscentSettings:
     # (2.33 against 2.12 on 8 filters) for 56 % of the work (see benchmarks/ and the README).
     max_canvas: int = 96
     fixed_canvas: tuple[int, int] | None = None  # force a canvas (the seeds use 180x180)
-    memory_budget: int | None = None  # bytes for one batch's activations; None: from free memory
+    memory_budget: int | None = None  # bytes for one batch's activations; None: from the machine's memory
     batch_size: int | None = None  # None: planned from the memory budget and the step time
     noise_amplitude: float = 10.0  # fast: grey 128 +- this many pixel levels, as the seeds start
 
@@ -134,18 +134,14 @@ class BatchResult:
 # --------------------------------------------------------------------------- planning
 
 
-def _available_memory() -> int:
+def _physical_memory() -> int:
+    """The machine's memory. The batch plan rests on it, not on what is free at the moment: the
+    plan decides the units of work (and so what a rerun finds in the cache) and must come out
+    the same on every run of this machine, whatever else holds memory (a Ray object store)."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
-        return 4 << 30
+        return 16 << 30
 
 
 def _outputs_per_pixel(layer: LayerInfo, pixels: float) -> float:
@@ -216,7 +212,7 @@ def plan_batch(cost: LayerCost, canvas_hw: tuple[int, int], filters: int, settin
     if settings.batch_size is not None:
         return max(1, min(filters, settings.batch_size))
     pixels = canvas_hw[0] * canvas_hw[1]
-    budget = settings.memory_budget or min(4 << 30, _available_memory() // 4)
+    budget = settings.memory_budget or min(4 << 30, _physical_memory() // 6)
     by_memory = budget // max(1.0, cost.bytes_per_pixel * pixels)
     by_time = STEP_SECONDS * ASSUMED_GFLOPS * 1e9 / max(1.0, cost.step_flops(canvas_hw))
     return int(max(1, min(filters, by_memory, by_time)))

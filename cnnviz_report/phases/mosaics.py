@@ -10,10 +10,11 @@ from typing import Callable
 import numpy as np
 
 from .. import paths, render
-from ..analysis.ascent import AscentSettings, AscentTrunk, BatchResult, plan_canvases, plan_groups, trace_cost, upstream_cost
+from ..analysis.ascent import (AscentSettings, AscentTrunk, BatchResult, plan_canvases, plan_groups, trace_cost,
+                               upstream_cost)
 from ..cache import AscentCache, MosaicEntry, ResultCache, ascent_key
-from ..executors import process_state
 from ..config import ALL_FILTERS, MOSAIC_FILTERS, ReportConfig
+from ..executors import process_state
 from ..health import ASCENT_JUDGE_STEPS, at_floor
 from ..inspection import LayerInfo, ModelInfo
 from ..loading import LoadedModel
@@ -139,7 +140,8 @@ class MosaicClimber:
         self.work, self.executor, self.cache, self.unit_cache, self.digests = work, executor, cache, unit_cache, digests
         self._entries: dict[int, MosaicEntry] = {}
         self._keys: dict[int, str] = {}
-        self._pending: dict[int, tuple] = {}  # layer -> (stage, units, their results or tickets)
+        # layer -> (stage, unit keys, results found in the cache, tickets of the others, filters a unit)
+        self._pending: dict[int, tuple] = {}
 
     def _trunk(self) -> AscentTrunk:
         """The driver's own engines, for the plan and the floors (tracing happens where units run)."""
