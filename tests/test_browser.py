@@ -461,3 +461,40 @@ def test_every_diff_page_link_and_image_resolves_without_console_errors(browser,
     assert page.locator("td.diff-thumb img").count() >= 3  # conv_b's kernel and map, conv_c's map
     page.screenshot(path=str(artifacts / "diff-index.png"))
     page.close()
+
+
+@pytest.fixture(scope="module")
+def paged(tmp_path_factory):
+    """The demo's conv4 with --max-filters all, its 64 cards in pages of 16 (as 512 filters come
+    in pages of 64)."""
+    _require_browser()
+    from cnnviz_report import paths
+
+    site = tmp_path_factory.mktemp("paged") / "site"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(paths, "CARDS_PER_PAGE", 16)
+        assert main(["build", "--layers", "conv4", "--max-filters", "all", "--ascent-steps", "1", "--out", str(site),
+                     "--quiet", "--no-cache"]) == 0
+    return site
+
+
+def test_cards_on_other_pages_are_reached_by_go_to_filter_and_by_their_tiles(browser, paged, artifacts):
+    page = browser.new_page(viewport=PHONE)
+    watch = Watch(page)
+    layer = (paged / "layers/008-conv4.html").as_uri()
+    page.goto(layer)
+    page.keyboard.press("g")
+    page.keyboard.type("40")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/008-conv4-cards-3.html#f40")
+    assert _topbar_bottom(page) <= page.locator("#f40").bounding_box()["y"] < PHONE["height"] / 2
+    page.screenshot(path=str(artifacts / "go-to-filter-on-another-page.png"))
+    page.goto(layer)
+    page.locator('a[title="filter 50: its card"]').click()  # a mosaic tile
+    page.wait_for_url("**/008-conv4-cards-4.html#f50")
+    page.locator(".card-pages a", has_text="0–15").first.click()  # back to the first page's cards
+    page.wait_for_url("**/008-conv4.html#filter-cards")
+    assert watch.problems == []
+    checked = _crawl(page, (paged / "index.html").as_uri(), watch)
+    assert checked["pages"] == 6  # the index, the layer page, its 3 other card pages, the image page
+    page.close()
