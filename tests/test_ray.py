@@ -76,6 +76,7 @@ def ray_cluster():
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="cnnviz-ray-", dir="/tmp")  # short: Ray's socket paths are limited
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="disabled")
+    auth_mode = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"  # the driver (this process): a loopback-only test cluster
     ray_script = Path(sys.executable).with_name("ray")
     log = open(os.path.join(temp, "start.log"), "w")
@@ -101,6 +102,10 @@ def ray_cluster():
                 pass
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+        if auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth_mode
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +135,7 @@ def _files(site: Path) -> dict[str, bytes]:
             data = path.read_bytes()
             if path.name == "manifest.json":
                 manifest = json.loads(data)
-                manifest.pop("seconds_per_phase")
+                manifest.pop("seconds_per_phase", None)  # a gallery's own manifest has none
                 data = json.dumps(manifest, sort_keys=True).encode()
             files[str(path.relative_to(site))] = data
     return files
@@ -175,6 +180,19 @@ def test_a_ray_build_is_byte_identical_to_the_local_build(ray_cluster, small_dat
     assert local.units_computed == remote.units_computed == 2 * 4 + 2
     _assert_same_site(tmp_path / "local", tmp_path / "ray")
     assert remote.report.dataset.class_counts == (80, 80) and remote.report.dataset.images == 160
+
+
+def test_a_gallery_on_ray_equals_the_local_gallery(ray_cluster, tiny_model_file, photo_path, tmp_path):
+    """Two models' units on one executor (each model's work set up in the same workers)."""
+    from cnnviz_report.gallery import build_gallery, gallery_configs
+
+    address, _ = ray_cluster
+    common = dict(images=(photo_path,), ascent_steps=2, max_filters=4, use_cache=False)
+    build_gallery(gallery_configs(["demo", tiny_model_file], common), str(tmp_path / "local"))
+    remote = gallery_configs(["demo", tiny_model_file], dict(common, executor="ray", ray_address=address))
+    result = build_gallery(remote, str(tmp_path / "ray"))
+    assert [entry.build.units_computed for entry in result.entries] == [4, 2]  # a unit a layer here
+    _assert_same_site(tmp_path / "local", tmp_path / "ray")
 
 
 def test_a_ray_cluster_on_this_machine_listens_on_the_loopback_only(ray_cluster):
