@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import html.parser
+import json
 import posixpath
 from pathlib import Path
 
@@ -125,6 +126,21 @@ def site_links(site: Path) -> dict[str, list[str]]:
         parser.feed(page.read_text(encoding="utf-8"))
         result[page.relative_to(site).as_posix()] = parser.links
     return result
+
+
+def site_files(site: Path) -> dict[str, bytes]:
+    """Every file of a built site by its path, each manifest without its timings (what two builds
+    of the same inputs may differ in)."""
+    files = {}
+    for path in sorted(site.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.name == "manifest.json":
+                manifest = json.loads(data)
+                manifest.pop("seconds_per_phase", None)  # a gallery's own manifest has none
+                data = json.dumps(manifest, sort_keys=True).encode()
+            files[str(path.relative_to(site))] = data
+    return files
 
 
 def assert_valid_links(site: Path) -> int:

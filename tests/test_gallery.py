@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from conftest import assert_valid_links
+from conftest import assert_valid_links, site_files
 
 from cnnviz_report.cli import main
 
 FAST = ["--ascent-steps", "2", "--max-filters", "4", "--quiet"]
-
-
-def _files(site: Path) -> dict[str, bytes]:
-    """Every file by its path, the manifests without their timings."""
-    files = {}
-    for path in sorted(site.rglob("*")):
-        if path.is_file():
-            data = path.read_bytes()
-            if path.name == "manifest.json":
-                manifest = json.loads(data)
-                manifest.pop("seconds_per_phase", None)
-                data = json.dumps(manifest, sort_keys=True).encode()
-            files[str(path.relative_to(site))] = data
-    return files
 
 
 def test_a_gallery_has_a_report_per_model_and_a_card_linking_into_each(tiny_model_file, photo_path, tmp_path):
@@ -47,19 +32,19 @@ def test_a_gallery_has_a_report_per_model_and_a_card_linking_into_each(tiny_mode
 
     again = tmp_path / "again"
     assert main(["gallery", "demo", tiny_model_file, "--images", photo_path, "--out", str(again), *FAST]) == 0
-    assert _files(out) == _files(again)  # the same inputs make the same gallery
+    assert site_files(out) == site_files(again)  # the same inputs make the same gallery
 
 
 def test_a_model_that_fails_leaves_the_previous_gallery_untouched(tiny_model_file, photo_path, tmp_path, capsys):
     out = tmp_path / "gallery"
     assert main(["gallery", "demo", "--images", photo_path, "--out", str(out), *FAST]) == 0
-    before = _files(out)
+    before = site_files(out)
     broken = tmp_path / "broken.keras"
     broken.write_bytes(b"not a keras file")
     assert main(["gallery", "demo", str(broken), "--images", photo_path, "--out", str(out), *FAST]) != 0
     error = capsys.readouterr().err.strip()
     assert error.startswith("cnnviz_report: error:") and "broken.keras" in error and "\n" not in error
-    assert _files(out) == before
+    assert site_files(out) == before
     assert not [p for p in tmp_path.iterdir() if "cnnviz-staging" in p.name]
 
 

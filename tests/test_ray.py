@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import site_files
 
 # A cluster on this machine alone listens on the loopback address only; this must be set before
 # Ray is first imported in this process (the driver), as the tool does for a local cluster.
@@ -125,24 +126,8 @@ def small_dataset(tmp_path_factory):
     return root
 
 
-def _files(site: Path) -> dict[str, bytes]:
-    """Every file of a site by its path; the manifest without its timings (the one thing that differs)."""
-    import json
-
-    files = {}
-    for path in sorted(site.rglob("*")):
-        if path.is_file():
-            data = path.read_bytes()
-            if path.name == "manifest.json":
-                manifest = json.loads(data)
-                manifest.pop("seconds_per_phase", None)  # a gallery's own manifest has none
-                data = json.dumps(manifest, sort_keys=True).encode()
-            files[str(path.relative_to(site))] = data
-    return files
-
-
 def _assert_same_site(a: Path, b: Path) -> None:
-    files_a, files_b = _files(a), _files(b)
+    files_a, files_b = site_files(a), site_files(b)
     assert sorted(files_a) == sorted(files_b)
     different = [name for name in files_a if files_a[name] != files_b[name]]
     assert different == [], f"{len(different)} files differ, e.g. {different[:5]}"
