@@ -485,6 +485,13 @@ def _pager(links: list[dict], position: int) -> dict:
             "position": position + 1, "count": len(links)}
 
 
+def _common_context(title: str, version: str, health_page: str | None = None) -> dict:
+    """What base.html needs on every page: the title, the shared files, the CSP, the date."""
+    return {"report_title": title, "version": version, "index_page": paths.INDEX_PAGE,
+            "stylesheet": paths.STYLESHEET, "script": paths.SCRIPT, "summary_page": paths.SUMMARY_FILE,
+            "csp": CONTENT_SECURITY_POLICY, "built": build_date(), "health_page": health_page}
+
+
 def build_pages(report: Report) -> list[Page]:
     """(site path, template, context) for every page of the site."""
     pages = {r.info.index: paths.layer_page(r.slug) for r in report.layers}
@@ -495,17 +502,7 @@ def build_pages(report: Report) -> list[Page]:
                                size_words(report) if report.free_size else "")
                    for r in report.layers]
     image_views = [_image_view(image, report.input_hw) for image in report.images]
-    common = {
-        "report_title": report.title,
-        "version": report.version,
-        "index_page": paths.INDEX_PAGE,
-        "stylesheet": paths.STYLESHEET,
-        "script": paths.SCRIPT,
-        "summary_page": paths.SUMMARY_FILE,
-        "csp": CONTENT_SECURITY_POLICY,
-        "built": build_date(),
-        "health_page": paths.HEALTH_FILE,
-    }
+    common = _common_context(report.title, report.version, paths.HEALTH_FILE)
     result = [Page(
         paths.INDEX_PAGE,
         "index.html",
@@ -673,10 +670,8 @@ def write_diff_site(diff_report: DiffReport, root: str) -> None:
     diffs, report_a = diff_report.layers, diff_report.a
     reports_b = {r.info.qualified_name: r for r in diff_report.b.layers}
     names = {"a": diff_report.a_name, "b": diff_report.b_name}
-    common = {"report_title": f"Diff: {os.path.basename(names['a'])} → {os.path.basename(names['b'])}",
-              "version": report_a.version, "index_page": paths.INDEX_PAGE, "stylesheet": paths.STYLESHEET,
-              "script": paths.SCRIPT, "summary_page": paths.SUMMARY_FILE, "csp": CONTENT_SECURITY_POLICY,
-              "built": build_date(), "health_page": None, "names": names}
+    common = dict(_common_context(f"Diff: {os.path.basename(names['a'])} → {os.path.basename(names['b'])}",
+                                  report_a.version), names=names)
     rows = _diff_rows(diffs)
     measured = any(diff.response_change is not None for diff in diffs)
     pages = [Page(paths.INDEX_PAGE, "diff_index.html", dict(
@@ -741,9 +736,6 @@ def _gallery_card(slug: str, report: Report) -> dict:
 
 def write_gallery_site(title: str, models: list[tuple[str, Report]], root: str) -> None:
     """The gallery's index.html (a card per model, linking into its report) and static files."""
-    version = models[0][1].version if models else ""
-    context = {"report_title": title, "version": version, "index_page": paths.INDEX_PAGE,
-               "stylesheet": paths.STYLESHEET, "script": paths.SCRIPT, "summary_page": paths.SUMMARY_FILE,
-               "csp": CONTENT_SECURITY_POLICY, "built": build_date(), "health_page": None, "keys": KEYS_HELP,
-               "models": [_gallery_card(slug, report) for slug, report in models]}
+    context = dict(_common_context(title, models[0][1].version if models else ""), keys=KEYS_HELP,
+                   models=[_gallery_card(slug, report) for slug, report in models])
     _write_pages([Page(paths.INDEX_PAGE, "gallery.html", context)], root)
