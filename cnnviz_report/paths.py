@@ -37,17 +37,20 @@ def layer_slug(index: int, name: str) -> str:
     return f"{index:03d}-{sanitise(name)}"
 
 
+def _stem(file_name: str) -> str:
+    """``file_name`` without its extension (a leading dot, as in ``.bashrc``, is not one)."""
+    return file_name.rsplit(".", 1)[0] if "." in file_name.lstrip(".") else file_name
+
+
 def image_slug(index: int, name: str) -> str:
     """``01-bird`` from an image's position and file name (its extension dropped)."""
-    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
-    return f"{index + 1:02d}-{sanitise(stem)}"
+    return f"{index + 1:02d}-{sanitise(_stem(name))}"
 
 
 def model_slug(position: int, name: str) -> str:
     """``02-resnet50v2`` from a gallery model's position and its name or file name (extension dropped)."""
-    stem = name.replace("\\", "/").rsplit("/", 1)[-1]
-    stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
-    return f"{position + 1:02d}-{sanitise(stem)}"
+    file_name = name.replace("\\", "/").rsplit("/", 1)[-1]  # a POSIX or Windows path's last part
+    return f"{position + 1:02d}-{sanitise(_stem(file_name))}"
 
 
 def layer_page(layer_slug_: str) -> str:
@@ -98,9 +101,7 @@ def image_input(image_slug_: str) -> str:
 
 def dataset_picture(index: int, name: str) -> str:
     """A data-set image as the model saw it: ``dataset/00042-cat_007.jpg``."""
-    stem = name.rsplit("/", 1)[-1]
-    stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
-    return f"dataset/{index:05d}-{sanitise(stem)}.jpg"
+    return f"dataset/{index:05d}-{sanitise(_stem(name.rsplit('/', 1)[-1]))}.jpg"
 
 
 def relative_url(from_page: str, to_path: str) -> str:
