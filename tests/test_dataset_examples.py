@@ -20,6 +20,8 @@ def peaks_of(maps: np.ndarray) -> Peaks:
 def test_shards_merged_in_order_find_what_one_pass_finds_ties_included():
     """The reduce step of the data-set pass's units (Ray shards): the same images, values and
     positions as one pass over all, equal maxima ranked by the earlier image in both."""
+    from dataclasses import replace
+
     from cnnviz_report.phases.dataset_examples import merge_examples, plan_shards
 
     rng = np.random.default_rng(1)
@@ -42,6 +44,22 @@ def test_shards_merged_in_order_find_what_one_pass_finds_ties_included():
     np.testing.assert_allclose(merged.class_sums, whole.class_sums)
     assert merged.map_hw == whole.map_hw == (3, 3)
     assert plan_shards(300, 32) == [(0, 128), (128, 256), (256, 300)]  # whole batches a shard
+
+    import io
+
+    from cnnviz_report.phases.dataset_examples import ShardExamples
+
+    shard = ShardExamples((3, 8), (collect(0, 24), replace(collect(24, 48), skipped=(("x.png", "not an image"),))))
+    stream = io.BytesIO()
+    shard.to_npz(stream)  # what a unit of the pass leaves in the cache
+    stream.seek(0)
+    with np.load(stream) as stored:
+        back = ShardExamples.from_npz(stored)
+    assert back.layers == (3, 8) and back.parts[1].skipped == (("x.png", "not an image"),)
+    for before, after in zip(shard.parts, back.parts):
+        for name in ("values", "images", "positions", "class_sums", "class_counts", "class_maxima"):
+            np.testing.assert_array_equal(getattr(after, name), getattr(before, name))
+        assert after.map_hw == before.map_hw
     assert plan_shards(10, 200) == [(0, 10)]
 
 
