@@ -131,7 +131,7 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
                         help="at most N filters per layer in filter grids, mosaics and cards (default: %(default)s); "
                         "all: every filter of every layer, the cards in pages of 64")
     parser.add_argument("--seed", type=int, default=0, metavar="N",
-                       help="random seed for the gradient-ascent noise (default: %(default)s)")
+                        help="random seed for the gradient-ascent noise (default: %(default)s)")
     parser.add_argument(
         "--preprocess", choices=PREPROCESS_MODES, default="auto",
         help="how pixels 0..255 are fed to the model: auto (default: the application's own "
@@ -147,39 +147,39 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
         "robust (lucid's full recipe, 128 steps; about 4x balanced's time)",
     )
     parser.add_argument("--select", choices=SELECT_MODES, default="first",
-                       help="which 64 filters get a picture: first (default) or top (scan every filter "
-                       "briefly, keep the 64 most activated)")
+                        help="which 64 filters get a picture: first (default) or top (scan every filter "
+                        "briefly, keep the 64 most activated)")
     parser.add_argument("--input-size", type=_input_size, metavar="N|HxW",
-                       help="the input size for models that accept any size (default 224); a model with a "
-                       "fixed size is built at its own")
+                        help="the input size for models that accept any size (default 224); a model with a "
+                        "fixed size is built at its own")
     parser.add_argument("--unit", choices=UNIT_MODES, default="response",
-                       help="what a filter's pictures and verdicts are taken from: response (default: the conv's "
-                       "output after the BatchNormalization/activation layers that follow it alone, i.e. what "
-                       "the next layer sees) or raw (the conv layer's own output)")
+                        help="what a filter's pictures and verdicts are taken from: response (default: the conv's "
+                        "output after the BatchNormalization/activation layers that follow it alone, i.e. what "
+                        "the next layer sees) or raw (the conv layer's own output)")
     parser.add_argument("--ascent-steps", type=int, metavar="N",
-                       help="gradient-ascent steps per filter (default: 30 balanced and fast, 128 robust); 0 skips "
-                       "the mosaics")
+                        help="gradient-ascent steps per filter (default: 30 balanced and fast, 128 robust); 0 skips "
+                        "the mosaics")
     parser.add_argument("--ascent-lr", type=float, metavar="LR",
-                       help="step size (default: Adam 0.15 for balanced, 10 on the keras.io scale for fast, Adam "
-                       "0.05 for robust)")
+                        help="step size (default: Adam 0.15 for balanced, 10 on the keras.io scale for fast, Adam "
+                        "0.05 for robust)")
     parser.add_argument("--cache-dir", metavar="DIR",
-                       help="where finished mosaics are kept between builds (default: ~/.cache/cnnviz_report)")
+                        help="where finished mosaics are kept between builds (default: ~/.cache/cnnviz_report)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the mosaic cache")
     parser.add_argument("--dataset", metavar="DIR|LIST",
-                       help="a folder of images (read recursively; one sub-folder per class gives classes) or a "
-                       "list file (one path a line, a class after a tab): each filter's card shows the images "
-                       "it fires on most, cropped to its receptive field, and with classes its response per class")
+                        help="a folder of images (read recursively; one sub-folder per class gives classes) or a "
+                        "list file (one path a line, a class after a tab): each filter's card shows the images "
+                        "it fires on most, cropped to its receptive field, and with classes its response per class")
     parser.add_argument("--dataset-top", type=int, default=9, metavar="K",
-                       help="dataset examples a filter (default: %(default)s)")
+                        help="dataset examples a filter (default: %(default)s)")
     parser.add_argument("--executor", choices=EXECUTORS, default="local",
-                       help="where the gradient ascents and the data-set pass run: local (default: this process) "
-                       "or ray (Ray tasks: on --ray-address, or a local cluster started for the build); the site "
-                       "is the same either way")
+                        help="where the gradient ascents and the data-set pass run: local (default: this process) "
+                        "or ray (Ray tasks: on --ray-address, or a local cluster started for the build); the site "
+                        "is the same either way")
     parser.add_argument("--ray-address", metavar="HOST:PORT",
-                       help="the Ray cluster to use with --executor ray (e.g. 10.0.0.5:6379, or auto)")
+                        help="the Ray cluster to use with --executor ray (e.g. 10.0.0.5:6379, or auto)")
     parser.add_argument("--keep-going", action="store_true",
-                       help="skip images that cannot be read, and layers that fail to draw, instead of "
-                       "stopping; they are listed in the report and on the console, and the exit code is 2")
+                        help="skip images that cannot be read, and layers that fail to draw, instead of "
+                        "stopping; they are listed in the report and on the console, and the exit code is 2")
 
 
 def _console_options(parser: argparse.ArgumentParser) -> None:

@@ -74,8 +74,9 @@ def build_gallery(configs: list[ReportConfig], out: str, title: str | None = Non
                 result = build_site(replace(config, out=os.path.join(root, slug), single_file=None), tell, executor)
                 entries.append(GalleryEntry(slug, result))
             title = title or f"A gallery of {len(entries)} models"
-            write_gallery_site(title, [(entry.slug, entry.build.report) for entry in entries], root)
-            write_text(root, paths.SUMMARY_FILE, gallery_summary(title, [(e.slug, e.build.report) for e in entries]))
+            models = [(entry.slug, entry.build.report) for entry in entries]
+            write_gallery_site(title, models, root)
+            write_text(root, paths.SUMMARY_FILE, gallery_summary(title, models))
             manifest = {"tool": "cnnviz_report", "kind": "gallery", "title": title,
                         "models": [{"folder": entry.slug, "model": entry.build.report.model_name,
                                     "manifest": f"{entry.slug}/{paths.MARKER_FILE}"} for entry in entries]}

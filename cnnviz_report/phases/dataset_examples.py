@@ -204,9 +204,9 @@ class ShardExamples:
     @classmethod
     def from_npz(cls, stored) -> "ShardExamples":
         layers = tuple(int(v) for v in stored["layers"])
-        return cls(layers, tuple(LayerExamples.from_arrays({name: stored[f"{n}.{name}"] for name in (
-            "values", "images", "positions", "map_hw", "class_sums", "class_counts", "class_maxima", "skipped")})
-            for n in range(len(layers))))
+        return cls(layers, tuple(LayerExamples.from_arrays({name.split(".", 1)[1]: stored[name] for name in stored.files
+                                                            if name.startswith(f"{n}.")})
+                                 for n in range(len(layers))))
 
 
 @dataclass(frozen=True)

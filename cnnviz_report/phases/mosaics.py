@@ -213,10 +213,10 @@ class MosaicClimber:
         order = np.arange(len(result.filter_indices))
         if config.select == "top":
             order = np.argsort(-result.activations, kind="stable")  # the old Keras example's order
-        floor = self._trunk().engine(info).floor
+        engine = self._trunk().engine(info)
         entry = MosaicEntry(np.asarray(result.filter_indices, np.int64)[order], result.images[order],
                             result.activations[order], result.transformed[order], result.high_frequency[order],
-                            self._trunk().engine(info).canvas_hw, None if floor is None else np.asarray(floor, np.float64))
+                            engine.canvas_hw, None if engine.floor is None else np.asarray(engine.floor, np.float64))
         self.cache.store(self._keys[info.index], entry)
         for key in scan_keys + climb_keys:  # the layer's entry holds them now
             self.unit_cache.discard(key)
