@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import socket
 from collections import OrderedDict
 from typing import Callable
 
@@ -110,6 +111,8 @@ class RayExecutor:
             import ray
         except ImportError:
             raise UsageError("--executor ray", "Ray is not installed: pip install 'cnnviz_report[ray]'") from None
+        if address:
+            _check_reachable(address)
         self._ray = ray
         logging.getLogger("ray").setLevel(logging.ERROR)  # its start-up lines are not the build's
         self._owns = not ray.is_initialized()
@@ -175,6 +178,22 @@ class RayExecutor:
         self._pending.clear()
         if self._owns:
             self._ray.shutdown()
+
+
+REACH_SECONDS = 5.0
+
+
+def _check_reachable(address: str) -> None:
+    """One line now rather than Ray's own retries, which log for minutes, when nothing answers at
+    a HOST:PORT address (``auto`` and ``ray://`` addresses are left to Ray)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_SECONDS).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UsageError(f"--ray-address {address}", f"no Ray cluster answers there ({reason})") from None
 
 
 def make_executor(name: str, address: str | None = None):

@@ -180,6 +180,20 @@ def test_a_gallery_on_ray_equals_the_local_gallery(ray_cluster, tiny_model_file,
     _assert_same_site(tmp_path / "local", tmp_path / "ray")
 
 
+def test_a_ray_address_where_nothing_answers_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from cnnviz_report.cli import main
+
+    _require_ray()
+    out = tmp_path / "site"
+    started = time.monotonic()
+    assert main(["build", "--out", str(out), "--executor", "ray", "--ray-address", f"127.0.0.1:{_free_port()}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("cnnviz_report: error: --ray-address 127.0.0.1:") and "no Ray cluster answers there" in error
+    assert "\n" not in error and time.monotonic() - started < 30 and not out.exists()
+    assert main(["build", "--out", str(out), "--ray-address", "127.0.0.1:6379"]) == 2
+    assert "--ray-address needs --executor ray" in capsys.readouterr().err and not out.exists()
+
+
 def test_a_ray_cluster_on_this_machine_listens_on_the_loopback_only(ray_cluster):
     _, group = ray_cluster
     pids = {int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _in_group(int(pid), group)}
