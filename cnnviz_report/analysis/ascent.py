@@ -285,7 +285,7 @@ class AscentGroup:
         self._forward_values, self._preprocess = forward_values, preprocess
         self._input_channels_first = input_channels_first
         xla = reads_channels_first(layers) or None  # TF's CPU kernels run NCHW convs only under XLA
-        self._compile = (lambda f: tf.function(f, reduce_retracing=True, jit_compile=xla)) \
+        self._compile = (lambda f: tf.function(f, reduce_retracing=True, jit_compile=xla, autograph=False)) \
             if graph_safe(layers) else (lambda f: f)
         self._compiled: dict = {}  # canvas (h, w) -> (recipe, step, measure)
 
