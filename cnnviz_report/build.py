@@ -32,17 +32,18 @@ from .phases.combine import layer_report
 from .phases.images import draw_images
 from .phases.kernels import draw_kernels
 from .phases.mosaics import MosaicClimber, ascent_costs, ascent_settings, ascent_work, draw_mosaic, unit_end
-from .phases.predictions import predict
+from .phases.attribution import Explainer, no_class_note, resolve_class
+from .phases.predictions import class_names, class_output, predict
 from .phases.responses import ResponseCollector
 from .phases.dataset_examples import (DatasetWork, InputCache, LayerExamples, ShardExamples, draw_examples,
                                       draw_pictures, merge_examples, plan_shards)
-from .progress import (ASCENT, DATASET, EXAMPLES, IMAGES, INPUTS, KERNELS, PAGES, SITE, Progress, StepTracker,
-                       dataset_costs, feature_phase, image_batches, plan_steps)
+from .progress import (ASCENT, ATTRIBUTION, DATASET, EXAMPLES, IMAGES, INPUTS, KERNELS, PAGES, SITE, Progress,
+                       StepTracker, dataset_costs, feature_phase, image_batches, plan_steps)
 from .records import BuildResult, DatasetSummary, ImageReport, LayerReport, Report
 from .single_file import check_target, write_single_file
 from .site import write_site
 from .staging import check_output_folder, folder_bytes, staged_site, write_text
-from .summary import health_csv, summary_markdown
+from .summary import attribution_json, health_csv, summary_markdown
 from .units import unit_floor
 
 
@@ -97,6 +98,10 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
         layers, dataset_summary = _draw_layers(loaded, model_info, selected, image_layers, ascents, images,
                                                image_reports, dataset, config, root, tracker, clock, cache,
                                                unit_cache, cache_root, executor)
+        if images and image_layers and config.explain:
+            tracker.advance(INPUTS, ATTRIBUTION)
+            with clock.phase("attribution"):
+                image_reports, layers = _explain(loaded, image_layers, layers, images, image_reports, config, root)
         report = Report(
             title=config.title or f"{loaded.name}: what the convolution layers see", model=model_info,
             model_name=loaded.name, model_source=loaded.source, weights=loaded.weights_label,
@@ -110,6 +115,7 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
             write_site(report, root)
             write_text(root, paths.SUMMARY_FILE, summary_markdown(report))
             write_text(root, paths.HEALTH_FILE, health_csv(report))
+            write_text(root, paths.ATTRIBUTION_FILE, attribution_json(report))
         write_manifest(report, loaded.file_sha256, root, clock.seconds)
         site_bytes = folder_bytes(root)
     single_bytes = _write_single_file(config, report, clock) if config.single_file else 0
@@ -157,8 +163,33 @@ def _draw_images(loaded: LoadedModel, images: list[InputImage], config: ReportCo
     if not images:
         return []
     tracker.advance(INPUTS, IMAGES)
-    predictions = predict(loaded, images, config.image_batch_size)
+    classes = class_output(loaded)
+    names = class_names(loaded, classes, config.labels) if classes else None
+    predictions = predict(loaded, images, config.image_batch_size, names)
     return [replace(report, predictions=predictions.get(report.index, ())) for report in draw_images(images, root)]
+
+
+def _explain(loaded: LoadedModel, image_layers: list[LayerInfo], layers: list[LayerReport], images: list[InputImage],
+             image_reports: list[ImageReport], config: ReportConfig, root: str):
+    """Each image's Grad-CAM and deciding units (its ``attribution``, or a note saying why there
+    is none), and each layer's Grad-CAM per image (its ``gradcams``)."""
+    classes = class_output(loaded)
+    if classes is None:
+        note = no_class_note(loaded)
+        return [replace(report, attribution_note=note) for report in image_reports], layers
+    names = class_names(loaded, classes, config.labels)
+    requested = resolve_class(config.target_class, names, classes)
+    drawn = {layer.info.index: layer for layer in layers if layer.info.index in {i.index for i in image_layers}}
+    try:
+        explainer = Explainer(loaded, image_layers, {index: layer.slug for index, layer in drawn.items()},
+                              {index: len(layer.cards) for index, layer in drawn.items()}, names, requested)
+    except ValueError as error:  # a graph the replay cannot reach from a fresh input: the section is left out
+        note = f"No explanation for {loaded.name}: {error}."
+        return [replace(report, attribution_note=note) for report in image_reports], layers
+    found = explainer.explain(images, image_reports, config.image_batch_size, root)
+    image_reports = [replace(report, attribution=found.get(report.index)) for report in image_reports]
+    layers = [replace(layer, gradcams=tuple(explainer.layer_cams.get(layer.info.index, ()))) for layer in layers]
+    return image_reports, layers
 
 
 def _inspect(config: ReportConfig, loaded: LoadedModel):

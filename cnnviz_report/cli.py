@@ -171,6 +171,14 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
                         "it fires on most, cropped to its receptive field, and with classes its response per class")
     parser.add_argument("--dataset-top", type=int, default=9, metavar="K",
                         help="dataset examples a filter (default: %(default)s)")
+    parser.add_argument("--labels", metavar="FILE",
+                        help="class names, one a line in the model's output order, for the predictions and the "
+                        "explanations (keras.applications classifiers have ImageNet's names already)")
+    parser.add_argument("--class", dest="target_class", metavar="NAME|INDEX",
+                        help="the class each image's Grad-CAM and deciding units explain (default: its top "
+                        "prediction)")
+    parser.add_argument("--no-explain", action="store_true",
+                        help="skip each image's Grad-CAM and the units that made its decision")
     parser.add_argument("--executor", choices=EXECUTORS, default="local",
                         help="where the gradient ascents and the data-set pass run: local (default: this process) "
                         "or ray (Ray tasks: on --ray-address, or a local cluster started for the build); the site "
@@ -237,6 +245,9 @@ def _report_settings(args: argparse.Namespace) -> dict:
         keep_going=args.keep_going,
         dataset=args.dataset,
         dataset_top=args.dataset_top,
+        labels=args.labels,
+        target_class=args.target_class,
+        explain=not args.no_explain,
         executor=args.executor,
         ray_address=args.ray_address,
     )

@@ -44,6 +44,9 @@ class ReportConfig:
     dataset: str | None = None  # a folder (class sub-folders optional) or list file: each filter's top images
     dataset_top: int = 9  # dataset examples a filter
     dataset_batch_size: int = 32
+    labels: str | None = None  # a text file, one class name a line in output order (not keras.applications)
+    target_class: str | None = None  # --class NAME|INDEX: the class explained on every image (None: its top one)
+    explain: bool = True  # each image's Grad-CAM and deciding units (--no-explain skips them)
     notes: str | None = None  # a Markdown file: the index gets it, "## <layer>" sections their layer
     single_file: str | None = None  # also write one self-contained HTML file here
     single_file_images: int = 3  # feature maps of at most this many images in the single file
@@ -64,7 +67,7 @@ class ReportConfig:
         settings["layers"] = list(self.layers)
         if self.max_filters == ALL_FILTERS:
             settings["max_filters"] = "all"
-        for key in ("model", "weights", "notes", "single_file"):  # an application name has no folder
+        for key in ("model", "weights", "notes", "single_file", "labels"):  # an application name has no folder
             if settings[key] and (os.sep in settings[key] or os.path.exists(settings[key])):
                 settings[key] = os.path.basename(settings[key])
         return settings
@@ -72,7 +75,8 @@ class ReportConfig:
     @property
     def outside_files(self) -> tuple[str, ...]:
         """Files the build reads or writes beside the site: the output folder must not hold them."""
-        return self.images + tuple(path for path in (self.model, self.notes, self.single_file, self.dataset) if path)
+        return self.images + tuple(path for path in (self.model, self.notes, self.single_file, self.dataset,
+                                                     self.labels) if path)
 
     def validate(self) -> "ReportConfig":
         """Raise one UsageError listing every problem found, or return self."""
@@ -110,6 +114,10 @@ class ReportConfig:
                 problems.append(f"--weights {self.weights}: no such file")
         if self.model is None and self.weights is not None and self.weights.lower() == "imagenet":
             problems.append("--weights imagenet needs an application name such as vgg16")
+        if self.labels is not None and not os.path.isfile(self.labels):
+            problems.append(f"--labels {self.labels}: no such file")
+        if self.target_class is not None and not self.target_class.strip():
+            problems.append("--class must name a class or give its index")
         if self.notes is not None and not os.path.isfile(self.notes):
             problems.append(f"--notes {self.notes}: no such file")
         if self.single_file_images < 0:

@@ -26,7 +26,7 @@ from .errors import UsageError
 from .inspection import LayerInfo, inspect_model
 from .loading import LoadedModel, load_images, load_model
 from .phases.differences import draw_filter_pictures, draw_image_diffs, draw_kernel_grids
-from .records import RANKED_FILTERS, DiffReport, FilterChange, LayerDiff, LayerReport, Report, ranked_responses
+from .records import RANKED_FILTERS, DecisionChange, DiffReport, FilterChange, LayerDiff, LayerReport, Report, ranked_responses
 from .site import write_diff_site
 from .staging import check_output_folder, staged_site, write_text
 from .summary import diff_summary
@@ -123,13 +123,36 @@ def diff_models(config_a: ReportConfig, config_b: ReportConfig, out: str,
         layer_diffs = compare(results["a"].report, results["b"].report, loaded_a, loaded_b, config_a.max_filters, root)
         # by file name: the diff site is published, the build machine's folders are not
         diff = DiffReport(results["a"].report, results["b"].report, os.path.basename(a_name), os.path.basename(b_name),
-                          tuple(layer_diffs))
+                          tuple(layer_diffs), decision_changes(results["a"].report, results["b"].report))
         write_diff_site(diff, root)
         write_text(root, paths.SUMMARY_FILE, diff_summary(diff))
         write_text(root, paths.MARKER_FILE, DIFF_MARKER)
     return {"layers": layer_diffs, "seconds": time.monotonic() - started,
             "cache_hits": results["a"].cache_hits + results["b"].cache_hits,
             "cache_misses": results["a"].cache_misses + results["b"].cache_misses}
+
+
+def map_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two heatmaps of one size (1: the same place; 0: disjoint or one blank)."""
+    a, b = (np.nan_to_num(np.asarray(m, np.float64)).ravel() for m in (a, b))
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / norms) if norms > 0 else 0.0
+
+
+def decision_changes(report_a: Report, report_b: Report) -> tuple[DecisionChange, ...]:
+    """Per image explained in both A and B: how its class, Grad-CAM and deciding units changed."""
+    images_b = {image.name: image for image in report_b.images}
+    changes = []
+    for image in report_a.images:
+        other = images_b.get(image.name)
+        if image.attribution is None or other is None or other.attribution is None:
+            continue
+        a, b = image.attribution, other.attribution
+        shift = float(np.hypot(a.gradcam.center[0] - b.gradcam.center[0], a.gradcam.center[1] - b.gradcam.center[1]))
+        units_b = {(unit.layer_name, unit.number) for unit in b.units}
+        shared = tuple((unit.layer_name, unit.number) for unit in a.units if (unit.layer_name, unit.number) in units_b)
+        changes.append(DecisionChange(image, a, b, shift, map_similarity(a.gradcam.heatmap, b.gradcam.heatmap), shared))
+    return tuple(changes)
 
 
 def _feature_maps(loaded: LoadedModel, pixels: np.ndarray, layers: list[LayerInfo]) -> dict[int, np.ndarray]:

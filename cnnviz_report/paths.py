@@ -99,6 +99,14 @@ def image_input(image_slug_: str) -> str:
     return f"images/{image_slug_}-input.png"
 
 
+def unit_asset(image_slug_: str, layer_index: int, number: int) -> str:
+    """Where a unit added to an image's class: ``images/01-bird-units/L012-f017.png``."""
+    return f"images/{image_slug_}-units/L{layer_index:03d}-f{number:03d}.png"
+
+
+ATTRIBUTION_FILE = "attribution.json"
+
+
 def dataset_picture(index: int, name: str) -> str:
     """A data-set image as the model saw it: ``dataset/00042-cat_007.jpg``."""
     return f"dataset/{index:05d}-{sanitise(_stem(name.rsplit('/', 1)[-1]))}.jpg"

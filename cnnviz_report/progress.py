@@ -18,6 +18,7 @@ IMAGES = "pictures and predictions"
 KERNELS = "filters"
 ASCENT = "gradient ascent"
 PAGES = "pages"
+ATTRIBUTION = "Grad-CAM and deciding units"
 SITE = "site"  # the subject of the last step
 DATASET, EXAMPLES = "data set", "dataset examples"
 INPUTS = "images"  # the subject of the first
@@ -72,6 +73,8 @@ def plan_steps(kernel_layers: list[LayerInfo], image_layers: list[LayerInfo], as
         steps.append(Step(DATASET, EXAMPLES, sum(dataset_costs(dataset_images, image_layers, config, model_flops))))
     steps += [Step(layer.qualified_name, ASCENT, ascent_costs[layer.index])
               for layer in image_layers if layer.index in ascent_costs]
+    if n_images and image_layers and config.explain:  # a forward and a gradient pass an image, a heatmap a layer
+        steps.append(Step(INPUTS, ATTRIBUTION, n_images * (3 * model_flops + len(image_layers) * DRAWING_COST)))
     steps.append(Step(SITE, PAGES, DRAWING_COST))
     return steps
 

@@ -29,6 +29,43 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class GradCam:
+    """Where in one image the evidence for its class sits, at one conv layer."""
+
+    layer_index: int
+    image_index: int
+    picture: ImageAsset  # the heatmap over the input the model saw, with its scale
+    center: tuple[float, float]  # its centre of mass, (x, y) as fractions of the input's width and height
+    heatmap: np.ndarray  # float32 (h, w) at the layer's map size, >= 0 (a diff compares two)
+
+
+@dataclass(frozen=True)
+class DecisionUnit:
+    """A unit of the last conv layers that added to an image's class score: activation x
+    gradient summed over positions, and where in the image it did so."""
+
+    layer_index: int
+    layer_name: str
+    layer_slug: str
+    number: int  # the filter
+    contribution: float
+    share: float  # of its layer's positive contributions
+    where: ImageAsset
+    has_card: bool  # drawn (within --max-filters): its card holds its pictures
+
+
+@dataclass(frozen=True)
+class ImageAttribution:
+    """Why the model said it, for one image: the class explained, where it looked, which units."""
+
+    class_index: int
+    label: str
+    probability: float | None
+    gradcam: GradCam  # at the last conv layer
+    units: tuple[DecisionUnit, ...]  # best first
+
+
+@dataclass(frozen=True)
 class ImageReport:
     """One user image as the site shows it: its page slug, the original picture, the input the
     model saw (resized to its input size) and what the model predicts for it."""
@@ -42,6 +79,8 @@ class ImageReport:
     model_input: ImageAsset | None = None
     thumbnail: ImageAsset | None = None  # small, for the index
     predictions: tuple[Prediction, ...] = ()
+    attribution: ImageAttribution | None = None
+    attribution_note: str = ""  # why there is none (a model without a class output)
 
 
 # --------------------------------------------------------------------------- the kernels phase
@@ -266,6 +305,7 @@ class LayerReport:
     floor: np.ndarray | None = None  # per filter, the unit's floor (None: the response has none)
     health: LayerHealth | None = None
     dataset: ExamplePictures | None = None
+    gradcams: tuple[GradCam, ...] = ()  # per image, this layer's Grad-CAM for its class
     failure: str | None = None  # with --keep-going: the phase and reason this layer could not be drawn
 
     @property
@@ -417,6 +457,23 @@ class LayerDiff:
 
 
 @dataclass(frozen=True)
+class DecisionChange:
+    """How one image's explanation changed from A to B: the class, where the model looked (the
+    last conv layer's Grad-CAM) and which units decided."""
+
+    image: ImageReport  # A's
+    a: ImageAttribution
+    b: ImageAttribution
+    center_shift: float  # distance between the Grad-CAM centres, in input widths/heights
+    map_similarity: float  # cosine similarity of the two Grad-CAM maps (1: the same place, 0: elsewhere)
+    shared_units: tuple[tuple[str, int], ...]  # (layer, filter) among both top lists
+
+    @property
+    def class_changed(self) -> bool:
+        return self.a.class_index != self.b.class_index
+
+
+@dataclass(frozen=True)
 class DiffReport:
     """Two sites of one architecture and what changed between them."""
 
@@ -425,6 +482,7 @@ class DiffReport:
     a_name: str  # the checkpoints as the user named them
     b_name: str
     layers: tuple[LayerDiff, ...]  # in model order
+    decisions: tuple[DecisionChange, ...] = ()  # per image explained in both
 
 
 def _descending(value: float | None) -> float:

@@ -334,9 +334,13 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
                 input_channels: int | None = 3, notes_html: str = "", free_size_words: str = "") -> dict:
     info = layer_report.info
     features = []
+    gradcams = {cam.image_index: cam for cam in layer_report.gradcams}
     for position, feature in enumerate(layer_report.features):
         image = images_by_index[feature.image_index]
+        cam = gradcams.get(feature.image_index)
         features.append({
+            "gradcam": _asset(cam.picture) if cam else None,
+            "gradcam_class": image.attribution.label if cam and image.attribution else "",
             "anchor": f"image-{position + 1}",
             "image_name": image.name,
             "image_page": paths.image_page(image.slug),
@@ -471,11 +475,31 @@ def _unit_words(info: LayerInfo, settings: dict) -> str:
     return f"{info.unit_description} (what the next layer sees)"
 
 
-def _image_view(image, input_hw: tuple[int, int] | None) -> dict:
-    return {"name": image.name, "input_size": "×".join(map(str, input_hw[::-1])) if input_hw else "", "page": paths.image_page(image.slug), "original": _asset(image.original),
+def _image_view(image, input_hw: tuple[int, int] | None, layer_views: dict[int, dict] | None = None) -> dict:
+    return {"name": image.name, "input_size": "×".join(map(str, input_hw[::-1])) if input_hw else "",
+            "page": paths.image_page(image.slug), "original": _asset(image.original),
             "thumbnail": _asset(image.thumbnail or image.original), "model_input": _asset(image.model_input),
             "predictions": [{"label": p.label, "index": p.index, "probability": f"{p.probability:.1%}"}
-                            for p in image.predictions]}
+                            for p in image.predictions],
+            "attribution": _attribution_view(image.attribution, layer_views or {}) if image.attribution else None,
+            "attribution_note": image.attribution_note}
+
+
+def _attribution_view(found, layer_views: dict[int, dict]) -> dict:
+    """The image page's Grad-CAM and deciding units, each unit with its card's pictures when it
+    has a card (a filter within --max-filters)."""
+    layer = layer_views[found.gradcam.layer_index]
+    units = []
+    for unit in found.units:
+        view = layer_views[unit.layer_index]
+        card = next((c for c in view["cards"] if c["number"] == unit.number), None) if unit.has_card else None
+        units.append({"layer": unit.layer_name, "layer_page": view["page"], "number": unit.number,
+                      "contribution": f"{unit.contribution:.3g}", "share": f"{unit.share:.0%}",
+                      "where": _asset(unit.where), "card": card})
+    return {"label": found.label, "class_index": found.class_index,
+            "probability": f"{found.probability:.1%}" if found.probability is not None else "",
+            "gradcam": _asset(found.gradcam.picture), "layer": layer["row"]["name"], "layer_page": layer["page"],
+            "center": "x {:.2f}, y {:.2f}".format(*found.gradcam.center), "units": units}
 
 
 def _pager(links: list[dict], position: int) -> dict:
@@ -501,7 +525,8 @@ def build_pages(report: Report) -> list[Page]:
                                or report.notes.layer_html.get(r.info.name, ""),
                                size_words(report) if report.free_size else "")
                    for r in report.layers]
-    image_views = [_image_view(image, report.input_hw) for image in report.images]
+    views_by_index = {r.info.index: view for r, view in zip(report.layers, layer_views)}
+    image_views = [_image_view(image, report.input_hw, views_by_index) for image in report.images]
     common = _common_context(report.title, report.version, paths.HEALTH_FILE)
     result = [Page(
         paths.INDEX_PAGE,
@@ -665,6 +690,21 @@ def _diff_layer_view(diff, report_a_layer, report_b_layer) -> dict:
     }
 
 
+def _decision_view(change) -> dict:
+    """One image's explanation in A and B, its pictures from the two sites (``a/``, ``b/``)."""
+    def side(prefix: str, found) -> dict:
+        picture = _asset(found.gradcam.picture)
+        picture["path"] = f"{prefix}/{picture['path']}"
+        return {"label": found.label, "probability": f"{found.probability:.1%}" if found.probability is not None
+                else "", "gradcam": picture, "page": f"{prefix}/{paths.image_page(change.image.slug)}",
+                "units": [f"{unit.layer_name} #{unit.number}" for unit in found.units[:3]]}
+
+    return {"image": change.image.name, "a": side("a", change.a), "b": side("b", change.b),
+            "changed": change.class_changed, "moved": f"{change.center_shift:.2f}",
+            "similarity": f"{change.map_similarity:.2f}",
+            "shared": f"{len(change.shared_units)} of {len(change.a.units)}"}
+
+
 def write_diff_site(diff_report: DiffReport, root: str) -> None:
     """index.html and one page per conv layer comparing A (``a/``) and B (``b/``)."""
     diffs, report_a = diff_report.layers, diff_report.a
@@ -675,7 +715,8 @@ def write_diff_site(diff_report: DiffReport, root: str) -> None:
     rows = _diff_rows(diffs)
     measured = any(diff.response_change is not None for diff in diffs)
     pages = [Page(paths.INDEX_PAGE, "diff_index.html", dict(
-        common, layers=rows, measured=measured, keys=KEYS_HELP, sites={"a": "a/index.html", "b": "b/index.html"}))]
+        common, layers=rows, measured=measured, keys=KEYS_HELP, sites={"a": "a/index.html", "b": "b/index.html"},
+        decisions=[_decision_view(change) for change in diff_report.decisions]))]
     rows_by_page = {row["page"]: row for row in rows}
     pager_links = [{"name": diff.info.name, "page": paths.layer_page(diff.slug)} for diff in diffs]
     for position, (diff, report_a_layer) in enumerate(zip(diffs, report_a.layers)):

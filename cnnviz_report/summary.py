@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 
@@ -71,6 +72,7 @@ def summary_markdown(report: Report) -> str:
         "needed to judge)."
         + ("" if images else " Dead and constant need images (`--images`)."),
     ]
+    lines += _decisions(report)
     if report.failed_layers:
         lines += ["", f"**{len(report.failed_layers)} layer(s) could not be drawn** and were left out: "
                   + "; ".join(f"{md_link(layer.info.qualified_name, paths.layer_page(layer.slug))} "
@@ -81,6 +83,51 @@ def summary_markdown(report: Report) -> str:
                   + ", ".join(md_text(name) for name, _ in report.skipped_images)]
     lines += ["", f"<sub>cnnviz_report {md_text(report.version)}</sub>", ""]
     return "\n".join(lines)
+
+
+def _decisions(report: Report) -> list[str]:
+    """Each image's explained class and its three strongest units (attribution.json has them all)."""
+    explained = [image for image in report.images if image.attribution]
+    if not explained:
+        return []
+    lines = ["", "## Why the model said it", "",
+             f"Per image, the class explained, the Grad-CAM centre at the last conv layer (x, y as fractions of "
+             f"the input) and the three units adding most to the class score; all in "
+             f"{md_link('attribution.json', paths.ATTRIBUTION_FILE)}.", "",
+             "| Image | Class | Probability | Grad-CAM centre | Strongest units |", "|---|---|--:|---|---|"]
+    for image in explained:
+        found = image.attribution
+        units = ", ".join(f"{md_text(unit.layer_name)} #{unit.number} ({unit.share:.0%})" for unit in found.units[:3])
+        x, y = found.gradcam.center
+        lines.append(f"| {md_link(image.name, paths.image_page(image.slug))} | {md_text(found.label)} "
+                     f"| {_probability(found)} | {x:.2f}, {y:.2f} | {units} |")
+    return lines
+
+
+def attribution_data(report: Report) -> dict:
+    """attribution.json's content: per image its top classes, its Grad-CAM and its deciding units."""
+    images = []
+    for image in report.images:
+        entry = {"image": image.name,
+                 "top": [{"class": p.index, "label": p.label, "probability": round(p.probability, 6)}
+                         for p in image.predictions]}
+        found = image.attribution
+        if found is not None:
+            layer = next(layer.info.qualified_name for layer in report.layers
+                         if layer.info.index == found.gradcam.layer_index)
+            entry["gradcam"] = {"layer": layer, "class": found.class_index, "label": found.label,
+                                "center": [round(v, 4) for v in found.gradcam.center]}
+            entry["units"] = [{"layer": unit.layer_name, "filter": unit.number,
+                               "contribution": float(f"{unit.contribution:.6g}"), "share": round(unit.share, 4)}
+                              for unit in found.units]
+        elif image.attribution_note:
+            entry["note"] = image.attribution_note
+        images.append(entry)
+    return {"images": images}
+
+
+def attribution_json(report: Report) -> str:
+    return json.dumps(attribution_data(report), indent=1, allow_nan=False) + "\n"
 
 
 def gallery_summary(title: str, models: list[tuple[str, Report]]) -> str:
@@ -192,4 +239,33 @@ def diff_summary(diff: DiffReport) -> str:
               + ("Response change: relative L2 distance of the layer's feature maps on the same images, mean over "
                  "the images; layers are listed by it, most changed first." if measured else
                  "Response change needs images (`--images`); layers are listed by mean change."), ""]
+    lines += _decision_changes(diff)
     return "\n".join(lines)
+
+
+def _units_words(found) -> str:
+    return ", ".join(f"{md_text(unit.layer_name)} #{unit.number}" for unit in found.units[:3])
+
+
+def _decision_changes(diff: DiffReport) -> list[str]:
+    """Per image: A's and B's class, how far the Grad-CAM moved and how alike it stayed, the top units."""
+    if not diff.decisions:
+        return []
+    lines = ["## Why each model said it", "",
+             "| Image | A: class | B: class | Grad-CAM moved | Grad-CAM similarity | A's top units | B's top units |",
+             "|---|---|---|--:|--:|---|---|"]
+    for change in diff.decisions:
+        a, b = change.a, change.b
+        mark = " **(changed)**" if change.class_changed else ""
+        lines.append(f"| {md_link(change.image.name, 'a/' + paths.image_page(change.image.slug))} "
+                     f"| {md_text(a.label)} ({_probability(a)}) | {md_text(b.label)} ({_probability(b)}){mark} "
+                     f"| {change.center_shift:.2f} | {change.map_similarity:.2f} | {_units_words(a)} "
+                     f"| {_units_words(b)} |")
+    lines += ["", "Grad-CAM at the last conv layer: moved is the distance between the centres of mass (in input "
+              "widths and heights); similarity the cosine of the two maps (1: the same place). Units: activation x "
+              "gradient of the class score, strongest first.", ""]
+    return lines
+
+
+def _probability(found) -> str:
+    return f"{found.probability:.1%}" if found.probability is not None else "–"

@@ -15,7 +15,8 @@ from cnnviz_report.analysis.ascent_parts import (Adam, AffineTransforms, Clipped
 from cnnviz_report.cache import MosaicEntry, ascent_key
 from cnnviz_report.config import ReportConfig
 from cnnviz_report.inspection import LayerInfo, inspect_model
-from cnnviz_report.progress import ASCENT, IMAGES, INPUTS, KERNELS, PAGES, SITE, Step, StepTracker, feature_phase, plan_steps
+from cnnviz_report.progress import (ASCENT, ATTRIBUTION, IMAGES, INPUTS, KERNELS, PAGES, SITE, Step, StepTracker,
+                                    feature_phase, plan_steps)
 
 
 def _layer(index: int, name: str) -> LayerInfo:
@@ -29,8 +30,10 @@ def test_the_plan_lists_every_step_in_build_order_with_its_cost():
     assert [(s.subject, s.phase) for s in steps] == [
         (INPUTS, IMAGES), ("a", KERNELS), ("b", KERNELS),
         ("a", feature_phase(1, 8)), ("b", feature_phase(1, 8)), ("a", feature_phase(9, 10)),
-        ("b", feature_phase(9, 10)), ("b", ASCENT), (SITE, PAGES)]
-    assert steps[-2].cost == 5e9 and steps[3].cost > steps[5].cost  # 8 images cost more than 2
+        ("b", feature_phase(9, 10)), ("b", ASCENT), (INPUTS, ATTRIBUTION), (SITE, PAGES)]
+    assert steps[-3].cost == 5e9 and steps[3].cost > steps[5].cost  # 8 images cost more than 2
+    assert [s.phase for s in plan_steps([first], [first], {}, 2, ReportConfig(explain=False))][-2:] == [
+        feature_phase(1, 2), PAGES]  # --no-explain: no explanation step
 
 
 def test_the_tracker_reports_shares_of_work_and_refuses_a_step_it_did_not_plan():

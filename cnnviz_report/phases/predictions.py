@@ -14,6 +14,7 @@ from importlib import resources
 import numpy as np
 
 from ..analysis.activations import compiled_forward, reads_channels_first
+from ..errors import UsageError
 from ..loading import InputImage, LoadedModel
 from ..progress import image_batches
 from ..records import Prediction
@@ -36,7 +37,22 @@ def probabilities(outputs: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def class_names(loaded: LoadedModel, classes: int) -> tuple[str, ...] | None:
+def read_labels(path: str, classes: int) -> tuple[str, ...]:
+    """``--labels``: one class name a line, as many as the model has classes."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            names = tuple(line.strip() for line in handle if line.strip())
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(path, f"cannot read the labels: {getattr(error, 'strerror', None) or error}") from error
+    if len(names) != classes:
+        raise UsageError(path, f"has {len(names)} class names, the model has {classes} classes")
+    return names
+
+
+def class_names(loaded: LoadedModel, classes: int, labels: str | None = None) -> tuple[str, ...] | None:
+    """The names of the model's classes: ``--labels``, ImageNet's, the demo's, or None."""
+    if labels is not None:
+        return read_labels(labels, classes)
     if loaded.source == "application" and classes == IMAGENET_CLASSES:
         return _names("cnnviz_report.data", "imagenet_classes.txt")
     if loaded.source == "demo":  # the generator's classes (examples/train_demo_model.py CLASSES)
@@ -44,12 +60,20 @@ def class_names(loaded: LoadedModel, classes: int) -> tuple[str, ...] | None:
     return None
 
 
-def predict(loaded: LoadedModel, images: list[InputImage], batch_size: int) -> dict[int, tuple[Prediction, ...]]:
-    """image index -> its top classes; empty when the model's output is not one score per class."""
-    output = loaded.model.outputs[0] if len(loaded.model.outputs) == 1 else None
-    if output is None or len(output.shape) != 2 or not output.shape[1] or output.shape[1] < 2:
+def class_output(loaded: LoadedModel) -> int | None:
+    """The number of classes when the model ends in one score per class, else None."""
+    if len(loaded.model.outputs) != 1:
+        return None
+    shape = loaded.model.outputs[0].shape
+    return int(shape[1]) if len(shape) == 2 and shape[1] and shape[1] >= 2 else None
+
+
+def predict(loaded: LoadedModel, images: list[InputImage], batch_size: int,
+            names: tuple[str, ...] | None) -> dict[int, tuple[Prediction, ...]]:
+    """image index -> its top classes (``names``: the classes' names, or None for indices);
+    empty when the model's output is not one score per class."""
+    if class_output(loaded) is None:
         return {}
-    names = class_names(loaded, int(output.shape[1]))
     # channels-first convs run on the CPU only under XLA; anything else runs eagerly, since tracing
     # a deep model's whole graph for one pass costs more than the pass (InceptionResNetV2: seconds)
     forward = compiled_forward(loaded.model) if reads_channels_first([loaded.model]) else \

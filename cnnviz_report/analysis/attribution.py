@@ -1,0 +1,149 @@
+"""Why the model said it: Grad-CAM for every conv layer and each unit's share of a class score.
+
+One replay of the model at its own input size gives every conv layer's unit response and the
+class score *before* the softmax (keras.io's "Grad-CAM class activation visualization": the
+last layer's activation dropped), so one gradient of that score serves every layer:
+
+* Grad-CAM: the gradient averaged over positions weights the layer's channels; the weighted sum,
+  through a ReLU, is where the evidence for the class sits (Selvaraju et al. 2017).
+* a unit's contribution: its activation times the gradient, summed over positions (the
+  first-order share of the score that passes through it; Distill's "Building Blocks of
+  Interpretability" attributes to units this way), and where in the image that happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..graph import resolve_holder
+from ..inspection import LayerInfo
+from .activations import _linear_copy, _replay, graph_safe, reads_channels_first
+
+SOFTMAX_NAMES = ("softmax", "sigmoid")
+
+
+@dataclass(frozen=True)
+class LayerEvidence:
+    """One conv layer's evidence for one image's class."""
+
+    cam: np.ndarray  # float32 (h, w), >= 0: Grad-CAM at the layer's map size
+    contributions: np.ndarray  # float32 (C,): activation x gradient summed over positions
+    where: np.ndarray | None  # float32 (h, w, C): activation x gradient per position (decision layers only)
+
+
+def _output_layer(model):
+    """The layer (inside nested models too) whose output is ``model``'s single output."""
+    import keras
+
+    operation = model.outputs[0]._keras_history[0]
+    while isinstance(operation, keras.Model):
+        operation = operation.outputs[0]._keras_history[0]
+    return operation
+
+
+def _is_squashing(function) -> bool:
+    name = getattr(function, "__name__", "") or type(function).__name__
+    return name.lower() in SOFTMAX_NAMES
+
+
+def class_scores_of(layer, layer_input, layer_output):
+    """The class scores before the squashing (softmax or sigmoid), as keras.io takes them: the
+    last layer without its activation, or the input of a final Softmax/Activation layer."""
+    import keras
+
+    if isinstance(layer, keras.layers.Softmax):
+        return layer_input
+    if isinstance(layer, keras.layers.Activation) and _is_squashing(layer.activation):
+        return layer_input
+    if _is_squashing(getattr(layer, "activation", None)):
+        copy = _linear_copy(layer)
+        if copy is not None:
+            return copy(layer_input)
+    return layer_output
+
+
+class AttributionProbe:
+    """``probe(batch, classes)``: every conv layer's ``LayerEvidence`` for each image's class."""
+
+    def __init__(self, model, layers: list[LayerInfo], decision_layers: list[LayerInfo]):
+        import keras
+
+        self.layers = list(layers)
+        self._decision = {info.index for info in decision_layers}
+        ends = {}
+        for info in self.layers:
+            holder = resolve_holder(model, info)
+            ends[info.index] = holder.get_layer(info.unit_layers[-1] if info.unit_layers else info.name)
+        output_layer = _output_layer(model)
+        watched = {id(layer) for layer in ends.values()} | {id(output_layer)}
+        new_input = keras.Input(tuple(model.inputs[0].shape[1:]))
+        calls: dict = {}
+        _replay(model, [new_input], calls, watched)
+        missing = [info.name for info in self.layers if id(ends[info.index]) not in calls]
+        if missing or id(output_layer) not in calls:
+            raise ValueError(f"the replay did not reach {', '.join(missing) or output_layer.name}")
+        units = [calls[id(ends[info.index])][1] for info in self.layers]
+        scores = class_scores_of(output_layer, *calls[id(output_layer)])
+        self._model = keras.Model(new_input, [*units, scores])
+        self._channels_first = [info.data_format == "channels_first" for info in self.layers]
+        self._run = self._compile(self._evidence, [model])
+
+    @staticmethod
+    def _compile(function, models):
+        import tensorflow as tf
+
+        if not graph_safe(models):
+            return function
+        return tf.function(function, reduce_retracing=True, autograph=False,
+                           jit_compile=reads_channels_first(models) or None)
+
+    def _evidence(self, batch, classes):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            *units, scores = self._model(batch, training=False)
+            picked = tf.gather(tf.cast(scores, tf.float32), classes, axis=1, batch_dims=1)
+            total = tf.reduce_sum(picked)
+        gradients = tape.gradient(total, units)
+        found = []
+        for value, gradient, channels_first in zip(units, gradients, self._channels_first):
+            if gradient is None:  # the class score does not depend on this layer
+                gradient = tf.zeros_like(value)
+            # float16/bfloat16 layers (mixed precision): the evidence is summed in float32
+            value, gradient = tf.cast(value, tf.float32), tf.cast(gradient, tf.float32)
+            if channels_first:
+                value, gradient = tf.transpose(value, (0, 2, 3, 1)), tf.transpose(gradient, (0, 2, 3, 1))
+            weights = tf.reduce_mean(gradient, axis=(1, 2))  # (B, C)
+            cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", value, weights))
+            product = value * gradient
+            found.append((cam, tf.reduce_sum(product, axis=(1, 2)), product))
+        return found, picked
+
+    def __call__(self, batch: np.ndarray, classes: list[int]) -> list[dict[int, LayerEvidence]]:
+        """Per image of ``batch`` (the model's input), {layer index: its evidence for the image's
+        class ``classes[i]``}."""
+        import tensorflow as tf
+
+        found, _ = self._run(tf.constant(batch), tf.constant(classes, tf.int32))
+        per_image: list[dict[int, LayerEvidence]] = [{} for _ in classes]
+        for info, (cam, contributions, product) in zip(self.layers, found):
+            cam, contributions = cam.numpy(), contributions.numpy()
+            product = product.numpy() if info.index in self._decision else None
+            for i, evidence in enumerate(per_image):
+                evidence[info.index] = LayerEvidence(cam[i], contributions[i],
+                                                     product[i] if product is not None else None)
+        return per_image
+
+
+def center_of_mass(heatmap: np.ndarray) -> tuple[float, float]:
+    """(x, y) of a map's centre of mass as fractions (0..1) of its width and height; the centre
+    of the map when it is zero everywhere."""
+    values = np.nan_to_num(np.asarray(heatmap, np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(min=0)
+    height, width = values.shape
+    total = values.sum()
+    if total <= 0:
+        return 0.5, 0.5
+    ys, xs = np.mgrid[0:height, 0:width]
+    return (float(((xs + 0.5) * values).sum() / total / width), float(((ys + 0.5) * values).sum() / total / height))

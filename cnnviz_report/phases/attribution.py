@@ -1,0 +1,141 @@
+"""Phase: why the model said it, per image (after the predictions and the feature maps).
+
+For each image's class (its top prediction, or ``--class``): Grad-CAM at every conv layer drawn
+over the input the model saw, and the units of the last conv layers whose activation x gradient
+adds most to the class score, each with where in the image it did so. A model without one score
+per class (a feature extractor, a regression head) gets a note instead, never an error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import paths, render
+from ..analysis.attribution import AttributionProbe, center_of_mass
+from ..errors import UsageError
+from ..inspection import LayerInfo
+from ..loading import InputImage, LoadedModel
+from ..progress import image_batches
+from ..records import DecisionUnit, GradCam, ImageAttribution, ImageReport
+
+DECISION_LAYERS = 3  # the units that made the decision are looked for in this many last conv layers
+DECISION_UNITS = 6  # and this many are shown, best first
+GRADCAM_SCALE = "Grad-CAM: evidence for the class (0 = none)"
+WHERE_SCALE = "activation x gradient (where the unit added to the class score)"
+
+
+def no_class_note(loaded: LoadedModel) -> str:
+    shape = tuple(loaded.model.outputs[0].shape) if len(loaded.model.outputs) == 1 else \
+        f"{len(loaded.model.outputs)} outputs"
+    return (f"{loaded.name} has no class output (its output is {shape}, not one score per class), "
+            "so there is no class to explain.")
+
+
+def resolve_class(requested: str | None, names: tuple[str, ...] | None, classes: int) -> int | None:
+    """``--class NAME|INDEX`` as an output index (None: each image's top class)."""
+    if requested is None:
+        return None
+    if requested.strip().isdigit():
+        index = int(requested)
+        if index >= classes:
+            raise UsageError("--class", f"{index} is not a class of the model (it has {classes})")
+        return index
+    wanted = requested.strip().lower()
+    matches = [i for i, name in enumerate(names or ()) if name.lower() == wanted]
+    if not matches:
+        raise UsageError("--class", f"{requested!r} is not a class name of the model (give a name or an index)")
+    return matches[0]
+
+
+def decision_layers(layers: list[LayerInfo]) -> list[LayerInfo]:
+    """The last conv layers with a spatial map: where the decision is looked for."""
+    return sorted(layers, key=lambda info: info.index)[-DECISION_LAYERS:]
+
+
+def heat_peak(heatmap: np.ndarray) -> float:
+    """The top of a heatmap's scale: its maximum, 0 when it is empty or not finite (drawn blank)."""
+    return float(heatmap.max()) if heatmap.size and np.isfinite(heatmap).all() else 0.0
+
+
+def gradcam_picture(pixels: np.ndarray, heatmap: np.ndarray, alpha_max: float = 0.6) -> np.ndarray:
+    """``heatmap`` (any size, >= 0) stretched over the input the model saw: coloured where it is
+    high, the photo showing through where it is low."""
+    from PIL import Image
+
+    height, width = pixels.shape[:2]
+    peak = heat_peak(heatmap)
+    unit = heatmap / peak if peak > 0 else np.zeros_like(heatmap)
+    big = np.asarray(Image.fromarray(unit.astype(np.float32)).resize((width, height), Image.BILINEAR), np.float64)
+    big = big.clip(0.0, 1.0)
+    colour = render.colorize(big).astype(np.float64)
+    photo = pixels.astype(np.float64)
+    photo = np.repeat(photo, 3, axis=-1) if photo.shape[-1] == 1 else photo[..., :3]
+    weight = (0.15 + alpha_max * big)[..., None]
+    return (photo * (1 - weight) + colour * weight).round().clip(0, 255).astype(np.uint8)
+
+
+def _save(picture: np.ndarray, root: str, path: str, alt: str, high: float, label: str):
+    return render.save_png(render.scale_tile(picture, render.FEATURE_TILE * 2), root, path, alt,
+                           render.ColourScale(render.SEQUENTIAL, 0.0, high, label))
+
+
+class Explainer:
+    """Each image's evidence, drawn as it comes (one forward and one gradient per image batch)."""
+
+    def __init__(self, loaded: LoadedModel, layers: list[LayerInfo], slugs: dict[int, str],
+                 carded: dict[int, int], class_names: tuple[str, ...] | None, requested: int | None):
+        self.loaded, self.layers, self.slugs, self.carded = loaded, sorted(layers, key=lambda i: i.index), slugs, carded
+        self.names, self.requested = class_names, requested
+        self.decision = decision_layers(self.layers)
+        self.probe = AttributionProbe(loaded.model, self.layers, self.decision)
+        self.layer_cams: dict[int, list[GradCam]] = {info.index: [] for info in self.layers}
+
+    def label(self, index: int) -> str:
+        return self.names[index] if self.names and index < len(self.names) else f"class {index}"
+
+    def explain(self, images: list[InputImage], reports: list[ImageReport], batch_size: int,
+                root: str) -> dict[int, ImageAttribution]:
+        found = {}
+        for start, stop in image_batches(len(images), batch_size):
+            batch = images[start:stop]
+            classes = [self._class_of(reports[image.index]) for image in batch]
+            evidence = self.probe(self.loaded.model_input(np.stack([image.pixels for image in batch])), classes)
+            for image, target, layers in zip(batch, classes, evidence):
+                found[image.index] = self._draw(image, reports[image.index], target, layers, root)
+        return found
+
+    def _class_of(self, report: ImageReport) -> int:
+        if self.requested is not None:
+            return self.requested
+        return report.predictions[0].index
+
+    def _draw(self, image: InputImage, report: ImageReport, target: int, layers: dict, root: str) -> ImageAttribution:
+        label = self.label(target)
+        probability = next((p.probability for p in report.predictions if p.index == target), None)
+        cams = {}
+        for info in self.layers:
+            cam = layers[info.index].cam
+            picture = gradcam_picture(image.pixels, cam)
+            asset = _save(picture, root, paths.layer_asset(self.slugs[info.index], "gradcam", report.slug),
+                          f"Grad-CAM of {info.name} for {label} on {report.name}", heat_peak(cam), GRADCAM_SCALE)
+            cams[info.index] = GradCam(info.index, report.index, asset, center_of_mass(cam), cam.astype(np.float32))
+            self.layer_cams[info.index].append(cams[info.index])
+        return ImageAttribution(target, label, probability, cams[self.layers[-1].index],
+                                self._units(image, report, layers, label, root))
+
+    def _units(self, image: InputImage, report: ImageReport, layers: dict, label: str, root: str):
+        ranked = sorted(((float(c), info, number) for info in self.decision
+                         for number, c in enumerate(layers[info.index].contributions) if np.isfinite(c)),
+                        key=lambda item: (-item[0], item[1].index, item[2]))
+        # each layer's units together carry (to first order) the whole score: a share is of its own layer's
+        positive = {info.index: float(layers[info.index].contributions.clip(min=0).sum()) or 1.0 for info in self.decision}
+        units = []
+        for contribution, info, number in ranked[:DECISION_UNITS]:
+            where = layers[info.index].where[:, :, number].clip(min=0)
+            asset = _save(gradcam_picture(image.pixels, where), root,
+                          paths.unit_asset(report.slug, info.index, number),
+                          f"where filter {number} of {info.name} added to {label} on {report.name}",
+                          heat_peak(where), WHERE_SCALE)
+            units.append(DecisionUnit(info.index, info.qualified_name, self.slugs[info.index], number, contribution,
+                                      contribution / positive[info.index], asset, number < self.carded.get(info.index, 0)))
+        return tuple(units)
