@@ -57,10 +57,10 @@ def layer_page(layer_slug_: str) -> str:
     return f"layers/{layer_slug_}.html"
 
 
-def layer_asset(layer_slug_: str, kind: str, image_slug_: str | None = None) -> str:
+def layer_asset(layer_slug_: str, kind: str, image_slug_: str | None = None, extension: str = ".png") -> str:
     """Site path of one picture of a layer: ``layers/003-x/fmaps-01-bird.png``."""
     suffix = f"-{image_slug_}" if image_slug_ else ""
-    return f"layers/{layer_slug_}/{kind}{suffix}.png"
+    return f"layers/{layer_slug_}/{kind}{suffix}{extension}"
 
 
 def filter_asset(layer_slug_: str, number: int, kind: str, suffix: str = ".png") -> str:
@@ -100,8 +100,8 @@ def image_input(image_slug_: str) -> str:
 
 
 def unit_asset(image_slug_: str, layer_index: int, number: int) -> str:
-    """Where a unit added to an image's class: ``images/01-bird-units/L012-f017.png``."""
-    return f"images/{image_slug_}-units/L{layer_index:03d}-f{number:03d}.png"
+    """Where a unit added to an image's class: ``images/01-bird-units/L012-f017.jpg``."""
+    return f"images/{image_slug_}-units/L{layer_index:03d}-f{number:03d}.jpg"
 
 
 ATTRIBUTION_FILE = "attribution.json"

@@ -77,7 +77,7 @@ def test_the_planted_class_region_and_unit_are_found(planted_site):
 def test_the_image_page_shows_where_the_model_looked_and_links_the_units_cards(planted_site):
     page = (planted_site / "images" / "01-top-right.html").read_text()
     assert "Where the model looked for “red”" in page
-    assert "layers/001-detect/gradcam-01-top-right.png" in page
+    assert "layers/001-detect/gradcam-01-top-right.jpg" in page
     assert 'href="../layers/001-detect.html#f2"' in page  # the deciding unit's card
     layer_page = (planted_site / "layers" / "001-detect.html").read_text()
     assert "Grad-CAM at this layer for red" in layer_page
@@ -179,6 +179,6 @@ def test_the_diff_shows_how_each_images_decision_changed(tmp_path, keras):
     assert float(cells[3]) == pytest.approx(0.0, abs=0.01) and float(cells[4]) == pytest.approx(1.0, abs=0.01)
     assert cells[5].startswith("detect #2") and cells[6].startswith("detect #1")
     index = (out / "index.html").read_text()
-    assert 'id="decisions"' in index and "a/layers/001-detect/gradcam-01-square.png" in index
-    assert "b/layers/001-detect/gradcam-01-square.png" in index
+    assert 'id="decisions"' in index and "a/layers/001-detect/gradcam-01-square.jpg" in index
+    assert "b/layers/001-detect/gradcam-01-square.jpg" in index
     assert_valid_links(out)
