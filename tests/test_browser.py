@@ -223,6 +223,27 @@ def test_a_filter_anchor_shows_that_filter(browser, demo, artifacts):
 PHONE = {"width": 390, "height": 844}
 
 
+def test_an_image_page_leads_from_the_prediction_to_a_deciding_units_card_on_a_phone(browser, demo, artifacts):
+    page = browser.new_page(viewport=PHONE)
+    page.goto((demo["site"] / "images/01-grace_hopper.html").as_uri() + "#gradcam")
+    assert page.locator("#gradcam").is_visible()
+    gradcam = page.locator("#gradcam ~ .pair img").first
+    assert gradcam.evaluate("img => img.complete && img.naturalWidth > 0")
+    units = page.locator(".decision-unit")
+    assert units.count() == 6
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    _load_all_images(page)
+    page.locator("#units").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "image-units-phone.png"))
+    link = units.first.locator("figcaption a")
+    target = link.get_attribute("href")
+    link.click()
+    page.wait_for_load_state()
+    anchor = target.split("#")[1]
+    assert page.url.endswith(target.split("/")[-1]) and page.locator(f"#{anchor}").is_visible()
+    page.close()
+
+
 @pytest.fixture(scope="module")
 def vgg(tmp_path_factory):
     """A real architecture's site (VGG16, random weights, offline): 2 layers, 8 filters, 1 ascent
