@@ -6,6 +6,7 @@ mosaics -> combine -> pages, summary.md, health.csv, manifest -> swap in -> sing
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -31,8 +32,9 @@ from .notes import read_notes
 from .phases.combine import layer_report
 from .phases.images import draw_images
 from .phases.kernels import draw_kernels
-from .phases.mosaics import MosaicClimber, ascent_costs, ascent_settings, ascent_work, draw_mosaic, unit_end
-from .phases.attribution import Explainer, no_class_note, resolve_class
+from .phases.mosaics import (MosaicClimber, ascent_costs, ascent_settings, ascent_trunk, ascent_work, draw_mosaic,
+                             unit_end)
+from .phases.attribution import Explainer, climb_uncarded, no_class_note, resolve_class
 from .phases.predictions import class_names, class_output, predict
 from .phases.responses import ResponseCollector
 from .phases.dataset_examples import (DatasetWork, InputCache, LayerExamples, ShardExamples, draw_examples,
@@ -101,7 +103,8 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
         if images and image_layers and config.explain:
             tracker.advance(INPUTS, ATTRIBUTION)
             with clock.phase("attribution"):
-                image_reports, layers = _explain(loaded, image_layers, layers, images, image_reports, config, root)
+                image_reports, layers = _explain(loaded, model_info, image_layers, layers, images, image_reports,
+                                                 config, root)
         report = Report(
             title=config.title or f"{loaded.name}: what the convolution layers see", model=model_info,
             model_name=loaded.name, model_source=loaded.source, weights=loaded.weights_label,
@@ -169,10 +172,11 @@ def _draw_images(loaded: LoadedModel, images: list[InputImage], config: ReportCo
     return [replace(report, predictions=predictions.get(report.index, ())) for report in draw_images(images, root)]
 
 
-def _explain(loaded: LoadedModel, image_layers: list[LayerInfo], layers: list[LayerReport], images: list[InputImage],
-             image_reports: list[ImageReport], config: ReportConfig, root: str):
+def _explain(loaded: LoadedModel, model_info: ModelInfo, image_layers: list[LayerInfo], layers: list[LayerReport],
+             images: list[InputImage], image_reports: list[ImageReport], config: ReportConfig, root: str):
     """Each image's Grad-CAM and deciding units (its ``attribution``, or a note saying why there
-    is none), and each layer's Grad-CAM per image (its ``gradcams``)."""
+    is none), and each layer's Grad-CAM per image (its ``gradcams``). A deciding unit without a
+    card gets its ascent picture here, unless the build climbs none (--ascent-steps 0)."""
     classes = class_output(loaded)
     if classes is None:
         note = no_class_note(loaded)
@@ -187,6 +191,10 @@ def _explain(loaded: LoadedModel, image_layers: list[LayerInfo], layers: list[La
         note = f"No explanation for {loaded.name}: {error}."
         return [replace(report, attribution_note=note) for report in image_reports], layers
     found = explainer.explain(images, image_reports, config.image_batch_size, root)
+    if ascent_settings(config).step_count > 0:
+        infos = {info.index: info for info in image_layers}
+        trunk = functools.cache(lambda: ascent_trunk(loaded, model_info, config))  # made only if a unit needs it
+        found = climb_uncarded(found, lambda index: trunk().engine(infos[index]), explainer.slugs, root)
     image_reports = [replace(report, attribution=found.get(report.index)) for report in image_reports]
     layers = [replace(layer, gradcams=tuple(explainer.layer_cams.get(layer.info.index, ()))) for layer in layers]
     return image_reports, layers

@@ -52,6 +52,7 @@ class DecisionUnit:
     share: float  # of its layer's positive contributions
     where: ImageAsset
     has_card: bool  # drawn (within --max-filters): its card holds its pictures
+    ascent: ImageAsset | None = None  # without a card: its gradient-ascent picture, climbed for this page
 
 
 @dataclass(frozen=True)

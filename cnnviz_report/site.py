@@ -495,7 +495,7 @@ def _attribution_view(found, layer_views: dict[int, dict]) -> dict:
         card = next((c for c in view["cards"] if c["number"] == unit.number), None) if unit.has_card else None
         units.append({"layer": unit.layer_name, "layer_page": view["page"], "number": unit.number,
                       "contribution": f"{unit.contribution:.3g}", "share": f"{unit.share:.0%}",
-                      "where": _asset(unit.where), "card": card})
+                      "where": _asset(unit.where), "card": card, "ascent": _asset(unit.ascent)})
     return {"label": found.label, "class_index": found.class_index,
             "probability": f"{found.probability:.1%}" if found.probability is not None else "",
             "gradcam": _asset(found.gradcam.picture), "layer": layer["row"]["name"], "layer_page": layer["page"],

@@ -182,3 +182,20 @@ def test_the_diff_shows_how_each_images_decision_changed(tmp_path, keras):
     assert 'id="decisions"' in index and "a/layers/001-detect/gradcam-01-square.jpg" in index
     assert "b/layers/001-detect/gradcam-01-square.jpg" in index
     assert_valid_links(out)
+
+
+def test_a_deciding_unit_past_max_filters_still_gets_its_ascent_picture(planted_site, tmp_path, keras):
+    """With cards for filters 0-1 only, the deciding filter 2 is climbed for the image page, and
+    its picture is the one its card shows when it has one."""
+    model_file = tmp_path / "planted.keras"
+    planted_model(keras).save(model_file)
+    image = square_image(tmp_path / "top-right.png", 4, 20)
+    out = tmp_path / "site"
+    assert main(["build", str(model_file), "--images", image, "--preprocess", "raw", "--ascent-steps", "2",
+                 "--max-filters", "2", "--out", str(out), "--quiet"]) == 0
+    picture = "layers/001-detect/f002-ascent.png"
+    page = (out / "images" / "01-top-right.html").read_text()
+    assert f"../{picture}" in page and "has no card; its gradient-ascent picture was climbed" in page
+    assert 'href="../layers/001-detect.html#f2"' not in page  # no card to link to
+    assert (out / picture).read_bytes() == (planted_site / picture).read_bytes()
+    assert_valid_links(out)

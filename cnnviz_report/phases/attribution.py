@@ -9,6 +9,8 @@ per class (a feature extractor, a regression head) gets a note instead, never an
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import groupby
+from typing import Callable
 
 import numpy as np
 
@@ -142,3 +144,24 @@ class Explainer:
             units.append(DecisionUnit(info.index, info.qualified_name, self.slugs[info.index], number, contribution,
                                       contribution / positive[info.index], asset, number < self.carded.get(info.index, 0)))
         return tuple(units)
+
+
+def climb_uncarded(found: dict[int, ImageAttribution], engine_of: Callable, slugs: dict[int, str],
+                   root: str) -> dict[int, ImageAttribution]:
+    """Give each deciding unit without a card (past --max-filters) its gradient-ascent picture,
+    climbed as its card's would be (a filter's picture does not depend on its batch), so every
+    unit behind a prediction is shown by what it responds to. ``engine_of(layer index)``: the
+    layer's ascent engine."""
+    wanted = sorted({(unit.layer_index, unit.number) for attribution in found.values()
+                     for unit in attribution.units if not unit.has_card})
+    pictures = {}
+    for layer_index, pairs in groupby(wanted, key=lambda pair: pair[0]):
+        numbers = [number for _, number in pairs]
+        result = engine_of(layer_index).run(numbers)
+        for number, image in zip(numbers, result.images):
+            pictures[(layer_index, number)] = render.save_png(
+                render.scale_tile(render.display_tile(image), 128), root,
+                paths.filter_asset(slugs[layer_index], number, "ascent"), f"gradient-ascent image of filter {number}")
+    return {index: replace(attribution, units=tuple(replace(unit, ascent=pictures.get((unit.layer_index, unit.number)))
+                                                    for unit in attribution.units))
+            for index, attribution in found.items()}
