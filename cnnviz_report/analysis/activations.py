@@ -201,7 +201,7 @@ def layer_chain(model, info: LayerInfo, pre_activation: bool = False) -> list:
         chain.append(keras.Model(_single_input(holder), inputs[0]))
         holder = child
     layer = holder.get_layer(info.name)
-    linear_copy = _linear_copy(layer) if pre_activation else None
+    linear_copy = linear_copy_of(layer) if pre_activation else None
     if linear_copy is None:
         chain.append(keras.Model(_single_input(holder), layer_output_tensor(layer)))
     else:
@@ -228,7 +228,7 @@ def _single_input(holder):
     return holder.inputs[0]
 
 
-def _linear_copy(layer):
+def linear_copy_of(layer):
     """The same layer with activation 'linear' and the same weights; None if it has none to drop."""
     import keras
 
@@ -245,7 +245,7 @@ def _linear_copy(layer):
     return copy
 
 
-def _replay(holder, inputs: list, calls: dict, watched: set) -> list:
+def replay_graph(holder, inputs: list, calls: dict, watched: set) -> list:
     """Call ``holder``'s layers again on ``inputs``, as Functional.call does, recording the first
     call of each layer whose id is in ``watched`` as ``calls[id] = (first input, output)``.
 
@@ -265,7 +265,7 @@ def _replay(holder, inputs: list, calls: dict, watched: set) -> list:
         args, kwargs = node.arguments.fill_in(values)
         try:
             if isinstance(operation, keras.Model):
-                outputs = _replay(operation, [values[id(x)] for x in node.input_tensors], calls, watched)
+                outputs = replay_graph(operation, [values[id(x)] for x in node.input_tensors], calls, watched)
             else:
                 outputs = operation(*args, **kwargs)
         except Exception:  # not on the way to a watched layer (or the replay fails below)
@@ -291,12 +291,12 @@ def free_size_values(model, layers: list[LayerInfo], channels_first: bool = Fals
     new_input = keras.Input((channels, None, None) if channels_first else (None, None, channels))
     calls: dict = {}
     try:
-        _replay(model, [new_input], calls, set(targets))
+        replay_graph(model, [new_input], calls, set(targets))
     except Exception:
         return new_input, {}
     values = {}
     for layer_id, (layer_input, output) in calls.items():
         info, layer = targets[layer_id]
-        linear_copy = _linear_copy(layer)
+        linear_copy = linear_copy_of(layer)
         values[info.index] = (linear_copy(layer_input), layer.activation) if linear_copy is not None else (output, None)
     return new_input, values

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..graph import resolve_holder
 from ..inspection import LayerInfo
-from .activations import _linear_copy, _replay, graph_safe, reads_channels_first
+from .activations import linear_copy_of, replay_graph, graph_safe, reads_channels_first
 
 SOFTMAX_NAMES = ("softmax", "sigmoid")
 
@@ -58,7 +58,7 @@ def class_scores_of(layer, layer_input, layer_output):
     if isinstance(layer, keras.layers.Activation) and _is_squashing(layer.activation):
         return layer_input
     if _is_squashing(getattr(layer, "activation", None)):
-        copy = _linear_copy(layer)
+        copy = linear_copy_of(layer)
         if copy is not None:
             return copy(layer_input)
     return layer_output
@@ -80,7 +80,7 @@ class AttributionProbe:
         watched = {id(layer) for layer in ends.values()} | {id(output_layer)}
         new_input = keras.Input(tuple(model.inputs[0].shape[1:]))
         calls: dict = {}
-        _replay(model, [new_input], calls, watched)
+        replay_graph(model, [new_input], calls, watched)
         missing = [info.name for info in self.layers if id(ends[info.index]) not in calls]
         if missing or id(output_layer) not in calls:
             raise ValueError(f"the replay did not reach {', '.join(missing) or output_layer.name}")

@@ -20,6 +20,7 @@ from ..errors import UsageError
 from ..inspection import LayerInfo
 from ..loading import InputImage, LoadedModel
 from ..progress import image_batches
+from .predictions import class_label
 from ..records import DecisionUnit, GradCam, ImageAttribution, ImageReport
 
 DECISION_LAYERS = 3  # the units that made the decision are looked for in this many last conv layers
@@ -29,6 +30,7 @@ WHERE_SCALE = "activation x gradient (where the unit added to the class score)"
 
 
 def no_class_note(loaded: LoadedModel) -> str:
+    """What an image page says instead of an explanation when the model has no class scores."""
     shape = tuple(loaded.model.outputs[0].shape) if len(loaded.model.outputs) == 1 else \
         f"{len(loaded.model.outputs)} outputs"
     return (f"{loaded.name} has no class output (its output is {shape}, not one score per class), "
@@ -95,9 +97,6 @@ class Explainer:
         self.probe = AttributionProbe(loaded.model, self.layers, self.decision)
         self.layer_cams: dict[int, list[GradCam]] = {info.index: [] for info in self.layers}
 
-    def label(self, index: int) -> str:
-        return self.names[index] if self.names and index < len(self.names) else f"class {index}"
-
     def explain(self, images: list[InputImage], reports: list[ImageReport], batch_size: int,
                 root: str) -> dict[int, ImageAttribution]:
         found = {}
@@ -115,7 +114,7 @@ class Explainer:
         return report.predictions[0].index
 
     def _draw(self, image: InputImage, report: ImageReport, target: int, layers: dict, root: str) -> ImageAttribution:
-        label = self.label(target)
+        label = class_label(self.names, target)
         probability = next((p.probability for p in report.predictions if p.index == target), None)
         cams = {}
         for info in self.layers:

@@ -68,6 +68,11 @@ def class_output(loaded: LoadedModel) -> int | None:
     return int(shape[1]) if len(shape) == 2 and shape[1] and shape[1] >= 2 else None
 
 
+def class_label(names: tuple[str, ...] | None, index: int) -> str:
+    """A class's name, or "class <index>" for a model whose classes have none."""
+    return names[index] if names and index < len(names) else f"class {index}"
+
+
 def predict(loaded: LoadedModel, images: list[InputImage], batch_size: int,
             names: tuple[str, ...] | None) -> dict[int, tuple[Prediction, ...]]:
     """image index -> its top classes (``names``: the classes' names, or None for indices);
@@ -84,6 +89,6 @@ def predict(loaded: LoadedModel, images: list[InputImage], batch_size: int,
         scores = probabilities(np.asarray(forward(batch)))
         for image, row in zip(images[start:stop], scores):
             top = np.argsort(-row, kind="stable")[:TOP_CLASSES]
-            found[image.index] = tuple(Prediction(int(c), names[c] if names else f"class {c}", float(row[c]))
+            found[image.index] = tuple(Prediction(int(c), class_label(names, int(c)), float(row[c]))
                                        for c in top)
     return found
