@@ -128,20 +128,22 @@ class Explainer:
                                 self._units(image, report, layers, label, root))
 
     def _units(self, image: InputImage, report: ImageReport, layers: dict, label: str, root: str):
-        ranked = sorted(((float(c), info, number) for info in self.decision
+        """The units with the largest shares of their layer's positive contributions: each layer's
+        units together carry (to first order) the whole class score, so shares compare across layers."""
+        positive = {info.index: float(np.nan_to_num(layers[info.index].contributions).clip(min=0).sum()) or 1.0
+                    for info in self.decision}
+        ranked = sorted(((float(c) / positive[info.index], float(c), info, number) for info in self.decision
                          for number, c in enumerate(layers[info.index].contributions) if np.isfinite(c)),
-                        key=lambda item: (-item[0], item[1].index, item[2]))
-        # each layer's units together carry (to first order) the whole score: a share is of its own layer's
-        positive = {info.index: float(layers[info.index].contributions.clip(min=0).sum()) or 1.0 for info in self.decision}
+                        key=lambda item: (-item[0], item[2].index, item[3]))
         units = []
-        for contribution, info, number in ranked[:DECISION_UNITS]:
+        for share, contribution, info, number in ranked[:DECISION_UNITS]:
             where = layers[info.index].where[:, :, number].clip(min=0)
             asset = _save(gradcam_picture(image.pixels, where), root,
                           paths.unit_asset(report.slug, info.index, number),
                           f"where filter {number} of {info.name} added to {label} on {report.name}",
                           heat_peak(where), WHERE_SCALE)
             units.append(DecisionUnit(info.index, info.qualified_name, self.slugs[info.index], number, contribution,
-                                      contribution / positive[info.index], asset, number < self.carded.get(info.index, 0)))
+                                      share, asset, number < self.carded.get(info.index, 0)))
         return tuple(units)
 
 
