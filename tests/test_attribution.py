@@ -66,10 +66,8 @@ def test_the_planted_class_region_and_unit_are_found(planted_site):
         assert entry["top"][0]["class"] == 1 and entry["top"][0]["label"] == "red"
         assert entry["gradcam"]["layer"] == "detect" and entry["gradcam"]["class"] == 1
         assert entry["gradcam"]["center"] == pytest.approx(center, abs=0.02)
-        top = entry["units"][0]
-        assert (top["layer"], top["filter"]) == ("detect", DETECTOR)
-        assert top["share"] == pytest.approx(1.0)
-        assert all(unit["contribution"] <= 1e-6 for unit in entry["units"][1:])
+        assert [(unit["layer"], unit["filter"]) for unit in entry["units"]] == [("detect", DETECTOR)]  # no other adds
+        assert entry["units"][0]["share"] == pytest.approx(1.0) and entry["units"][0]["contribution"] > 0
     summary = (planted_site / "summary.md").read_text()
     assert "| red | " in summary and "detect #2 (100%)" in summary
 
@@ -93,7 +91,8 @@ def test_class_chooses_what_is_explained_and_a_wrong_one_is_one_line(tmp_path, k
     assert main(["build", *common, "--class", "2", "--out", str(out)]) == 0
     entry = json.loads((out / "attribution.json").read_text())["images"][0]
     assert entry["gradcam"]["class"] == 2
-    assert entry["units"][0]["contribution"] == pytest.approx(0.0, abs=1e-6)  # a constant: no unit decides it
+    assert entry["units"] == []  # a constant: no unit decides it
+    assert "No unit of these layers adds to" in (out / "images" / "01-square.html").read_text()
     assert main(["build", *common, "--class", "zebra", "--out", str(tmp_path / "other")]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "--class" in error[0] and "zebra" in error[0]
@@ -177,9 +176,10 @@ def test_the_diff_shows_how_each_images_decision_changed(tmp_path, keras):
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1].startswith("class 1") and cells[2].startswith("class 1") and "changed" not in cells[2]
     assert float(cells[3]) == pytest.approx(0.0, abs=0.01) and float(cells[4]) == pytest.approx(1.0, abs=0.01)
-    assert cells[5].startswith("detect #2") and cells[6].startswith("detect #1")
+    assert (cells[5], cells[6]) == ("detect #2", "detect #1")
     index = (out / "index.html").read_text()
     assert 'id="decisions"' in index and "a/layers/001-detect/gradcam-01-square.jpg" in index
+    assert ">0 of 1<" in index  # no deciding unit in common
     assert "b/layers/001-detect/gradcam-01-square.jpg" in index
     assert_valid_links(out)
 

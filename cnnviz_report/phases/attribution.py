@@ -128,12 +128,13 @@ class Explainer:
                                 self._units(image, report, layers, label, root))
 
     def _units(self, image: InputImage, report: ImageReport, layers: dict, label: str, root: str):
-        """The units with the largest shares of their layer's positive contributions: each layer's
-        units together carry (to first order) the whole class score, so shares compare across layers."""
+        """The units with the largest shares of their layer's positive contributions (a unit that
+        adds nothing, or takes away, did not make the decision): each layer's units together carry
+        (to first order) the whole class score, so shares compare across layers."""
         positive = {info.index: float(np.nan_to_num(layers[info.index].contributions).clip(min=0).sum()) or 1.0
                     for info in self.decision}
         ranked = sorted(((float(c) / positive[info.index], float(c), info, number) for info in self.decision
-                         for number, c in enumerate(layers[info.index].contributions) if np.isfinite(c)),
+                         for number, c in enumerate(layers[info.index].contributions) if np.isfinite(c) and c > 0),
                         key=lambda item: (-item[0], item[2].index, item[3]))
         units = []
         for share, contribution, info, number in ranked[:DECISION_UNITS]:
