@@ -6,7 +6,6 @@ mosaics -> combine -> pages, summary.md, health.csv, manifest -> swap in -> sing
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ from .cache import AscentCache, ResultCache, dataset_key, default_cache_dir, wei
 from .config import ReportConfig
 from .datasets import Dataset, list_dataset
 from .errors import CnnvizError, LayerError, SiteWriteError, UsageError
-from .executors import make_executor
+from .executors import make_executor, process_state
 from .inspection import LayerInfo, ModelInfo, inspect_model, select_layers
 from .loading import InputImage, LoadedModel, demo_image_path, load_images, load_model
 from .manifest import write_manifest
@@ -32,7 +31,7 @@ from .notes import read_notes
 from .phases.combine import layer_report
 from .phases.images import draw_images
 from .phases.kernels import draw_kernels
-from .phases.mosaics import (MosaicClimber, ascent_costs, ascent_settings, ascent_trunk, ascent_work, draw_mosaic,
+from .phases.mosaics import (AscentWork, MosaicClimber, ascent_costs, ascent_settings, ascent_work, draw_mosaic,
                              unit_end)
 from .phases.attribution import Explainer, climb_uncarded, no_class_note, resolve_class
 from .phases.predictions import class_names, class_output, predict
@@ -97,14 +96,14 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
     unit_cache = ResultCache(cache_root, "units", BatchResult)
     with staged_site(config.out, config.outside_files) as root:
         image_reports = _draw_images(loaded, images, config, root, tracker)
-        layers, dataset_summary = _draw_layers(loaded, model_info, selected, image_layers, ascents, images,
-                                               image_reports, dataset, config, root, tracker, clock, cache,
-                                               unit_cache, cache_root, executor)
+        layers, dataset_summary, work = _draw_layers(loaded, model_info, selected, image_layers, ascents, images,
+                                                     image_reports, dataset, config, root, tracker, clock, cache,
+                                                     unit_cache, cache_root, executor)
         if images and image_layers and config.explain:
             tracker.advance(INPUTS, ATTRIBUTION)
             with clock.phase("attribution"):
-                image_reports, layers = _explain(loaded, model_info, image_layers, layers, images, image_reports,
-                                                 config, root)
+                image_reports, layers = _explain(loaded, work, image_layers, layers, images, image_reports, config,
+                                                 root)
         report = Report(
             title=config.title or f"{loaded.name}: what the convolution layers see", model=model_info,
             model_name=loaded.name, model_source=loaded.source, weights=loaded.weights_label,
@@ -172,11 +171,12 @@ def _draw_images(loaded: LoadedModel, images: list[InputImage], config: ReportCo
     return [replace(report, predictions=predictions.get(report.index, ())) for report in draw_images(images, root)]
 
 
-def _explain(loaded: LoadedModel, model_info: ModelInfo, image_layers: list[LayerInfo], layers: list[LayerReport],
+def _explain(loaded: LoadedModel, work: AscentWork | None, image_layers: list[LayerInfo], layers: list[LayerReport],
              images: list[InputImage], image_reports: list[ImageReport], config: ReportConfig, root: str):
     """Each image's Grad-CAM and deciding units (its ``attribution``, or a note saying why there
     is none), and each layer's Grad-CAM per image (its ``gradcams``). A deciding unit without a
-    card gets its ascent picture here, unless the build climbs none (--ascent-steps 0)."""
+    card gets its ascent picture here, from the mosaics' engines (``work``: none when the build
+    climbs nothing)."""
     classes = class_output(loaded)
     if classes is None:
         note = no_class_note(loaded)
@@ -191,10 +191,11 @@ def _explain(loaded: LoadedModel, model_info: ModelInfo, image_layers: list[Laye
         note = f"No explanation for {loaded.name}: {error}."
         return [replace(report, attribution_note=note) for report in image_reports], layers
     found = explainer.explain(images, image_reports, config.image_batch_size, root)
-    if ascent_settings(config).step_count > 0:
+    if work is not None:
         infos = {info.index: info for info in image_layers}
-        trunk = functools.cache(lambda: ascent_trunk(loaded, model_info, config))  # made only if a unit needs it
-        found = climb_uncarded(found, lambda index: trunk().engine(infos[index]), explainer.slugs, root)
+        # this process's engines of the mosaic phase (traced already, when the units ran here)
+        found = climb_uncarded(found, lambda index: process_state(work.key, lambda: work)[1].engine(infos[index]),
+                               explainer.slugs, root)
     image_reports = [replace(report, attribution=found.get(report.index)) for report in image_reports]
     layers = [replace(layer, gradcams=tuple(explainer.layer_cams.get(layer.info.index, ()))) for layer in layers]
     return image_reports, layers
@@ -214,9 +215,9 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
                  ascents: dict[int, float], images: list[InputImage], image_reports: list[ImageReport],
                  dataset: Dataset | None, config: ReportConfig, root: str, tracker: StepTracker, clock: PhaseClock,
                  cache: AscentCache, unit_cache: ResultCache, cache_root,
-                 executor) -> tuple[list[LayerReport], DatasetSummary | None]:
+                 executor) -> tuple[list[LayerReport], DatasetSummary | None, AscentWork | None]:
     """Kernels, responses, dataset examples and mosaics of every selected layer, phase by phase,
-    then combined."""
+    then combined; with the ascents' work (its engines serve the explanations too)."""
     slugs = {info.index: paths.layer_slug(info.index, info.name) for info in selected}
     failures: dict[int, str] = {}
     kernels, floors, responses, mosaics, examples = {}, {}, {}, {}, {}
@@ -260,11 +261,12 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
             examples, summary = _dataset_examples(loaded, image_layers, dataset, kernels, slugs, config, root, tell,
                                                   guarded, ResultCache(cache_root, "dataset", LayerExamples), keys,
                                                   costs[0] / (sum(costs) or 1.0), executor, unit_cache)
+    work = None
     with clock.phase("gradient ascent"):
         climbed = [info for info in image_layers if info.index in ascents]
         if climbed:
-            climber = MosaicClimber(ascent_work(loaded, model_info, config, digests[model_info.layers[-1].index]),
-                                    executor, cache, unit_cache, digests)
+            work = ascent_work(loaded, model_info, config, digests[model_info.layers[-1].index])
+            climber = MosaicClimber(work, executor, cache, unit_cache, digests)
             for info in climbed:  # every layer's units are planned and handed out first
                 guarded(info, "gradient ascent", lambda: climber.start(info))
             for info in climbed:
@@ -274,7 +276,7 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
                     config, root))
     return [layer_report(info, slugs[info.index], kernels.get(info.index), responses.get(info.index),
                          mosaics.get(info.index), floors.get(info.index), failures.get(info.index),
-                         examples.get(info.index)) for info in selected], summary
+                         examples.get(info.index)) for info in selected], summary, work
 
 
 def _dataset_examples(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dataset, kernels: dict, slugs: dict,
