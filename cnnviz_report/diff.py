@@ -26,7 +26,8 @@ from .errors import UsageError
 from .inspection import LayerInfo, inspect_model
 from .loading import LoadedModel, load_images, load_model
 from .phases.differences import draw_filter_pictures, draw_image_diffs, draw_kernel_grids
-from .records import RANKED_FILTERS, DecisionChange, DiffReport, FilterChange, LayerDiff, LayerReport, Report, ranked_responses
+from .records import (RANKED_FILTERS, DecisionChange, DiffReport, FilterChange, LayerDiff, LayerReport, Report,
+                      ranked_responses)
 from .site import write_diff_site
 from .staging import check_output_folder, staged_site, write_text
 from .summary import diff_summary
