@@ -46,7 +46,6 @@ class DecisionUnit:
 
     layer_index: int
     layer_name: str
-    layer_slug: str
     number: int  # the filter
     contribution: float
     share: float  # of its layer's positive contributions

@@ -143,7 +143,7 @@ class Explainer:
                           paths.unit_asset(report.slug, info.index, number),
                           f"where filter {number} of {info.name} added to {label} on {report.name}",
                           heat_peak(where), WHERE_SCALE)
-            units.append(DecisionUnit(info.index, info.qualified_name, self.slugs[info.index], number, contribution,
+            units.append(DecisionUnit(info.index, info.qualified_name, number, contribution,
                                       share, asset, number < self.carded.get(info.index, 0)))
         return tuple(units)
 
