@@ -84,6 +84,7 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
         loaded = load_model(config)
         images, skipped = _read_images(config, loaded)
         dataset = _list_dataset(config, loaded)
+        classes = _classes(loaded, config)
     with clock.phase("inspect"):
         model_info, selected, notes = _inspect(config, loaded)
     image_layers = [info for info in selected if info.takes_images and loaded.input_hw is not None]
@@ -95,15 +96,15 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
     cache = AscentCache(cache_root)
     unit_cache = ResultCache(cache_root, "units", BatchResult)
     with staged_site(config.out, config.outside_files) as root:
-        image_reports = _draw_images(loaded, images, config, root, tracker)
+        image_reports = _draw_images(loaded, images, classes, config, root, tracker)
         layers, dataset_summary, work = _draw_layers(loaded, model_info, selected, image_layers, ascents, images,
                                                      image_reports, dataset, config, root, tracker, clock, cache,
                                                      unit_cache, cache_root, executor)
         if images and image_layers and config.explain:
             tracker.advance(INPUTS, ATTRIBUTION)
             with clock.phase("attribution"):
-                image_reports, layers = _explain(loaded, work, image_layers, layers, images, image_reports, config,
-                                                 root)
+                image_reports, layers = _explain(loaded, classes, work, image_layers, layers, images, image_reports,
+                                                 config, root)
         report = Report(
             title=config.title or f"{loaded.name}: what the convolution layers see", model=model_info,
             model_name=loaded.name, model_source=loaded.source, weights=loaded.weights_label,
@@ -159,30 +160,38 @@ def _list_dataset(config: ReportConfig, loaded: LoadedModel) -> Dataset | None:
     return list_dataset(config.dataset)
 
 
-def _draw_images(loaded: LoadedModel, images: list[InputImage], config: ReportConfig, root: str,
+def _classes(loaded: LoadedModel, config: ReportConfig) -> tuple[int, tuple[str, ...] | None, int | None] | None:
+    """(the model's number of classes, their names, the class ``--class`` asks for) or None for a
+    model without class scores; read and checked before any drawing, so a wrong --labels file or
+    --class stops the build at once."""
+    count = class_output(loaded)
+    if count is None:
+        return None
+    names = class_names(loaded, count, config.labels)
+    return count, names, resolve_class(config.target_class, names, count)
+
+
+def _draw_images(loaded: LoadedModel, images: list[InputImage], classes, config: ReportConfig, root: str,
                  tracker: StepTracker) -> list[ImageReport]:
-    """The images' pictures, each with the model's top predictions for it."""
+    """The images' pictures, each with the model's top predictions for it (``classes``: ``_classes``)."""
     if not images:
         return []
     tracker.advance(INPUTS, IMAGES)
-    classes = class_output(loaded)
-    names = class_names(loaded, classes, config.labels) if classes else None
-    predictions = predict(loaded, images, config.image_batch_size, names)
+    predictions = predict(loaded, images, config.image_batch_size, classes[1]) if classes else {}
     return [replace(report, predictions=predictions.get(report.index, ())) for report in draw_images(images, root)]
 
 
-def _explain(loaded: LoadedModel, work: AscentWork | None, image_layers: list[LayerInfo], layers: list[LayerReport],
-             images: list[InputImage], image_reports: list[ImageReport], config: ReportConfig, root: str):
+def _explain(loaded: LoadedModel, classes, work: AscentWork | None, image_layers: list[LayerInfo],
+             layers: list[LayerReport], images: list[InputImage], image_reports: list[ImageReport],
+             config: ReportConfig, root: str):
     """Each image's Grad-CAM and deciding units (its ``attribution``, or a note saying why there
     is none), and each layer's Grad-CAM per image (its ``gradcams``). A deciding unit without a
     card gets its ascent picture here, from the mosaics' engines (``work``: none when the build
     climbs nothing)."""
-    classes = class_output(loaded)
     if classes is None:
         note = no_class_note(loaded)
         return [replace(report, attribution_note=note) for report in image_reports], layers
-    names = class_names(loaded, classes, config.labels)
-    requested = resolve_class(config.target_class, names, classes)
+    _, names, requested = classes
     drawn = {layer.info.index: layer for layer in layers if layer.info.index in {i.index for i in image_layers}}
     try:
         explainer = Explainer(loaded, image_layers, {index: layer.slug for index, layer in drawn.items()},
