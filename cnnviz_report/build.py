@@ -160,15 +160,15 @@ def _list_dataset(config: ReportConfig, loaded: LoadedModel) -> Dataset | None:
     return list_dataset(config.dataset)
 
 
-def _classes(loaded: LoadedModel, config: ReportConfig) -> tuple[int, tuple[str, ...] | None, int | None] | None:
-    """(the model's number of classes, their names, the class ``--class`` asks for) or None for a
-    model without class scores; read and checked before any drawing, so a wrong --labels file or
+def _classes(loaded: LoadedModel, config: ReportConfig) -> tuple[tuple[str, ...] | None, int | None] | None:
+    """(the names of the model's classes, the class ``--class`` asks for), or None for a model
+    without class scores; read and checked before any drawing, so a wrong --labels file or
     --class stops the build at once."""
     count = class_output(loaded)
     if count is None:
         return None
     names = class_names(loaded, count, config.labels)
-    return count, names, resolve_class(config.target_class, names, count)
+    return names, resolve_class(config.target_class, names, count)
 
 
 def _draw_images(loaded: LoadedModel, images: list[InputImage], classes, config: ReportConfig, root: str,
@@ -177,7 +177,7 @@ def _draw_images(loaded: LoadedModel, images: list[InputImage], classes, config:
     if not images:
         return []
     tracker.advance(INPUTS, IMAGES)
-    predictions = predict(loaded, images, config.image_batch_size, classes[1]) if classes else {}
+    predictions = predict(loaded, images, config.image_batch_size, classes[0]) if classes else {}
     return [replace(report, predictions=predictions.get(report.index, ())) for report in draw_images(images, root)]
 
 
@@ -191,8 +191,9 @@ def _explain(loaded: LoadedModel, classes, work: AscentWork | None, image_layers
     if classes is None:
         note = no_class_note(loaded)
         return [replace(report, attribution_note=note) for report in image_reports], layers
-    _, names, requested = classes
-    drawn = {layer.info.index: layer for layer in layers if layer.info.index in {i.index for i in image_layers}}
+    names, requested = classes
+    explained = {info.index for info in image_layers}
+    drawn = {layer.info.index: layer for layer in layers if layer.info.index in explained}
     try:
         explainer = Explainer(loaded, image_layers, {index: layer.slug for index, layer in drawn.items()},
                               {index: len(layer.cards) for index, layer in drawn.items()}, names, requested)

@@ -7,6 +7,11 @@ def fmt_int(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
+def fmt_probability(value: float | None, missing: str = "") -> str:
+    """0.9937 -> '99.4%'; None (a class the model did not rank in its top 5) -> ``missing``."""
+    return missing if value is None else f"{value:.1%}"
+
+
 def fmt_shape(shape) -> str:
     if shape is None or shape == ():
         return ""

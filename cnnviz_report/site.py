@@ -19,7 +19,7 @@ from markupsafe import Markup
 from . import paths, render
 from .analysis.ascent_parts import SMALL_CANVAS, recipe_name
 from .config import MOSAIC_FILTERS
-from .formatting import fmt_axes, fmt_int, fmt_shape, preprocess_words
+from .formatting import fmt_axes, fmt_int, fmt_probability, fmt_shape, preprocess_words
 from .health import ASCENT_JUDGE_STEPS, BADGE_LABELS
 from .inspection import LayerInfo
 from .records import (RANKED_FILTERS, DiffReport, FilterCard, LayerReport, Report, ranked_by_response,
@@ -479,7 +479,7 @@ def _image_view(image, input_hw: tuple[int, int] | None, layer_views: dict[int, 
     return {"name": image.name, "input_size": "×".join(map(str, input_hw[::-1])) if input_hw else "",
             "page": paths.image_page(image.slug), "original": _asset(image.original),
             "thumbnail": _asset(image.thumbnail or image.original), "model_input": _asset(image.model_input),
-            "predictions": [{"label": p.label, "index": p.index, "probability": f"{p.probability:.1%}"}
+            "predictions": [{"label": p.label, "index": p.index, "probability": fmt_probability(p.probability)}
                             for p in image.predictions],
             "attribution": _attribution_view(image.attribution, layer_views or {}) if image.attribution else None,
             "attribution_note": image.attribution_note}
@@ -497,7 +497,7 @@ def _attribution_view(found, layer_views: dict[int, dict]) -> dict:
                       "contribution": f"{unit.contribution:.3g}", "share": f"{unit.share:.0%}",
                       "where": _asset(unit.where), "card": card, "ascent": _asset(unit.ascent)})
     return {"label": found.label, "class_index": found.class_index,
-            "probability": f"{found.probability:.1%}" if found.probability is not None else "",
+            "probability": fmt_probability(found.probability),
             "gradcam": _asset(found.gradcam.picture), "layer": layer["row"]["name"], "layer_page": layer["page"],
             "center": "x {:.2f}, y {:.2f}".format(*found.gradcam.center), "units": units}
 
@@ -695,8 +695,8 @@ def _decision_view(change) -> dict:
     def side(prefix: str, found) -> dict:
         picture = _asset(found.gradcam.picture)
         picture["path"] = f"{prefix}/{picture['path']}"
-        return {"label": found.label, "probability": f"{found.probability:.1%}" if found.probability is not None
-                else "", "gradcam": picture, "page": f"{prefix}/{paths.image_page(change.image.slug)}",
+        return {"label": found.label, "probability": fmt_probability(found.probability), "gradcam": picture,
+                "page": f"{prefix}/{paths.image_page(change.image.slug)}",
                 "units": [f"{unit.layer_name} #{unit.number}" for unit in found.units[:3]]}
 
     return {"image": change.image.name, "a": side("a", change.a), "b": side("b", change.b),

@@ -11,7 +11,7 @@ import os
 import re
 
 from . import paths
-from .formatting import fmt_axes, fmt_int, fmt_shape
+from .formatting import fmt_axes, fmt_int, fmt_probability, fmt_shape
 from .health import ASCENT_JUDGE_STEPS
 from .records import DiffReport, Report, ranked_by_response, ranked_layers
 
@@ -100,7 +100,7 @@ def _decisions(report: Report) -> list[str]:
         units = ", ".join(f"{md_text(unit.layer_name)} #{unit.number} ({unit.share:.0%})" for unit in found.units[:3])
         x, y = found.gradcam.center
         lines.append(f"| {md_link(image.name, paths.image_page(image.slug))} | {md_text(found.label)} "
-                     f"| {_probability(found)} | {x:.2f}, {y:.2f} | {units} |")
+                     f"| {fmt_probability(found.probability, '–')} | {x:.2f}, {y:.2f} | {units} |")
     return lines
 
 
@@ -258,7 +258,8 @@ def _decision_changes(diff: DiffReport) -> list[str]:
         a, b = change.a, change.b
         mark = " **(changed)**" if change.class_changed else ""
         lines.append(f"| {md_link(change.image.name, 'a/' + paths.image_page(change.image.slug))} "
-                     f"| {md_text(a.label)} ({_probability(a)}) | {md_text(b.label)} ({_probability(b)}){mark} "
+                     f"| {md_text(a.label)} ({fmt_probability(a.probability, '–')}) "
+                     f"| {md_text(b.label)} ({fmt_probability(b.probability, '–')}){mark} "
                      f"| {change.center_shift:.2f} | {change.map_similarity:.2f} | {_units_words(a)} "
                      f"| {_units_words(b)} |")
     lines += ["", "Grad-CAM at the last conv layer: moved is the distance between the centres of mass (in input "
@@ -266,6 +267,3 @@ def _decision_changes(diff: DiffReport) -> list[str]:
               "gradient of the class score, strongest first.", ""]
     return lines
 
-
-def _probability(found) -> str:
-    return f"{found.probability:.1%}" if found.probability is not None else "–"

@@ -104,8 +104,7 @@ class AttributionProbe:
 
         with tf.GradientTape() as tape:
             *units, scores = self._model(batch, training=False)
-            picked = tf.gather(tf.cast(scores, tf.float32), classes, axis=1, batch_dims=1)
-            total = tf.reduce_sum(picked)
+            total = tf.reduce_sum(tf.gather(tf.cast(scores, tf.float32), classes, axis=1, batch_dims=1))
         gradients = tape.gradient(total, units)
         found = []
         for value, gradient, channels_first in zip(units, gradients, self._channels_first):
@@ -119,14 +118,14 @@ class AttributionProbe:
             cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", value, weights))
             product = value * gradient
             found.append((cam, tf.reduce_sum(product, axis=(1, 2)), product))
-        return found, picked
+        return found
 
     def __call__(self, batch: np.ndarray, classes: list[int]) -> list[dict[int, LayerEvidence]]:
         """Per image of ``batch`` (the model's input), {layer index: its evidence for the image's
         class ``classes[i]``}."""
         import tensorflow as tf
 
-        found, _ = self._run(tf.constant(batch), tf.constant(classes, tf.int32))
+        found = self._run(tf.constant(batch), tf.constant(classes, tf.int32))
         per_image: list[dict[int, LayerEvidence]] = [{} for _ in classes]
         for info, (cam, contributions, product) in zip(self.layers, found):
             cam, contributions = cam.numpy(), contributions.numpy()
