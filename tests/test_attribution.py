@@ -104,6 +104,9 @@ def test_class_chooses_what_is_explained_and_a_wrong_one_is_one_line(tmp_path, k
     assert main(["build", *common, "--labels", str(labels), "--out", str(tmp_path / "third")]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "labels.txt" in error[0] and "2 class names" in error[0]
+    assert not (tmp_path / "third").exists()
+    assert main(["build", *common, "--out", str(out), "--labels", str(labels)]) == 2  # over a site built before
+    assert json.loads((out / "attribution.json").read_text())["images"][0]["gradcam"]["class"] == 2  # untouched
 
 
 def test_a_model_without_class_scores_gets_a_note_not_an_error(tmp_path, keras, photo_path):
