@@ -116,6 +116,16 @@ class Watch:
         page.on("dialog", lambda d: (self.problems.append(f"dialog: {d.message}"), d.dismiss()))
 
 
+def _wait_until(page, expression: str, timeout: float = 20.0) -> None:
+    """Poll ``expression`` until it is true, through ``evaluate`` (not subject to the pages' CSP).
+    ``page.wait_for_function`` passed when the images were already complete, but on a loaded
+    machine, where it had to wait, it failed with a CSP EvalError (no 'unsafe-eval')."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout} s: {expression}"
+        page.wait_for_timeout(50)
+
+
 def _load_all_images(page) -> list[str]:
     """Scroll through the page so lazy pictures load; the sources of any that did not."""
     height = page.evaluate("document.body.scrollHeight")
@@ -123,7 +133,7 @@ def _load_all_images(page) -> list[str]:
         page.evaluate(f"window.scrollTo(0, {y})")
         page.wait_for_timeout(20)
     page.wait_for_load_state("networkidle")
-    page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=20000)
+    _wait_until(page, "Array.from(document.images).every(i => i.complete)")
     return page.evaluate("Array.from(document.images).filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
 
 
@@ -322,7 +332,7 @@ def test_go_to_filter_lands_on_its_card_below_the_bar(browser, demo, artifacts, 
     page.keyboard.press("g")
     page.keyboard.type("17")
     page.keyboard.press("Enter")
-    page.wait_for_function("location.hash === '#f17'")
+    _wait_until(page, "location.hash === '#f17'")
     top = page.locator("#f17").bounding_box()["y"]
     assert _topbar_bottom(page) <= top < viewport["height"] / 2 and page.evaluate("scrollY") > 1000
     page.screenshot(path=str(artifacts / f"go-to-filter-{viewport['width']}.png"))
