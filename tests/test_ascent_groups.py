@@ -120,3 +120,44 @@ def test_batches_are_even_so_filling_up_the_last_one_wastes_little(se_model):
     engine = LayerAscent.alone(se_model, conv["conv_a"], list(conv.values()), (SIZE, SIZE), 3, lambda p: p / 255.0,
                                AscentSettings(steps=1, batch_size=7))
     assert [engine.batch_size(n) for n in (16, 14, 7, 3)] == [6, 7, 7, 3]  # 16 filters: 3 x 6, not 7 + 7 + 2
+
+
+def test_a_few_filters_after_the_mosaic_reuse_its_traced_batch_when_filling_it_up_is_cheaper(se_model):
+    conv = _conv(se_model)
+    settings = AscentSettings(steps=1, seed=4)
+    trunk = AscentTrunk(se_model, list(conv.values()), (SIZE, SIZE), 3, lambda p: p / 255.0, settings)
+    engine = trunk.engine(conv["conv_a"])
+    mosaic = engine.run(list(range(8)))  # the mosaic's batch: 8 canvases
+    assert mosaic.batch_size == 8 and engine.group.traced == {(engine.canvas_hw, 8)}
+    few = engine.run([5, 2])  # a deciding unit or two past --max-filters
+    assert few.batch_size == 8 and engine._step.experimental_get_tracing_count() == 1  # filled up, no new trace
+    np.testing.assert_array_equal(few.images, mosaic.images[[5, 2]])  # a filter's picture ignores its batch
+    # a long ascent costs more arithmetic filling up 6 canvases than one trace: a batch of its own
+    assert engine.traced_batch_size(2, steps=100_000) is None
+    assert engine.traced_batch_size(8, steps=1) is None  # its own plan is traced already
+
+
+@pytest.mark.parametrize("axis, scale, center", [(-1, True, True), (1, False, True), (-1, True, False)])
+def test_the_replay_freezes_batch_normalization_into_an_affine_map_with_the_same_numbers(axis, scale, center):
+    import keras
+
+    from cnnviz_report.analysis.activations import free_size_values
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(6, 3, name="conv_a")(inputs)
+    x = keras.layers.BatchNormalization(axis=axis, scale=scale, center=center, name="norm")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.Conv2D(4, 3, name="conv_b")(x)
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(5)
+    norm = model.get_layer("norm")
+    norm.set_weights([rng.uniform(0.5, 2.0, w.shape).astype("float32") if i == len(norm.weights) - 1
+                      else rng.normal(0.0, 1.0, w.shape).astype("float32") for i, w in enumerate(norm.get_weights())])
+    conv = _conv(model)
+    new_input, values = free_size_values(model, [conv["conv_b"]])
+    replay = keras.Model(new_input, values[conv["conv_b"].index][0])
+    assert any(type(layer).__name__ == "FrozenBatchNormalization" for layer in replay.layers)
+    assert not any(type(layer).__name__ == "BatchNormalization" for layer in replay.layers)
+    images = rng.uniform(0.0, 1.0, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(replay(images)), np.asarray(model(images, training=False)),
+                               rtol=1e-6, atol=1e-6)

@@ -288,6 +288,7 @@ class AscentGroup:
         self._compile = (lambda f: tf.function(f, reduce_retracing=True, jit_compile=xla, autograph=False)) \
             if graph_safe(layers) else (lambda f: f)
         self._compiled: dict = {}  # canvas (h, w) -> (recipe, step, measure)
+        self.traced: set = set()  # (canvas (h, w), batch size) the step has been traced for
 
     def position(self, info: LayerInfo) -> int:
         return next(i for i, member in enumerate(self.members) if member.info.index == info.index)
@@ -343,7 +344,7 @@ class AscentGroup:
         """One step of the recipe: its image seen through its transforms, its optimiser's update."""
         import tensorflow as tf
 
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(params)
             seen = parts.transforms.apply(parts.image.pixels(params), draw)
             climbed, _ = self._objective(seen, one_hots)
@@ -533,6 +534,7 @@ class LayerAscent:
                             for number in chunk], axis=0)
         rng = np.random.default_rng([seed, layer, 1])  # the transforms
         state = self.recipe.optimiser.start(params)
+        self.group.traced.add((self.canvas_hw, len(chunk)))
         for t in range(1, steps + 1):
             draw = self.recipe.transforms.draw(rng)
             params, state = self._step(params, state, tf.constant(float(t)), one_hots, draw)
@@ -554,10 +556,23 @@ class LayerAscent:
 
         return self._measured(tf.constant(pixels, tf.float32), self._one_hots(list(filter_indices)))
 
-    def batches(self, filter_indices: list[int]) -> list[tuple[int, ...]]:
-        """``filter_indices`` in batches of one size, the last filled up with repeats of its last
-        filter (so the step is traced once): the units of work a layer's ascent is made of."""
-        batch_size = self.batch_size(len(filter_indices))
+    def traced_batch_size(self, filters: int, steps: int) -> int | None:
+        """The smallest batch size the group's step is already traced for on this canvas, if
+        filling ``filters`` canvases up to batches of it costs less arithmetic than tracing the
+        step again for batches of their own (a few deciding units after the mosaic's batches)."""
+        sizes = sorted(size for canvas, size in self.group.traced if canvas == self.canvas_hw)
+        if not sizes or self.batch_size(filters) in sizes:
+            return None
+        size = next((size for size in sizes if size >= filters), sizes[-1])
+        padding = -(-filters // size) * size - filters
+        waste = padding * (steps + MEASURE_STEPS) * self.flops_per_canvas_step
+        return size if waste < trace_cost(self.group.members[-1].info) else None
+
+    def batches(self, filter_indices: list[int], batch_size: int | None = None) -> list[tuple[int, ...]]:
+        """``filter_indices`` in batches of one size (``batch_size``, or the plan's), the last
+        filled up with repeats of its last filter (so the step is traced once): the units of
+        work a layer's ascent is made of."""
+        batch_size = batch_size or self.batch_size(len(filter_indices))
         batches = []
         for start in range(0, len(filter_indices), batch_size):
             chunk = list(filter_indices[start : start + batch_size])
@@ -579,7 +594,7 @@ class LayerAscent:
         """Climb each filter of ``filter_indices``, batch by batch (``batches``); Ctrl-C lands
         between steps. ``on_batch(done, total)`` hears after each batch how many filters are done."""
         steps = self.settings.step_count if steps is None else steps
-        batches = self.batches(list(filter_indices))
+        batches = self.batches(list(filter_indices), self.traced_batch_size(len(filter_indices), steps))
         results, done = [], 0
         for padded in batches:
             count = min(len(padded), len(filter_indices) - done)

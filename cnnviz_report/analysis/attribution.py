@@ -80,7 +80,7 @@ class AttributionProbe:
         watched = {id(layer) for layer in ends.values()} | {id(output_layer)}
         new_input = keras.Input(tuple(model.inputs[0].shape[1:]))
         calls: dict = {}
-        replay_graph(model, [new_input], calls, watched)
+        replay_graph(model, [new_input], calls, watched, frozen=True)
         missing = [info.name for info in self.layers if id(ends[info.index]) not in calls]
         if missing or id(output_layer) not in calls:
             raise ValueError(f"the replay did not reach {', '.join(missing) or output_layer.name}")
