@@ -129,12 +129,15 @@ def test_a_few_filters_after_the_mosaic_reuse_its_traced_batch_when_filling_it_u
     engine = trunk.engine(conv["conv_a"])
     mosaic = engine.run(list(range(8)))  # the mosaic's batch: 8 canvases
     assert mosaic.batch_size == 8 and engine.group.traced == {(engine.canvas_hw, 8)}
-    few = engine.run([5, 2])  # a deciding unit or two past --max-filters
-    assert few.batch_size == 8 and engine._step.experimental_get_tracing_count() == 1  # filled up, no new trace
+    assert engine.traced_batch_size(2, steps=1) == 8
+    few = engine.run([5, 2])  # a deciding unit or two past --max-filters, or a member with 2 filters
+    assert engine._step.experimental_get_tracing_count() == 1  # filled up to 8, no new trace
+    assert engine._measure.experimental_get_tracing_count() == 1
     np.testing.assert_array_equal(few.images, mosaic.images[[5, 2]])  # a filter's picture ignores its batch
     # a long ascent costs more arithmetic filling up 6 canvases than one trace: a batch of its own
     assert engine.traced_batch_size(2, steps=100_000) is None
-    assert engine.traced_batch_size(8, steps=1) is None  # its own plan is traced already
+    assert engine.traced_batch_size(8, steps=1) is None  # traced already
+    assert engine.traced_batch_size(9, steps=1) is None  # no traced batch holds it
 
 
 @pytest.mark.parametrize("axis, scale, center", [(-1, True, True), (1, False, True), (-1, True, False)])

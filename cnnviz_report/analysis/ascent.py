@@ -556,23 +556,27 @@ class LayerAscent:
 
         return self._measured(tf.constant(pixels, tf.float32), self._one_hots(list(filter_indices)))
 
-    def traced_batch_size(self, filters: int, steps: int) -> int | None:
-        """The smallest batch size the group's step is already traced for on this canvas, if
-        filling ``filters`` canvases up to batches of it costs less arithmetic than tracing the
-        step again for batches of their own (a few deciding units after the mosaic's batches)."""
+    def traced_batch_size(self, canvases: int, steps: int) -> int | None:
+        """The smallest batch size above ``canvases`` the group's step is already traced for on
+        this canvas, when filling a batch up to it costs less arithmetic than tracing the step
+        for a batch of its own; None when there is none, or ``canvases`` is traced itself.
+
+        A member with fewer filters than its group's batch (a squeeze-and-excitation conv), or
+        a few deciding units climbed after the mosaic, would otherwise pay a trace of the whole
+        group for seconds."""
         sizes = sorted(size for canvas, size in self.group.traced if canvas == self.canvas_hw)
-        if not sizes or self.batch_size(filters) in sizes:
+        if canvases in sizes:
             return None
-        size = next((size for size in sizes if size >= filters), sizes[-1])
-        padding = -(-filters // size) * size - filters
-        waste = padding * (steps + MEASURE_STEPS) * self.flops_per_canvas_step
+        size = next((size for size in sizes if size > canvases), None)
+        if size is None:
+            return None
+        waste = (size - canvases) * (steps + MEASURE_STEPS) * self.flops_per_canvas_step
         return size if waste < trace_cost(self.group.members[-1].info) else None
 
-    def batches(self, filter_indices: list[int], batch_size: int | None = None) -> list[tuple[int, ...]]:
-        """``filter_indices`` in batches of one size (``batch_size``, or the plan's), the last
-        filled up with repeats of its last filter (so the step is traced once): the units of
-        work a layer's ascent is made of."""
-        batch_size = batch_size or self.batch_size(len(filter_indices))
+    def batches(self, filter_indices: list[int]) -> list[tuple[int, ...]]:
+        """``filter_indices`` in batches of one size, the last filled up with repeats of its last
+        filter (so the step is traced once): the units of work a layer's ascent is made of."""
+        batch_size = self.batch_size(len(filter_indices))
         batches = []
         for start in range(0, len(filter_indices), batch_size):
             chunk = list(filter_indices[start : start + batch_size])
@@ -581,8 +585,11 @@ class LayerAscent:
 
     def climb_batch(self, padded: tuple[int, ...], count: int, steps: int | None = None) -> BatchResult:
         """The first ``count`` filters' results of one batch from ``batches`` (the rest are its
-        padding): the same bytes in any process, whatever other batch ran before."""
+        padding): the same pictures in any process, whatever other batch ran before."""
         steps = self.settings.step_count if steps is None else steps
+        traced = self.traced_batch_size(len(padded), steps)
+        if traced is not None:  # a filter's picture does not depend on its batch
+            padded = tuple(padded) + (padded[-1],) * (traced - len(padded))
         final, responses, seen = self._climb(list(padded), steps)
         images = np.stack([self.recipe.display(picture) for picture in final.numpy()[:count]])
         return BatchResult(tuple(padded[:count]), images, np.asarray(responses[:count], np.float32),
@@ -594,7 +601,7 @@ class LayerAscent:
         """Climb each filter of ``filter_indices``, batch by batch (``batches``); Ctrl-C lands
         between steps. ``on_batch(done, total)`` hears after each batch how many filters are done."""
         steps = self.settings.step_count if steps is None else steps
-        batches = self.batches(list(filter_indices), self.traced_batch_size(len(filter_indices), steps))
+        batches = self.batches(list(filter_indices))
         results, done = [], 0
         for padded in batches:
             count = min(len(padded), len(filter_indices) - done)
