@@ -35,6 +35,22 @@ def test_standardise_draws_a_constant_channel_flat_grey(value):
     assert result.shape == (4, 5) and np.all(result == render.CONSTANT_GREY)
 
 
+def test_all_channels_at_once_are_standardised_as_each_alone():
+    rng = np.random.default_rng(8)
+    rows = rng.normal(size=(6, 49)) * rng.uniform(0.1, 50.0, (6, 1))
+    rows[1] = 3.25  # constant
+    rows[2, 5] = np.nan  # standardised over its finite values
+    rows[3] = np.inf  # nothing finite: constant
+    rows[4, :3] = -np.inf
+    tiles, constant = render.standardise_channels(rows)
+    assert list(constant) == [False, True, False, True, False, False]
+    for row, tile, flat in zip(rows, tiles, constant):
+        values = np.where(np.isfinite(row), row, row[np.isfinite(row)].mean() if np.isfinite(row).any() else 0.0)
+        expected = np.full(row.shape, render.CONSTANT_GREY, np.uint8) if flat else \
+            np.clip((values - values.mean()) / values.std() * 64 + 128, 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(tile, expected)
+
+
 def test_tile_grid_places_tiles_row_by_row_with_gaps():
     tiles = [np.full((2, 3), v, np.uint8) for v in (10, 20, 30)]
     grid = render.tile_grid(tiles, columns=2, gap=1, background=255)

@@ -288,7 +288,7 @@ def _frozen_batch_normalization():
         def call(self, inputs, training=None, mask=None):
             shape = [1] * len(inputs.shape)
             shape[self.axis] = self.scale.shape[0]
-            return inputs * tf.reshape(self.scale, shape) + tf.reshape(self.offset, shape)
+            return inputs * self.scale.reshape(shape) + self.offset.reshape(shape)
 
         def compute_output_shape(self, input_shape):
             return input_shape
