@@ -22,7 +22,14 @@ ATTRIBUTION = "Grad-CAM and deciding units"
 SITE = "site"  # the subject of the last step
 DATASET, EXAMPLES = "data set", "dataset examples"
 INPUTS = "images"  # the subject of the first
-DRAWING_COST = 2e10  # a picture's drawing and PNG writing, in FLOP-equivalents (~0.3 s here)
+# A layer's pictures drawn and written as PNGs, in FLOP-equivalents (~0.05 s here). Measured on
+# EfficientNetB0 with --ascent-steps 1 (benchmarks/eta_benchmark.py: each phase's share of the time against its
+# share of the plan): at 2e10 the plan gave drawing 63 % of the work, which took 21 % of the time,
+# and the ETA was 3-7x too short while its 14 ascent traces ran.
+DRAWING_COST = 5e9
+# Judging and drawing a layer's kernels also takes time by its weights: ResNet50V2's 53 layers
+# (23.5 M weights) took 7.2 s, EfficientNetB0's 81 (4 M) 4.7 s, so about a drawing a 250,000.
+WEIGHTS_PER_DRAWING = 250_000
 
 
 def feature_phase(first: int, last: int) -> str:
@@ -65,9 +72,10 @@ def plan_steps(kernel_layers: list[LayerInfo], image_layers: list[LayerInfo], as
     FLOPs per image), ascent per layer (``ascent_costs``, by layer index, from the engine's own
     estimate), pages."""
     steps = [Step(INPUTS, IMAGES, n_images * (model_flops + DRAWING_COST))] if n_images else []
-    steps += [Step(layer.qualified_name, KERNELS, DRAWING_COST) for layer in kernel_layers]
+    steps += [Step(layer.qualified_name, KERNELS, DRAWING_COST * (1 + layer.params / WEIGHTS_PER_DRAWING))
+              for layer in kernel_layers]
     for start, stop in image_batches(n_images, config.image_batch_size) if image_layers else ():
-        steps += [Step(layer.qualified_name, feature_phase(start + 1, stop), (stop - start) * (layer.flops + 3 * DRAWING_COST))
+        steps += [Step(layer.qualified_name, feature_phase(start + 1, stop), (stop - start) * (layer.flops + DRAWING_COST))
                   for layer in image_layers]
     if dataset_images and image_layers:
         steps.append(Step(DATASET, EXAMPLES, sum(dataset_costs(dataset_images, image_layers, config, model_flops))))
@@ -75,7 +83,7 @@ def plan_steps(kernel_layers: list[LayerInfo], image_layers: list[LayerInfo], as
               for layer in image_layers if layer.index in ascent_costs]
     if n_images and image_layers and config.explain:  # a forward and a gradient pass an image, a heatmap a layer
         steps.append(Step(INPUTS, ATTRIBUTION, n_images * (3 * model_flops + len(image_layers) * DRAWING_COST)))
-    steps.append(Step(SITE, PAGES, DRAWING_COST))
+    steps.append(Step(SITE, PAGES, DRAWING_COST * (1 + len(kernel_layers) / 2)))  # a layer's pages and cards
     return steps
 
 

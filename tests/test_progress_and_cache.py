@@ -36,6 +36,19 @@ def test_the_plan_lists_every_step_in_build_order_with_its_cost():
         feature_phase(1, 2), PAGES]  # --no-explain: no explanation step
 
 
+def test_a_layer_with_more_weights_plans_more_kernel_drawing_and_pages_grow_with_the_layers():
+    from dataclasses import replace
+
+    from cnnviz_report.progress import DRAWING_COST, WEIGHTS_PER_DRAWING
+
+    small, large = _layer(1, "a"), replace(_layer(2, "b"), params=4 * WEIGHTS_PER_DRAWING)
+    steps = plan_steps([small, large], [], {}, n_images=0, config=ReportConfig())
+    assert [step.cost for step in steps if step.phase == KERNELS] == pytest.approx(
+        [DRAWING_COST * (1 + 112 / WEIGHTS_PER_DRAWING), 5 * DRAWING_COST])
+    more = plan_steps([small] * 10, [], {}, n_images=0, config=ReportConfig())
+    assert more[-1].cost > steps[-1].cost  # the pages of 10 layers
+
+
 def test_the_tracker_reports_shares_of_work_and_refuses_a_step_it_did_not_plan():
     events = []
     tracker = StepTracker([Step("a", KERNELS, 1.0), Step("b", ASCENT, 3.0), Step(SITE, PAGES, 0.0)], events.append)

@@ -372,7 +372,7 @@ def _filter_means(values, one_hot):
 # Tracing and setting up a compiled step costs about 0.035 s per Keras layer it replays, whatever
 # the canvas, and its forward-only measurement about half that: in a 200-layer model, seconds that
 # FLOPs do not show (benchmarks/deep_models.py).
-TRACE_COST_PER_LAYER = 1.5 * 2.5e9  # FLOP-equivalents (progress.DRAWING_COST is ~0.3 s here)
+TRACE_COST_PER_LAYER = 1.5 * 2.5e9  # FLOP-equivalents (progress.DRAWING_COST, 5e9, is ~0.05 s here)
 # Groups: consecutive layers whose upstream cost per pixel stays within GROUP_COST_RATIO of the
 # first's, and whose ascents are short (at most GROUP_WORK canvas-steps, filters x steps). A longer
 # ascent pays for its own trace: in a group, each member's step also runs the group's deeper layers
