@@ -285,8 +285,9 @@ class AscentGroup:
         self._forward_values, self._preprocess = forward_values, preprocess
         self._input_channels_first = input_channels_first
         xla = reads_channels_first(layers) or None  # TF's CPU kernels run NCHW convs only under XLA
+        self.compiles = graph_safe(layers)
         self._compile = (lambda f: tf.function(f, reduce_retracing=True, jit_compile=xla, autograph=False)) \
-            if graph_safe(layers) else (lambda f: f)
+            if self.compiles else (lambda f: f)
         self._compiled: dict = {}  # canvas (h, w) -> (recipe, step, measure)
         self.traced: set = set()  # (canvas (h, w), batch size) the step has been traced for
 
@@ -534,7 +535,8 @@ class LayerAscent:
                             for number in chunk], axis=0)
         rng = np.random.default_rng([seed, layer, 1])  # the transforms
         state = self.recipe.optimiser.start(params)
-        self.group.traced.add((self.canvas_hw, len(chunk)))
+        if self.group.compiles:
+            self.group.traced.add((self.canvas_hw, len(chunk)))
         for t in range(1, steps + 1):
             draw = self.recipe.transforms.draw(rng)
             params, state = self._step(params, state, tf.constant(float(t)), one_hots, draw)
