@@ -80,9 +80,12 @@ def unit_functions(model, info) -> list:
     own activation, then each layer of ``info.unit_layers``."""
     holder = resolve_holder(model, info)
     activation = getattr(holder.get_layer(info.name), "activation", None)
+    from .analysis.activations import inference_stand_in
+
     functions = [activation] if activation is not None else []
     for name in info.unit_layers:
         layer = holder.get_layer(name)
+        layer = inference_stand_in(layer) or layer  # the same numbers, cheaper to trace
         functions.append(lambda x, layer=layer: layer(x, training=False))
     return functions
 

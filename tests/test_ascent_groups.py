@@ -164,3 +164,31 @@ def test_the_replay_freezes_batch_normalization_into_an_affine_map_with_the_same
     images = rng.uniform(0.0, 1.0, (2, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(replay(images)), np.asarray(model(images, training=False)),
                                rtol=1e-6, atol=1e-6)
+
+
+def test_the_replay_climbs_swish_without_its_custom_gradient_to_the_same_values_and_gradients():
+    import keras
+    import tensorflow as tf
+
+    from cnnviz_report.analysis.activations import free_size_values
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(6, 3, name="conv_a")(inputs)
+    x = keras.layers.Activation("swish", name="swish")(x)
+    x = keras.layers.Conv2D(4, 3, name="conv_b")(x)
+    model = keras.Model(inputs, x)
+    conv = _conv(model)
+    new_input, values = free_size_values(model, [conv["conv_b"]])
+    replay = keras.Model(new_input, values[conv["conv_b"].index][0])
+    assert any(type(layer).__name__ == "PlainSwish" for layer in replay.layers)
+    assert not any(type(layer).__name__ == "Activation" for layer in replay.layers)
+    images = tf.constant(np.random.default_rng(6).uniform(-3.0, 3.0, (2, 16, 16, 3)).astype("float32"))
+    gradients = []
+    for network in (replay, model):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            output = network(images, training=False)
+            loss = tf.reduce_sum(output ** 2)
+        gradients.append(tape.gradient(loss, images))
+        np.testing.assert_array_equal(np.asarray(output), np.asarray(model(images, training=False)))
+    np.testing.assert_allclose(np.asarray(gradients[0]), np.asarray(gradients[1]), rtol=1e-5, atol=1e-5)

@@ -255,12 +255,38 @@ def inference_stand_in(layer):
     was half of all the time spent tracing ascent steps. The stand-in holds the map's two
     vectors, computed once by ``tf.nn.batch_normalization``'s own formula, so it gives the same
     numbers.
+
+    A swish (silu) Activation is ``x * sigmoid(x)``, as ``tf.nn.silu`` computes it, without
+    its custom gradient, whose tracing took a third of a deep EfficientNetB0 step's trace
+    (1.59 s against 1.13 s a trace). The same forward values; the gradient is the same
+    function, computed by the chain rule.
     """
+    if getattr(layer, "compute_dtype", None) != "float32":
+        return None
+    if type(layer).__name__ == "Activation" and getattr(layer.activation, "__name__", "") in ("silu", "swish"):
+        return _plain_swish()(name=f"{layer.name}_plain")
     if type(layer).__name__ != "BatchNormalization" or getattr(layer, "renorm", False) \
-            or not isinstance(layer.axis, int) or layer.compute_dtype != "float32" \
-            or layer.variable_dtype != "float32":
+            or not isinstance(layer.axis, int) or layer.variable_dtype != "float32":
         return None
     return _frozen_batch_normalization().of(layer)
+
+
+@functools.cache
+def _plain_swish():
+    """The swish stand-in's class, made on first use (Keras is imported late)."""
+    import keras
+    import tensorflow as tf
+
+    class PlainSwish(keras.layers.Layer):
+        """``x * sigmoid(x)``: a swish Activation whose gradient TensorFlow derives itself."""
+
+        def call(self, inputs, training=None, mask=None):
+            return inputs * tf.sigmoid(inputs)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return PlainSwish
 
 
 @functools.cache
