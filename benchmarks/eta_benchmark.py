@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+sys.path.insert(0, str(Path(__file__).parent))
+from deep_models import photo_path  # noqa: E402
 
 
 def main() -> None:
@@ -27,14 +31,12 @@ def main() -> None:
     parser.add_argument("--max-filters", type=int, default=64)
     args = parser.parse_args()
 
-    import matplotlib
-
     from cnnviz_report.build import build_site
     from cnnviz_report.cli import _import_tensorflow_quietly
     from cnnviz_report.config import ReportConfig
 
     _import_tensorflow_quietly()
-    photo = str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+    photo = photo_path()
     events = []
     with tempfile.TemporaryDirectory() as out:
         config = ReportConfig(model=args.model, weights="none", images=(photo,), out=str(Path(out) / "site"),

@@ -78,10 +78,10 @@ def unit_chains(model) -> dict[int, tuple[str, ...]]:
 def unit_functions(model, info) -> list:
     """The callables that take the conv's pre-activation value to the unit's response: the conv's
     own activation, then each layer of ``info.unit_layers``."""
-    holder = resolve_holder(model, info)
-    activation = getattr(holder.get_layer(info.name), "activation", None)
     from .analysis.activations import inference_stand_in
 
+    holder = resolve_holder(model, info)
+    activation = getattr(holder.get_layer(info.name), "activation", None)
     functions = [activation] if activation is not None else []
     for name in info.unit_layers:
         layer = holder.get_layer(name)
