@@ -277,13 +277,17 @@ def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[Laye
         if climbed:
             work = ascent_work(loaded, model_info, config, digests[model_info.layers[-1].index])
             climber = MosaicClimber(work, executor, cache, unit_cache, digests)
-            for info in climbed:  # every layer's units are planned and handed out first
-                guarded(info, "gradient ascent", lambda: climber.start(info))
-            for info in climbed:
-                tell = tracker.advance(info.qualified_name, ASCENT)
-                mosaics[info.index] = guarded(info, "gradient ascent", lambda: draw_mosaic(
-                    climber.entry(info, tell), info, slugs[info.index], range(kernels[info.index].filters_shown),
-                    config, root))
+            try:
+                for info in climbed:  # every layer's units are planned and handed out first
+                    guarded(info, "gradient ascent", lambda: climber.start(info))
+                climber.trace_ahead()
+                for info in climbed:
+                    tell = tracker.advance(info.qualified_name, ASCENT)
+                    mosaics[info.index] = guarded(info, "gradient ascent", lambda: draw_mosaic(
+                        climber.entry(info, tell), info, slugs[info.index], range(kernels[info.index].filters_shown),
+                        config, root))
+            finally:
+                climber.close()
     return [layer_report(info, slugs[info.index], kernels.get(info.index), responses.get(info.index),
                          mosaics.get(info.index), floors.get(info.index), failures.get(info.index),
                          examples.get(info.index)) for info in selected], summary, work

@@ -140,6 +140,65 @@ def test_a_few_filters_after_the_mosaic_reuse_its_traced_batch_when_filling_it_u
     assert engine.traced_batch_size(9, steps=1) is None  # no traced batch holds it
 
 
+def test_steps_traced_ahead_in_a_thread_are_the_ones_the_climb_runs_and_draw_the_same(se_model):
+    conv = _conv(se_model)
+    layers = list(conv.values())
+    settings = AscentSettings(steps=3, seed=4)
+    plain = AscentTrunk(se_model, layers, (SIZE, SIZE), 3, lambda p: p / 255.0, settings)
+    ahead = AscentTrunk(se_model, layers, (SIZE, SIZE), 3, lambda p: p / 255.0, settings)
+    ahead.trace_ahead([(conv["conv_a"], 4), (conv["se_reduce"], 4), (conv["project"], 4)])
+    ahead._tracer[0].join()  # both groups are traced, nothing has run
+    ahead.stop_tracing()
+    assert ahead._tracer is None
+    for name in ("conv_a", "project"):
+        engine = ahead.engine(conv[name])
+        assert engine.group.traced == {(engine.canvas_hw, 4)}
+        assert engine._step.experimental_get_tracing_count() == 1
+        assert engine._measure.experimental_get_tracing_count() == 1
+    for name in ("conv_a", "se_reduce", "project"):
+        traced, fresh = ahead.engine(conv[name]).run([0, 1, 2, 3]), plain.engine(conv[name]).run([0, 1, 2, 3])
+        np.testing.assert_array_equal(traced.images, fresh.images)
+        np.testing.assert_array_equal(traced.activations, fresh.activations)
+        np.testing.assert_array_equal(traced.transformed, fresh.transformed)
+    for name in ("conv_a", "project"):  # the climbs ran on the traces made in the thread
+        assert ahead.engine(conv[name])._step.experimental_get_tracing_count() == 1
+        assert ahead.engine(conv[name])._measure.experimental_get_tracing_count() == 1
+
+
+def test_a_trace_that_fails_ahead_is_left_for_the_climb_and_stopping_ends_the_thread(se_model, monkeypatch):
+    conv = _conv(se_model)
+    trunk = AscentTrunk(se_model, list(conv.values()), (SIZE, SIZE), 3, lambda p: p / 255.0, AscentSettings(steps=1))
+    tried = []
+
+    def broken(self, batch_size):
+        tried.append(self.info.name)
+        raise RuntimeError("cannot trace")
+
+    monkeypatch.setattr(LayerAscent, "prepare", broken)
+    trunk.trace_ahead([(conv["conv_a"], 2), (conv["project"], 2)])
+    thread = trunk._tracer[0]
+    trunk.stop_tracing()
+    assert not thread.is_alive() and tried == ["conv_a"]  # it stops at the first error, silently
+    monkeypatch.undo()
+    assert len(trunk.engine(conv["conv_a"]).run([0, 1]).images) == 2  # the climb traces for itself
+
+
+def test_a_build_traces_ahead_only_for_units_run_in_its_own_process_and_stops_the_thread(monkeypatch, tmp_path):
+    from cnnviz_report.analysis import ascent
+    from cnnviz_report.build import build_site
+    from cnnviz_report.config import ReportConfig
+
+    planned, stopped = [], []
+    real_ahead, real_stop = ascent.AscentTrunk.trace_ahead, ascent.AscentTrunk.stop_tracing
+    monkeypatch.setattr(ascent.AscentTrunk, "trace_ahead",
+                        lambda self, plan: planned.append(list(plan)) or real_ahead(self, plan))
+    monkeypatch.setattr(ascent.AscentTrunk, "stop_tracing", lambda self: stopped.append(self) or real_stop(self))
+    build_site(ReportConfig(out=str(tmp_path / "site"), ascent_steps=1, max_filters=4, use_cache=False))
+    assert len(planned) == 1 and stopped
+    assert [size for _, size in planned[0]] == [4] * len(planned[0]) and len(planned[0]) == 4  # the demo's 4 layers
+    assert all(trunk._tracer is None for trunk in stopped)
+
+
 @pytest.mark.parametrize("axis, scale, center", [(-1, True, True), (1, False, True), (-1, True, False)])
 def test_the_replay_freezes_batch_normalization_into_an_affine_map_with_the_same_numbers(axis, scale, center):
     import keras

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -436,6 +437,8 @@ class AscentTrunk:
         self._canvases = plan_canvases(targets, input_hw, True, settings)
         self._groups: dict[int, AscentGroup] = {}
         self._engines: dict[int, LayerAscent] = {}
+        self._engines_lock = threading.Lock()  # the trace-ahead thread makes engines too
+        self._tracer: tuple[threading.Thread, threading.Event] | None = None
         reached = [info for info in targets if info.index in values]
         for infos in plan_groups(self._conv_layers, reached, input_hw, self._canvases, work):
             multi = keras.Model(new_input, [values[info.index][0] for info in infos])
@@ -449,9 +452,43 @@ class AscentTrunk:
 
     def engine(self, info: LayerInfo) -> "LayerAscent":
         """The layer's engine, made once (each batch of a layer, a unit of work, asks for it)."""
-        if info.index not in self._engines:
-            self._engines[info.index] = self._make_engine(info)
-        return self._engines[info.index]
+        with self._engines_lock:
+            if info.index not in self._engines:
+                self._engines[info.index] = self._make_engine(info)
+            return self._engines[info.index]
+
+    def trace_ahead(self, plan: list[tuple[LayerInfo, int]]) -> None:
+        """Trace each group's step and measurement for the batches ``plan`` names ((layer, batch
+        size), in the order the layers will climb) in a background thread, while this one climbs.
+
+        Tracing is Python on one core; a batch's arithmetic runs in TensorFlow's threads without
+        the GIL. Traced in turn, ResNet50V2's 15 groups left a core idle for 20 s of a one-step
+        build. A function being traced holds its lock, so a climb that reaches it waits for the
+        trace instead of tracing again. An error is left for the climb itself to meet and report."""
+        self.stop_tracing()
+        stop = threading.Event()
+
+        def run() -> None:
+            for info, batch_size in plan:
+                if stop.is_set():
+                    return
+                try:
+                    self.engine(info).prepare(batch_size)
+                except Exception:
+                    return
+
+        thread = threading.Thread(target=run, name="cnnviz-trace-ahead", daemon=True)
+        self._tracer = (thread, stop)
+        thread.start()
+
+    def stop_tracing(self) -> None:
+        """Stop tracing ahead, after the trace under way (so no thread is inside TensorFlow when
+        the build ends or is interrupted)."""
+        if self._tracer is not None:
+            thread, stop = self._tracer
+            stop.set()
+            thread.join()
+            self._tracer = None
 
     def _make_engine(self, info: LayerInfo) -> "LayerAscent":
         group = self._groups.get(info.index)
@@ -529,12 +566,8 @@ class LayerAscent:
         from the same canvas whatever else is drawn."""
         import tensorflow as tf
 
-        seed, layer = self.settings.seed, self.info.index
-        one_hots = self._one_hots(chunk)
-        params = tf.concat([self.recipe.image.initial(np.random.default_rng([seed, layer, 0, number]), 1)
-                            for number in chunk], axis=0)
-        rng = np.random.default_rng([seed, layer, 1])  # the transforms
-        state = self.recipe.optimiser.start(params)
+        params, state, one_hots = self._start(chunk)
+        rng = np.random.default_rng([self.settings.seed, self.info.index, 1])  # the transforms
         if self.group.compiles:
             self.group.traced.add((self.canvas_hw, len(chunk)))
         for t in range(1, steps + 1):
@@ -542,6 +575,29 @@ class LayerAscent:
             params, state = self._step(params, state, tf.constant(float(t)), one_hots, draw)
         pixels = self.recipe.image.pixels(params)
         return (pixels, *self._measured(pixels, one_hots))
+
+    def _start(self, chunk: list[int]):
+        """(params, optimiser state, one-hot masks) of a batch: each filter's start from its own
+        generator, so it does not depend on the rest of the batch."""
+        import tensorflow as tf
+
+        seed, layer = self.settings.seed, self.info.index
+        params = tf.concat([self.recipe.image.initial(np.random.default_rng([seed, layer, 0, number]), 1)
+                            for number in chunk], axis=0)
+        return params, self.recipe.optimiser.start(params), self._one_hots(chunk)
+
+    def prepare(self, batch_size: int) -> None:
+        """Trace the step and the measurement for batches of ``batch_size`` on this canvas,
+        without running them (``AscentTrunk.trace_ahead``)."""
+        import tensorflow as tf
+
+        if not self.group.compiles or (self.canvas_hw, batch_size) in self.group.traced:
+            return
+        self.group.traced.add((self.canvas_hw, batch_size))
+        params, state, one_hots = self._start([0] * batch_size)
+        draw = self.recipe.transforms.draw(np.random.default_rng(0))
+        self._step.get_concrete_function(params, state, tf.constant(1.0), one_hots, draw)
+        self._measure.get_concrete_function(self.recipe.image.pixels(params), one_hots)
 
     def _measured(self, pixels, one_hots) -> tuple[np.ndarray, np.ndarray]:
         import tensorflow as tf

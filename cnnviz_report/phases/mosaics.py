@@ -142,6 +142,8 @@ class MosaicClimber:
         self._keys: dict[int, str] = {}
         # layer -> (stage, unit keys, results found in the cache, tickets of the others, filters a unit)
         self._pending: dict[int, tuple] = {}
+        self._first_batches: list[tuple[LayerInfo, int]] = []  # (layer, batch size) of each layer to climb
+        self._tracing: AscentTrunk | None = None  # the engines tracing ahead
 
     def _trunk(self) -> AscentTrunk:
         """The driver's own engines, for the plan and the floors (tracing happens where units run)."""
@@ -175,6 +177,21 @@ class MosaicClimber:
         tickets = self.executor.submit(self.work, [units[p] for p in missing],
                                        lambda i, result: self.unit_cache.store(keys[missing[i]], result))
         self._pending[info.index] = (stage, keys, found, dict(zip(missing, tickets)), [unit.count for unit in units])
+        if missing:
+            self._first_batches.append((info, len(units[missing[0]].filters)))
+
+    def trace_ahead(self) -> None:
+        """When the units run in this process, trace the steps of the layers started so far in a
+        background thread while the first ones climb (``AscentTrunk.trace_ahead``); ``close``
+        stops it."""
+        if self.executor.name == "local" and self._first_batches:
+            self._tracing = self._trunk()
+            self._tracing.trace_ahead(self._first_batches)
+
+    def close(self) -> None:
+        if self._tracing is not None:
+            self._tracing.stop_tracing()
+            self._tracing = None
 
     def _unit_key(self, info: LayerInfo, stage: str, unit: AscentUnit) -> str:
         payload = json.dumps([self._keys[info.index], stage, unit.filters, unit.count, unit.steps])
