@@ -4,6 +4,7 @@ one-filter-at-a-time loop on a sample of filters (issue "4 of 7").
     python benchmarks/deep_models.py                        # resnet50v2 efficientnetb0 mobilenetv2 vgg16 densenet121
     python benchmarks/deep_models.py --models mobilenetv2   # one model
     python benchmarks/deep_models.py --fixed-only           # only the --ascent-steps 1 builds
+    python benchmarks/deep_models.py --models resnet50v2 --full-site DIR   # the loop against a report built before
 
 Per model (``--weights none``: offline, random weights, the same for both sides):
 
@@ -105,14 +106,14 @@ def _free_size(loaded, cut):
     """``cut`` replayed on an input of any size (the loop's 180 px canvas)."""
     import keras
 
-    from cnnviz_report.analysis.activations import _replay
+    from cnnviz_report.analysis.activations import replay_graph
 
     new_input = keras.Input((None, None, loaded.channels))
-    outputs = _replay(cut, [new_input], {}, set())
+    outputs = replay_graph(cut, [new_input], {}, set())
     return keras.Model(new_input, outputs[0])
 
 
-def measure(model_name: str, fixed_only: bool, work: Path) -> dict:
+def measure(model_name: str, fixed_only: bool, work: Path, full_site: Path | None = None) -> dict:
     from cnnviz_report.analysis.ascent import upstream_cost
     from cnnviz_report.config import ReportConfig
     from cnnviz_report.inspection import inspect_model
@@ -127,8 +128,12 @@ def measure(model_name: str, fixed_only: bool, work: Path) -> dict:
     print(json.dumps({"fixed": result}), flush=True)
     if fixed_only:
         return result
-    site = work / f"{model_name}-full"
-    result["full"] = run_build(model_name, site, [])
+    site = full_site or work / f"{model_name}-full"
+    if full_site is None:
+        result["full"] = run_build(model_name, site, [])
+    else:  # a default report built before (a run stopped after its build): its manifest's figures
+        manifest = json.loads((site / "manifest.json").read_text())
+        result["full"] = {"seconds": float("nan"), "peak_rss_gb": float("nan"), "phases": manifest["seconds_per_phase"]}
     print(json.dumps({"full": result}), flush=True)
     flops = {layer.index: upstream_cost(list(info.conv_layers), layer, loaded.input_hw).flops_per_pixel
              for layer in conv}
@@ -178,11 +183,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--fixed-only", action="store_true", help="only the --ascent-steps 1 builds")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--full-site", type=Path,
+                        help="a default report of the one model given, built before: compare the loop against it")
     args = parser.parse_args()
+    if args.full_site and len(args.models) != 1:
+        parser.error("--full-site needs exactly one model in --models")
     work = Path(tempfile.mkdtemp(prefix="cnnviz-deep-"))
     results = []
     for model in args.models:
-        results.append(measure(model, args.fixed_only, work))
+        results.append(measure(model, args.fixed_only, work, args.full_site))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
     print()
