@@ -186,7 +186,7 @@ class MosaicClimber:
         stops it."""
         if self.executor.name == "local" and self._first_batches:
             self._tracing = self._trunk()
-            self._tracing.trace_ahead(self._first_batches)
+            self._tracing.trace_ahead(list(self._first_batches))
 
     def close(self) -> None:
         if self._tracing is not None:
