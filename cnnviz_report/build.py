@@ -24,7 +24,7 @@ from .config import ReportConfig
 from .datasets import Dataset, list_dataset
 from .errors import CnnvizError, LayerError, SiteWriteError, UsageError
 from .executors import make_executor, process_state
-from .inspection import LayerInfo, ModelInfo, inspect_model, select_layers
+from .inspection import LayerInfo, ModelInfo, inspect_model
 from .loading import InputImage, LoadedModel, demo_image_path, load_images, load_model
 from .manifest import write_manifest
 from .notes import read_notes
@@ -42,6 +42,7 @@ from .progress import (ASCENT, ATTRIBUTION, DATASET, EXAMPLES, IMAGES, INPUTS, K
                        StepTracker, dataset_costs, feature_phase, image_batches, plan_steps)
 from .records import BuildResult, DatasetSummary, ImageReport, LayerReport, Report
 from .single_file import check_target, write_single_file
+from .stages import choose_layers
 from .site import write_site
 from .staging import check_output_folder, folder_bytes, staged_site, write_text
 from .summary import attribution_json, health_csv, summary_markdown
@@ -86,7 +87,7 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
         dataset = _list_dataset(config, loaded)
         classes = _classes(loaded, config)
     with clock.phase("inspect"):
-        model_info, selected, notes = _inspect(config, loaded)
+        model_info, selected, stages, unpicked, notes = _inspect(config, loaded)
     image_layers = [info for info in selected if info.takes_images and loaded.input_hw is not None]
     ascents = ascent_costs(model_info, image_layers, config, loaded.input_hw) if image_layers else {}
     model_flops = sum(layer.flops for layer in model_info.conv_layers)
@@ -112,7 +113,7 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
             input_channels=loaded.channels, free_size=loaded.free_size, layers=tuple(layers), images=tuple(image_reports),
             not_drawn=tuple(layer for layer in selected if not layer.takes_images), settings=_settings(config),
             skipped_images=tuple((error.subject, error.reason) for error in skipped), notes=notes,
-            dataset=dataset_summary)
+            dataset=dataset_summary, stages=stages, unpicked_stages=unpicked)
         tracker.advance(SITE, PAGES)
         with clock.phase("pages"):
             write_site(report, root)
@@ -212,13 +213,14 @@ def _explain(loaded: LoadedModel, classes, work: AscentWork | None, image_layers
 
 
 def _inspect(config: ReportConfig, loaded: LoadedModel):
-    """The model's layers, the conv layers to draw, and the notes checked against their names."""
+    """The model's layers, the conv layers to draw (``--layers``, then ``--per-stage``), the model's
+    stages and those that gave no layer, and the notes checked against the names drawn."""
     model_info = inspect_model(loaded.model)
     if config.unit == "raw":  # every picture and verdict from the conv layer's own output
         model_info = replace(model_info, layers=tuple(replace(layer, unit_layers=()) for layer in model_info.layers))
-    selected = select_layers(model_info, config.layers)
+    selected, stages, unpicked = choose_layers(model_info, config.layers, config.per_stage)
     notes = read_notes(config.notes, {name for layer in selected for name in (layer.name, layer.qualified_name)})
-    return model_info, selected, notes
+    return model_info, selected, stages, unpicked, notes
 
 
 def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[LayerInfo], image_layers: list[LayerInfo],

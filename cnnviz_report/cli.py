@@ -13,7 +13,8 @@ import time
 import warnings
 
 from . import __version__
-from .config import ALL_FILTERS, ASCENT_MODES, EXECUTORS, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES, ReportConfig
+from .config import (ALL_FILTERS, ASCENT_MODES, EXECUTORS, PER_STAGE_MODES, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES,
+                     ReportConfig)
 from .errors import CnnvizError
 
 PROG = "cnnviz_report"
@@ -52,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="folder for the site (default: %(default)s); an existing site made by this "
                        "tool is replaced, any other non-empty folder is refused")
     build.add_argument("--layers", nargs="+", default=[], metavar="NAME",
-                       help="draw only these conv layers (default: every conv layer)")
+                       help="draw only these conv layers: names or shell-style patterns such as "
+                       "'conv*_block*_2_conv' (quote them), matched against plain and sub/layer names "
+                       "(default: every conv layer)")
     build.add_argument("--title", metavar="TEXT", help="title of the site (default: the model's name)")
     _report_options(build)
     build.add_argument("--notes", metavar="FILE.md",
@@ -102,7 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--weights-a", metavar="imagenet|none|PATH", help="weights for A (as build's --weights)")
     diff.add_argument("--images", nargs="+", default=[], metavar="IMG", help="images to compare the feature maps on")
     diff.add_argument("--out", default="cnnviz-diff", metavar="DIR", help="folder for the diff site (default: %(default)s)")
-    diff.add_argument("--layers", nargs="+", default=[], metavar="NAME", help="only these conv layers")
+    diff.add_argument("--layers", nargs="+", default=[], metavar="NAME",
+                      help="only these conv layers (names or shell-style patterns)")
+    _per_stage_option(diff)
     diff.add_argument("--max-filters", type=int, default=64, metavar="N")
     diff.add_argument("--seed", type=int, default=0, metavar="N")
     diff.add_argument("--preprocess", choices=PREPROCESS_MODES, default="auto")
@@ -127,6 +132,7 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
         "download), none (random initialisation, works offline) or a weights file; for model files: "
         "a weights file to load on top",
     )
+    _per_stage_option(parser)
     parser.add_argument("--max-filters", type=_filter_count, default=64, metavar="N|all",
                         help="at most N filters per layer in filter grids, mosaics and cards (default: %(default)s); "
                         "all: every filter of every layer, the cards in pages of 64")
@@ -190,6 +196,12 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
                         "stopping; they are listed in the report and on the console, and the exit code is 2")
 
 
+def _per_stage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--per-stage", choices=PER_STAGE_MODES, default="all",
+                        help="all (default): every conv layer (that --layers keeps); last: in each stage, the last "
+                        "conv layer with a kernel larger than 1x1, as the ResNet post draws them")
+
+
 def _console_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
@@ -215,7 +227,8 @@ def _input_size(text: str) -> tuple[int, int]:
 
 
 def _diff_configs(args: argparse.Namespace) -> tuple[ReportConfig, ReportConfig]:
-    common = dict(images=tuple(args.images), layers=tuple(args.layers), max_filters=args.max_filters, seed=args.seed,
+    common = dict(images=tuple(args.images), layers=tuple(args.layers), per_stage=args.per_stage,
+                  max_filters=args.max_filters, seed=args.seed,
                   preprocess=args.preprocess, ascent_steps=args.ascent_steps, cache_dir=args.cache_dir,
                   use_cache=not args.no_cache)
     config_a = ReportConfig(model=args.model_a, weights=args.weights_a, **common)
@@ -231,6 +244,7 @@ def _report_settings(args: argparse.Namespace) -> dict:
     return dict(
         images=tuple(args.images),
         weights=args.weights,
+        per_stage=args.per_stage,
         max_filters=args.max_filters,
         seed=args.seed,
         preprocess=args.preprocess,

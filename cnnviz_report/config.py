@@ -12,6 +12,7 @@ WEIGHT_KEYWORDS = ("imagenet", "none")
 ASCENT_MODES = ("balanced", "fast", "robust")
 SELECT_MODES = ("first", "top")
 UNIT_MODES = ("response", "raw")
+PER_STAGE_MODES = ("all", "last")
 EXECUTORS = ("local", "ray")
 MOSAIC_FILTERS = 64  # a mosaic's filters, unless --max-filters all
 ALL_FILTERS = 2 ** 31 - 1  # --max-filters all: every filter of every layer (grids, mosaics, cards)
@@ -26,7 +27,8 @@ class ReportConfig:
     images: tuple[str, ...] = ()
     out: str = "cnnviz-site"
     weights: str | None = None  # None: the source's own (imagenet for names, the file's for files)
-    layers: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()  # names or shell-style patterns (plain or sub/layer names); () every conv layer
+    per_stage: str = "all"  # "last": of the layers kept, each stage's last conv with a kernel larger than 1x1
     max_filters: int = 64
     title: str | None = None
     seed: int = 0
@@ -93,6 +95,8 @@ class ReportConfig:
             problems.append(f"--select must be one of {', '.join(SELECT_MODES)}, got {self.select!r}")
         if self.input_size is not None and not all(8 <= side <= 4096 for side in self.input_size):
             problems.append(f"--input-size sides must be 8 to 4096 pixels, got {self.input_size}")
+        if self.per_stage not in PER_STAGE_MODES:
+            problems.append(f"--per-stage must be one of {', '.join(PER_STAGE_MODES)}, got {self.per_stage!r}")
         if self.unit not in UNIT_MODES:
             problems.append(f"--unit must be one of {', '.join(UNIT_MODES)}, got {self.unit!r}")
         if self.executor not in EXECUTORS:

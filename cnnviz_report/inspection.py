@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import UsageError
 from .graph import conv_kind, first_node, functional_graph, graph_nodes, is_model
 from .units import unit_chains
 
@@ -254,19 +253,3 @@ def inspect_model(model) -> ModelInfo:
         layers=tuple(rows),
     )
 
-
-def select_layers(model_info: ModelInfo, names: tuple[str, ...]) -> list[LayerInfo]:
-    """The conv layers to draw: all of them, or those named (plain or path-qualified names)."""
-    conv = list(model_info.conv_layers)
-    if not names:
-        return conv
-    by_name = {}
-    for layer in conv:
-        by_name.setdefault(layer.name, layer)
-        by_name[layer.qualified_name] = layer
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        listed = ", ".join(layer.qualified_name for layer in conv[:20]) + (" ..." if len(conv) > 20 else "")
-        raise UsageError("--layers", f"no conv layer named {', '.join(unknown)} (conv layers: {listed})")
-    wanted = {by_name[n].index for n in names}
-    return [layer for layer in conv if layer.index in wanted]

@@ -17,6 +17,7 @@ from .health import KernelFindings, LayerHealth
 from .inspection import LayerInfo, ModelInfo
 from .notes import Notes
 from .render import ImageAsset
+from .stages import Stages
 
 # --------------------------------------------------------------------------- inputs
 
@@ -334,6 +335,8 @@ class Report:
     notes: Notes = Notes()
     dataset: DatasetSummary | None = None
     preprocess_reason: str = ""  # why --preprocess auto chose ``preprocess``
+    stages: Stages = Stages(stages=(), rule="output resolution")  # every conv layer's stage (the index's sections)
+    unpicked_stages: tuple[str, ...] = ()  # --per-stage last: stages whose kept layers are all 1x1
     version: str = __version__
 
     @property
