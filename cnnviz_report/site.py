@@ -360,6 +360,8 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
     row["health"] = _health_view(layer_report.health, card_links)
     view = {
         "row": row,
+        "stage": None,  # build_pages adds the stage's links
+        "filters_total": info.filters or 0,
         "cards": cards,
         "card_pages": card_pages,
         "mosaic_tiles": _mosaic_tiles(layer_report, {card["number"]: card for card in cards}),
@@ -502,6 +504,58 @@ def _attribution_view(found, layer_views: dict[int, dict]) -> dict:
             "center": "x {:.2f}, y {:.2f}".format(*found.gradcam.center), "units": units}
 
 
+def _stage_sections(report: Report, views_by_index: dict[int, dict]) -> list[dict]:
+    """The index's conv layers by stage: each heading with its resolution, receptive field and
+    counts; a stage whose kept layers --per-stage last found all 1x1 says so."""
+    sections = []
+    for stage in report.stages.stages:
+        drawn = [views_by_index[index] for index in stage.layers if index in views_by_index]
+        if not drawn and stage.name not in report.unpicked_stages:
+            continue
+        health = [view["row"]["health"] for view in drawn]
+        counts = {key: sum(badge["count"] for h in health for badge in h["badges"] if badge["key"] == key)
+                  for key in ("dead", "ascent_dead")}
+        field = stage.receptive_field
+        facts = [stage.resolution] if stage.resolution != stage.name else []
+        if field:
+            facts.append(f"receptive field {_span(field)} px")
+        total = len(stage.layers)
+        facts.append(f"{len(drawn)} of {total} conv layers drawn" if len(drawn) < total
+                     else f"{total} conv layer{'s' if total != 1 else ''}")
+        if drawn:
+            facts.append(f"{fmt_int(sum(view['filters_total'] for view in drawn))} filters")
+            facts += [f"{counts[key]} {BADGE_LABELS[key]}" for key in ("dead", "ascent_dead") if counts[key]]
+        sections.append({
+            "anchor": stage.slug, "name": stage.name, "facts": facts, "rows": [view["row"] for view in drawn],
+            "note": "" if drawn else "No layer drawn: the layers kept here are all 1x1 convs, which "
+                                     "--per-stage last skips.",
+        })
+    return sections
+
+
+def _span(low_high: tuple) -> str:
+    low, high = (fmt_axes((value,)) for value in low_high)
+    return low if low == high else f"{low}-{high}"
+
+
+def _stage_links(report: Report, views_by_index: dict[int, dict]) -> dict[int, dict]:
+    """Per drawn layer: its stage, the index's anchor for it, and the previous and next layer drawn
+    in the same stage."""
+    links = {}
+    for stage in report.stages.stages:
+        drawn = [index for index in stage.layers if index in views_by_index]
+        for position, index in enumerate(drawn):
+            neighbours = [views_by_index[drawn[p]] if 0 <= p < len(drawn) else None
+                          for p in (position - 1, position + 1)]
+            links[index] = {
+                "name": stage.name, "anchor": stage.slug, "resolution": stage.resolution,
+                "position": position + 1, "count": len(drawn),
+                "previous": {"name": neighbours[0]["row"]["name"], "page": neighbours[0]["page"]} if neighbours[0] else None,
+                "next": {"name": neighbours[1]["row"]["name"], "page": neighbours[1]["page"]} if neighbours[1] else None,
+            }
+    return links
+
+
 def _pager(links: list[dict], position: int) -> dict:
     """The previous/next links of page ``position`` among ``links`` ({"name", "page"} each)."""
     return {"previous": links[position - 1] if position > 0 else None,
@@ -526,6 +580,8 @@ def build_pages(report: Report) -> list[Page]:
                                size_words(report) if report.free_size else "")
                    for r in report.layers]
     views_by_index = {r.info.index: view for r, view in zip(report.layers, layer_views)}
+    for index, stage in _stage_links(report, views_by_index).items():
+        views_by_index[index]["stage"] = stage
     image_views = [_image_view(image, report.input_hw, views_by_index) for image in report.images]
     common = _common_context(report.title, report.version, paths.HEALTH_FILE)
     result = [Page(
@@ -537,6 +593,8 @@ def build_pages(report: Report) -> list[Page]:
             facts=_model_facts(report),
             all_layers=[_layer_row(info, pages) for info in report.model.layers],
             conv_layers=[view["row"] for view in layer_views],
+            stages=_stage_sections(report, views_by_index),
+            stage_rule=report.stages.rule,
             not_drawn=[_layer_row(info, pages) for info in report.not_drawn],
             images=image_views,
             skipped_images=[{"file": name, "reason": reason} for name, reason in report.skipped_images],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from difflib import get_close_matches
 from typing import Sequence
 
@@ -43,6 +43,7 @@ class Stage:
     layers: tuple[int, ...]  # LayerInfo.index of its conv layers, in model order
     sides: tuple[tuple[int, ...], ...]  # the distinct output sizes (spatial), in model order; () when unknown
     stride: tuple | None  # input pixels per output step of most of its layers (None: not known)
+    receptive_field: tuple[float, float] | None = None  # its layers' smallest and largest, in input pixels
 
     @property
     def slug(self) -> str:
@@ -96,7 +97,9 @@ def _stage(name: str, members: Sequence[LayerInfo]) -> Stage:
     sides = tuple(dict.fromkeys(s for s in (_sides(info) for info in members if _stride(info)) if s is not None))
     strides = [s for s in (_stride(info) for info in members) if s is not None]
     stride = max(set(strides), key=strides.count) if strides else None
-    return Stage(name=name, layers=tuple(info.index for info in members), sides=sides, stride=stride)
+    fields = [max(info.receptive_field) for info in members if info.receptive_field]
+    return Stage(name=name, layers=tuple(info.index for info in members), sides=sides, stride=stride,
+                 receptive_field=(min(fields), max(fields)) if fields else None)
 
 
 def _by_names(conv: Sequence[LayerInfo], rule: NameRule) -> Stages | None:
@@ -156,8 +159,7 @@ def _by_resolution(conv: Sequence[LayerInfo], upsamples: bool) -> Stages:
     for info, name in zip(conv, names):
         groups.setdefault(name, []).append(info)
     stages = [_stage("", members) for members in groups.values()]
-    return Stages(stages=tuple(Stage(name=_resolution_name(stage, stages), layers=stage.layers, sides=stage.sides,
-                                     stride=stage.stride) for stage in stages),
+    return Stages(stages=tuple(replace(stage, name=_resolution_name(stage, stages)) for stage in stages),
                   rule="output resolution")
 
 

@@ -194,7 +194,7 @@ def test_search_narrows_the_tables_and_keys_move_between_layers(browser, demo, a
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     watch = Watch(page)
     page.goto((demo["site"] / "index.html").as_uri())
-    rows = "#conv-table tbody tr"
+    rows = "table.conv-table tbody tr"
     assert page.locator(rows).count() == 4 and page.is_visible("#layer-filter")
     page.screenshot(path=str(artifacts / "index.png"))
     page.keyboard.press("/")  # focuses the box
@@ -256,9 +256,9 @@ def test_an_image_page_leads_from_the_prediction_to_a_deciding_units_card_on_a_p
 
 @pytest.fixture(scope="module")
 def vgg(tmp_path_factory):
-    """A real architecture's site (VGG16, random weights, offline): 2 layers, 8 filters, 1 ascent
-    step, so it builds in about 20 s; the photo sits at a long absolute path, as a user's does,
-    which the index's build settings show."""
+    """A real architecture's site (VGG16, random weights, offline): 3 layers in two stages (a pattern
+    and a name), 8 filters, 1 ascent step, so it builds in about 20 s; the photo sits at a long
+    absolute path, as a user's does, which the index's build settings show."""
     _require_browser()
     root = tmp_path_factory.mktemp("vgg")
     photo = root / "photographs-from-the-naval-history-archive" / "grace_hopper_in_uniform_1984.jpg"
@@ -266,7 +266,7 @@ def vgg(tmp_path_factory):
     from cnnviz_report.loading import demo_image_path
     photo.write_bytes(Path(demo_image_path()).read_bytes())
     site = root / "site"
-    assert main(["build", "vgg16", "--weights", "none", "--layers", "block1_conv1", "block5_conv1",
+    assert main(["build", "vgg16", "--weights", "none", "--layers", "block1_*", "block5_conv1",
                  "--max-filters", "8", "--ascent-steps", "1", "--images", str(photo), "--out", str(site),
                  "--quiet", "--cache-dir", str(root / "cache")]) == 0
     return site
@@ -298,13 +298,39 @@ def test_no_page_is_wider_than_a_phone(browser, request, artifacts, which):
 def test_the_phone_index_keeps_name_and_health_in_view_and_says_tables_scroll(browser, demo):
     page = browser.new_page(viewport=PHONE)
     page.goto((demo["site"] / "index.html").as_uri())
-    headers = page.locator("#conv-table thead th")
+    headers = page.locator("table.conv-table").first.locator("thead th")
     for name in ("Layer", "Health"):
         box = headers.nth(headers.all_inner_texts().index(name)).bounding_box()
         assert box["x"] + box["width"] <= PHONE["width"], name  # on screen without scrolling
     assert page.locator(".scroll-hint").first.is_visible()
     box = page.locator("#layer-filter").bounding_box()  # the search box and its hint fit
     assert box["x"] + box["width"] <= PHONE["width"] and "press /" in page.inner_text(".search label")
+    page.close()
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, PHONE], ids=["desktop", "phone"])
+def test_a_stage_link_lands_on_its_stage_and_layer_pages_link_their_stage(browser, vgg, artifacts, viewport):
+    page = browser.new_page(viewport=viewport)
+    watch = Watch(page)
+    page.goto((vgg / "index.html").as_uri())
+    assert page.locator("#stages a").all_inner_texts() == ["block1", "block5"]
+    assert "found by the layer names (blockN_)" in page.inner_text("#stages")
+    page.click('#stages a[href="#stage-block5"]')
+    _wait_until(page, "location.hash === '#stage-block5'")
+    top = page.locator("#stage-block5").bounding_box()["y"]
+    assert _topbar_bottom(page) <= top < viewport["height"] / 2  # there, and not under the bar
+    assert "block5_conv1" in page.inner_text("#stage-block5") and "1 of 3 conv layers drawn" in page.inner_text(
+        "#stage-block5 h3")
+    page.screenshot(path=str(artifacts / f"vgg-stage-{viewport['width']}.png"))
+    page.goto((vgg / "layers/001-block1_conv1.html").as_uri())
+    nav = page.locator("nav.stage-nav")
+    assert "Stage block1 (224 px), layer 1 of 2 drawn in it" in nav.inner_text()
+    nav.locator("a", has_text="block1_conv2").click()
+    page.wait_for_url("**/002-block1_conv2.html")
+    page.locator("nav.stage-nav a", has_text="block1").first.click()
+    _wait_until(page, "location.hash === '#stage-block1'")
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    assert watch.problems == []
     page.close()
 
 

@@ -24,7 +24,9 @@
     search.hidden = false;
     box.addEventListener("input", function () {
       var words = box.value.toLowerCase().split(/\s+/).filter(Boolean);
-      var counts = tables.map(function (table) {
+      var nouns = [];
+      var counts = {};  // per noun: the tables of one kind (a stage's conv layers each) count as one
+      tables.forEach(function (table) {
         var rows = Array.prototype.slice.call(table.tBodies[0].rows);
         var shown = 0;
         rows.forEach(function (row) {
@@ -33,9 +35,16 @@
           row.hidden = !match;
           if (match) { shown += 1; }
         });
-        return shown + " of " + rows.length + " " + table.getAttribute("data-noun");
+        var stage = table.closest("section.stage");  // a stage with no match folds away
+        if (stage) { stage.hidden = shown === 0; }
+        var noun = table.getAttribute("data-noun");
+        if (!counts[noun]) { counts[noun] = [0, 0]; nouns.push(noun); }
+        counts[noun][0] += shown;
+        counts[noun][1] += rows.length;
       });
-      count.textContent = words.length ? counts.join(", ") : "";
+      count.textContent = words.length ? nouns.map(function (noun) {
+        return counts[noun][0] + " of " + counts[noun][1] + " " + noun;
+      }).join(", ") : "";
     });
   }
 
