@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import replace
+import os
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -23,7 +24,7 @@ from cnnviz_report.records import (AscentQuality, ChannelStats, DiffReport, Feat
                                    Triple, ranked_by_response, ranked_layers)
 from cnnviz_report.render import DIVERGING, ColourScale, ImageAsset
 from cnnviz_report.single_file import render_single_file
-from cnnviz_report.site import build_pages, write_diff_site, write_site
+from cnnviz_report.site import build_pages, write_diff_site, write_gallery_site, write_site
 from cnnviz_report.staging import write_text
 from cnnviz_report.summary import diff_summary, health_csv, summary_markdown
 
@@ -191,19 +192,27 @@ def _layer_diff(root: Path, info: LayerInfo, slug: str, changes, response: float
     return LayerDiff(info, slug, changes, became_dead=(), came_alive=(), response_change=response, **fields)
 
 
-def test_diff_pages_and_summary_from_records(tmp_path):
-    a, b = make_report(tmp_path / "a", dead=(2,)), make_report(tmp_path / "b", dead=(1,))
+def make_diff(root: Path, version: str | None = None) -> DiffReport:
+    """Two one-layer reports (sites under ``a/`` and ``b/``) and their diff: filter 1's kernel and
+    response changed, filter 0's response only; filter 1 became dead, filter 2 came alive."""
+    a, b = make_report(root / "a", dead=(2,)), make_report(root / "b", dead=(1,))
+    if version is not None:
+        a, b = replace(a, version=version), replace(b, version=version)
     info, slug = a.layers[0].info, a.layers[0].slug
     changes = (FilterChange(1, 0.5, 0.8, 0.9), FilterChange(0, 0.0, 1.0, 0.2), FilterChange(2, 0.0, 1.0, 0.0),
                FilterChange(3, 0.0, 1.0, 0.0))
-    image = ImageDiff("bird.png", _triple(tmp_path, slug, "fmaps"),
-                      _png(tmp_path, paths.layer_asset(slug, "difference", "01-bird"), "difference"), 0.3)
-    pictures = (FilterDiffPictures(1, _triple(tmp_path, slug, "kernel", 1), _triple(tmp_path, slug, "map", 1), "bird.png"),
-                FilterDiffPictures(0, None, _triple(tmp_path, slug, "map", 0), "bird.png"))
+    image = ImageDiff("bird.png", _triple(root, slug, "fmaps"),
+                      _png(root, paths.layer_asset(slug, "difference", "01-bird"), "difference"), 0.3)
+    pictures = (FilterDiffPictures(1, _triple(root, slug, "kernel", 1), _triple(root, slug, "map", 1), "bird.png"),
+                FilterDiffPictures(0, None, _triple(root, slug, "map", 0), "bird.png"))
     layer = LayerDiff(info, slug, changes, became_dead=(1,), came_alive=(2,), images=(image,),
-                      filter_grids=_triple(tmp_path, slug, "filters"), filter_pictures=pictures, response_change=0.3)
-    diff = DiffReport(a, b, "before.keras", "after.keras", (layer,))
-    for side, report in (("a", a), ("b", b)):
+                      filter_grids=_triple(root, slug, "filters"), filter_pictures=pictures, response_change=0.3)
+    return DiffReport(a, b, "before.keras", "after.keras", (layer,))
+
+
+def test_diff_pages_and_summary_from_records(tmp_path):
+    diff = make_diff(tmp_path)
+    for side, report in (("a", diff.a), ("b", diff.b)):
         write_site(report, str(tmp_path / side))
     write_diff_site(diff, str(tmp_path))
     page = (tmp_path / "layers/001-conv-b.html").read_text(encoding="utf-8")
@@ -257,3 +266,30 @@ def test_the_presentation_imports_no_tensorflow():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "[]"
+
+
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def test_every_page_matches_its_golden_html(tmp_path, monkeypatch):
+    """A report's, a diff's and a gallery's pages from hand-made records, byte for byte as kept in
+    tests/golden/ (so moving the presentation's code cannot change a page unseen). After a
+    deliberate change: CNNVIZ_UPDATE_GOLDEN=1 python -m pytest tests/test_presentation.py -k golden -n 0"""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")  # the pages' date; the version is set below
+    report = replace(make_report(tmp_path / "report"), version="0.0-golden")
+    write_site(report, str(tmp_path / "report"))
+    diff = make_diff(tmp_path / "diff", version="0.0-golden")
+    write_diff_site(diff, str(tmp_path / "diff"))
+    other = replace(report, model_name="other.keras")
+    write_gallery_site("Golden gallery", [("01-toy", report), ("02-other", other)], str(tmp_path / "gallery"))
+    built = {str(page.relative_to(tmp_path)): page.read_text(encoding="utf-8")
+             for page in sorted(tmp_path.rglob("*.html"))}
+    assert len(built) == 6  # the report's index, layer and image page; the diff's index and layer; the gallery
+    if os.environ.get("CNNVIZ_UPDATE_GOLDEN"):
+        for name, html in built.items():
+            (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / name).write_text(html, encoding="utf-8")
+    kept = {str(page.relative_to(GOLDEN)) for page in GOLDEN.rglob("*.html")}
+    assert kept == set(built)
+    for name, html in built.items():
+        assert html == (GOLDEN / name).read_text(encoding="utf-8"), name
