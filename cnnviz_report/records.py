@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import __version__
+from .ascent_rules import kept_share
 from .health import KernelFindings, LayerHealth
 from .inspection import LayerInfo, ModelInfo
 from .notes import Notes
@@ -177,8 +178,6 @@ class AscentQuality:
     @property
     def kept(self) -> float | None:
         """The share of the response the picture keeps under the transforms (None: no positive response)."""
-        from .analysis.quality import kept_share
-
         return kept_share(self.transformed, self.activation)
 
 

@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from . import paths, render
-from .analysis.ascent_parts import SMALL_CANVAS, recipe_name
+from .ascent_rules import SMALL_CANVAS, recipe_name
 from .config import MOSAIC_FILTERS
 from .formatting import fmt_axes, fmt_int, fmt_probability, fmt_shape, preprocess_words
 from .health import ASCENT_JUDGE_STEPS, BADGE_LABELS

@@ -260,12 +260,35 @@ def test_layers_rank_by_response_change_so_a_downstream_layer_shows(tmp_path):
     assert [d.info.name for d in ranked_by_response(unmeasured[::-1])] == ["conv1", "conv2", "conv3"]
 
 
-def test_the_presentation_imports_no_tensorflow():
-    code = ("import sys; import cnnviz_report.site, cnnviz_report.summary, cnnviz_report.single_file, "
-            "cnnviz_report.records, cnnviz_report.staging, cnnviz_report.progress; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+def test_the_presentation_imports_neither_tensorflow_nor_analysis(tmp_path):
+    """Importing the presentation, and rendering every kind of site with it, loads no framework
+    and nothing of analysis/ (the code that calls one)."""
+    code = f"""if True:
+        import sys
+        def framework():
+            return sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")
+                          or m.startswith("cnnviz_report.analysis"))
+        import cnnviz_report.site, cnnviz_report.summary, cnnviz_report.single_file, cnnviz_report.records
+        import cnnviz_report.staging, cnnviz_report.progress
+        print(framework())
+        sys.path.insert(0, "tests")
+        from pathlib import Path
+        from test_presentation import make_diff, make_report
+        from cnnviz_report.site import write_diff_site, write_gallery_site, write_site
+        from cnnviz_report.single_file import render_single_file
+        from cnnviz_report.summary import diff_summary, health_csv, summary_markdown
+        root = Path({str(tmp_path)!r})
+        report, diff = make_report(root / "report"), make_diff(root / "diff")
+        write_site(report, str(root / "report"))
+        write_diff_site(diff, str(root / "diff"))
+        write_gallery_site("gallery", [("01-toy", report)], str(root / "gallery"))
+        summary_markdown(report), health_csv(report), diff_summary(diff)
+        render_single_file(report, str(root / "report"), max_images=1)
+        print(framework())
+    """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert result.stdout.strip() == "[]"
+    assert result.stdout.splitlines() == ["[]", "[]"]
+    assert (tmp_path / "report/index.html").is_file() and (tmp_path / "gallery/index.html").is_file()
 
 
 GOLDEN = ROOT / "tests" / "golden"
