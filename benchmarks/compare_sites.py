@@ -6,7 +6,8 @@ two such builds file by file (manifest.json's timings aside).
     python benchmarks/compare_sites.py build /tmp/after      # at the new one
     python benchmarks/compare_sites.py compare /tmp/before /tmp/after
 
-The model files are made once under ``--inputs`` and reused, so both builds read the same bytes.
+The model files are made once under ``--inputs`` and reused, so both builds read the same bytes;
+the package built with is the one in this script's checkout (its path is printed).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's package, not an installed one
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["SOURCE_DATE_EPOCH"] = "1767225600"  # 2026-01-01: the pages' date
 
@@ -51,9 +53,11 @@ def make_inputs(folder: Path) -> dict[str, str]:
 
 
 def build(out: Path, inputs: Path) -> None:
+    import cnnviz_report
     from cnnviz_report.cli import main
     from cnnviz_report.loading import demo_image_path
 
+    print(f"building with {cnnviz_report.__file__}")
     models = make_inputs(inputs)
     photo = demo_image_path()
     out.mkdir(parents=True, exist_ok=True)
