@@ -22,8 +22,8 @@ from .config import MOSAIC_FILTERS
 from .formatting import fmt_axes, fmt_int, fmt_probability, fmt_shape, preprocess_words
 from .health import ASCENT_JUDGE_STEPS, BADGE_LABELS
 from .inspection import LayerInfo
-from .records import (RANKED_FILTERS, DiffReport, FilterCard, LayerReport, Report, ranked_by_response,
-                      ranked_layers)
+from .diff_records import RANKED_FILTERS, DiffReport, ranked_by_response, ranked_layers
+from .records import FilterCard, LayerReport, Report
 
 # Everything the site needs is in the site: no inline script or style, nothing from elsewhere.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "

@@ -19,9 +19,10 @@ from cnnviz_report import paths
 from cnnviz_report.config import ReportConfig
 from cnnviz_report.health import KernelFindings, LayerHealth
 from cnnviz_report.inspection import LayerInfo, ModelInfo
-from cnnviz_report.records import (AscentQuality, ChannelStats, DiffReport, FeatureAssets, FilterCard, FilterChange,
-                                   FilterDiffPictures, ImageDiff, ImageReport, ImageStat, LayerDiff, LayerReport, Report,
-                                   Triple, ranked_by_response, ranked_layers)
+from cnnviz_report.diff_records import (DiffReport, FilterChange, FilterDiffPictures, ImageDiff, LayerDiff, Triple,
+                                        ranked_by_response, ranked_layers)
+from cnnviz_report.records import (AscentQuality, ChannelStats, FeatureAssets, FilterCard, ImageReport, ImageStat,
+                                   LayerReport, Report)
 from cnnviz_report.render import DIVERGING, ColourScale, ImageAsset
 from cnnviz_report.single_file import render_single_file
 from cnnviz_report.site import build_pages, write_diff_site, write_gallery_site, write_site
@@ -269,6 +270,7 @@ def test_the_presentation_imports_neither_tensorflow_nor_analysis(tmp_path):
             return sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")
                           or m.startswith("cnnviz_report.analysis"))
         import cnnviz_report.site, cnnviz_report.summary, cnnviz_report.single_file, cnnviz_report.records
+        import cnnviz_report.diff_records, cnnviz_report.ascent_rules
         import cnnviz_report.staging, cnnviz_report.progress
         print(framework())
         sys.path.insert(0, "tests")
