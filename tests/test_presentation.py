@@ -146,7 +146,7 @@ def test_layer_page_contents_card_findings_and_keys_from_the_records(tmp_path):
 
 
 def test_only_a_tall_narrow_picture_scrolls_in_a_box():
-    from cnnviz_report.site import _asset
+    from cnnviz_report.site.common import _asset
 
     assert _asset(ImageAsset("grid.png", 102, 1677, "3 channels, 64 filters"))["tall"]  # shown at 204 x 3354
     assert _asset(ImageAsset("grid.png", 856, 1677, "64 channels, 64 filters"))["tall"]
@@ -318,3 +318,25 @@ def test_every_page_matches_its_golden_html(tmp_path, monkeypatch):
     assert kept == set(built)
     for name, html in built.items():
         assert html == (GOLDEN / name).read_text(encoding="utf-8"), name
+
+
+def test_the_templates_are_found_in_a_checkout_and_in_a_wheel(tmp_path, monkeypatch):
+    """site/common.py sits one folder below the package: the checkout's top-level templates/, or
+    the wheel's cnnviz_report/templates/ (pyproject maps it there)."""
+    from cnnviz_report.site import common
+
+    assert common.templates_dir() == ROOT / "templates"
+    wheel = tmp_path / "cnnviz_report"
+    (wheel / "templates").mkdir(parents=True)
+    (wheel / "templates" / "index.html").write_text("", encoding="utf-8")
+    monkeypatch.setattr(common, "__file__", str(wheel / "site" / "common.py"))
+    assert common.templates_dir() == wheel / "templates"
+
+
+def test_every_subpackage_is_listed_for_the_wheel():
+    """pyproject.toml names the packages one by one: a folder left out is missing from the wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "cnnviz_report").rglob("__init__.py")}
+    assert found <= listed
