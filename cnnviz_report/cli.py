@@ -326,7 +326,7 @@ def _exit_on_sigterm(signum, frame):
 
 def _run_diff(args: argparse.Namespace) -> int:
     from .diff import diff_models
-    from .records import ranked_by_response
+    from .diff_records import ranked_by_response
 
     config_a, config_b = _diff_configs(args)
     found = diff_models(config_a, config_b, args.out, progress=None if args.quiet else ConsoleProgress())

@@ -22,12 +22,12 @@ from .analysis.activations import FeatureProbe
 from .analysis.weights import kernel_view
 from .build import build_site
 from .config import ReportConfig
+from .diff_records import RANKED_FILTERS, DecisionChange, DiffReport, FilterChange, LayerDiff, ranked_responses
 from .errors import UsageError
 from .inspection import LayerInfo, inspect_model
 from .loading import LoadedModel, load_images, load_model
 from .phases.differences import draw_filter_pictures, draw_image_diffs, draw_kernel_grids
-from .records import (RANKED_FILTERS, DecisionChange, DiffReport, FilterChange, LayerDiff, LayerReport, Report,
-                      ranked_responses)
+from .records import LayerReport, Report
 from .site import write_diff_site
 from .staging import check_output_folder, staged_site, write_text
 from .summary import diff_summary

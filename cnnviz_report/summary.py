@@ -13,7 +13,8 @@ import re
 from . import paths
 from .formatting import fmt_axes, fmt_int, fmt_probability, fmt_shape
 from .health import ASCENT_JUDGE_STEPS
-from .records import DiffReport, Report, ranked_by_response, ranked_layers
+from .diff_records import DiffReport, ranked_by_response, ranked_layers
+from .records import Report
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # what can start markup anywhere in a line
 

@@ -214,7 +214,8 @@ def test_the_quality_measure_tells_a_pixel_grid_pattern_from_a_feature(keras):
     its response when shifted by part of a pixel, scaled or turned; a broad feature (a bright
     canvas for a filter that sums its window) keeps it; and the high-frequency share says which
     picture is which."""
-    from cnnviz_report.analysis.quality import high_frequency_share, kept_share
+    from cnnviz_report.analysis.quality import high_frequency_share
+    from cnnviz_report.ascent_rules import kept_share
 
     inputs = keras.Input((None, None, 3))
     conv = keras.layers.Conv2D(2, 2, activation="relu", name="conv")(inputs)

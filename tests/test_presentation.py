@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import replace
+import os
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -14,16 +15,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cnnviz_report.stages import Stage, Stages
 from cnnviz_report import paths
 from cnnviz_report.config import ReportConfig
 from cnnviz_report.health import KernelFindings, LayerHealth
 from cnnviz_report.inspection import LayerInfo, ModelInfo
-from cnnviz_report.records import (AscentQuality, ChannelStats, DiffReport, FeatureAssets, FilterCard, FilterChange,
-                                   FilterDiffPictures, ImageDiff, ImageReport, ImageStat, LayerDiff, LayerReport, Report,
-                                   Triple, ranked_by_response, ranked_layers)
+from cnnviz_report.diff_records import (DiffReport, FilterChange, FilterDiffPictures, ImageDiff, LayerDiff, Triple,
+                                        ranked_by_response, ranked_layers)
+from cnnviz_report.records import (AscentQuality, ChannelStats, FeatureAssets, FilterCard, ImageReport, ImageStat,
+                                   LayerReport, Report)
 from cnnviz_report.render import DIVERGING, ColourScale, ImageAsset
 from cnnviz_report.single_file import render_single_file
-from cnnviz_report.site import build_pages, write_diff_site, write_site
+from cnnviz_report.site import build_pages, write_diff_site, write_gallery_site, write_site
 from cnnviz_report.staging import write_text
 from cnnviz_report.summary import diff_summary, health_csv, summary_markdown
 
@@ -71,8 +74,11 @@ def make_report(root: Path, name: str = "conv<b>", dead: tuple[int, ...] = (2,))
     model = ModelInfo("toy", (None, 8, 8, 3), (None, 10), 112, 112,
                       (LayerInfo(0, "input", (), 0, "InputLayer", (None, 8, 8, 3), 0), info))
     settings = dict(ReportConfig().settings, ascent_steps=30, ascent_learning_rate=10.0)
+    # its stage, and a second stage whose kept layers were all 1x1 (--per-stage last drew none)
+    stages = Stages((Stage("block<1>", (1,), ((8, 8),), (1, 1), (3, 3)), Stage("block2", (9,), ((4, 4),), (2, 2))),
+                    "the layer names (blockN_)")
     return Report("Toy report", model, "toy.keras", "file", "from the model file", "unit", (8, 8), 3, (layer,),
-                  (image,), (), settings)
+                  (image,), (), settings, stages=stages, unpicked_stages=("block2",))
 
 
 class _Links(HTMLParser):
@@ -144,7 +150,7 @@ def test_layer_page_contents_card_findings_and_keys_from_the_records(tmp_path):
 
 
 def test_only_a_tall_narrow_picture_scrolls_in_a_box():
-    from cnnviz_report.site import _asset
+    from cnnviz_report.site.common import _asset
 
     assert _asset(ImageAsset("grid.png", 102, 1677, "3 channels, 64 filters"))["tall"]  # shown at 204 x 3354
     assert _asset(ImageAsset("grid.png", 856, 1677, "64 channels, 64 filters"))["tall"]
@@ -191,19 +197,27 @@ def _layer_diff(root: Path, info: LayerInfo, slug: str, changes, response: float
     return LayerDiff(info, slug, changes, became_dead=(), came_alive=(), response_change=response, **fields)
 
 
-def test_diff_pages_and_summary_from_records(tmp_path):
-    a, b = make_report(tmp_path / "a", dead=(2,)), make_report(tmp_path / "b", dead=(1,))
+def make_diff(root: Path, version: str | None = None) -> DiffReport:
+    """Two one-layer reports (sites under ``a/`` and ``b/``) and their diff: filter 1's kernel and
+    response changed, filter 0's response only; filter 1 became dead, filter 2 came alive."""
+    a, b = make_report(root / "a", dead=(2,)), make_report(root / "b", dead=(1,))
+    if version is not None:
+        a, b = replace(a, version=version), replace(b, version=version)
     info, slug = a.layers[0].info, a.layers[0].slug
     changes = (FilterChange(1, 0.5, 0.8, 0.9), FilterChange(0, 0.0, 1.0, 0.2), FilterChange(2, 0.0, 1.0, 0.0),
                FilterChange(3, 0.0, 1.0, 0.0))
-    image = ImageDiff("bird.png", _triple(tmp_path, slug, "fmaps"),
-                      _png(tmp_path, paths.layer_asset(slug, "difference", "01-bird"), "difference"), 0.3)
-    pictures = (FilterDiffPictures(1, _triple(tmp_path, slug, "kernel", 1), _triple(tmp_path, slug, "map", 1), "bird.png"),
-                FilterDiffPictures(0, None, _triple(tmp_path, slug, "map", 0), "bird.png"))
+    image = ImageDiff("bird.png", _triple(root, slug, "fmaps"),
+                      _png(root, paths.layer_asset(slug, "difference", "01-bird"), "difference"), 0.3)
+    pictures = (FilterDiffPictures(1, _triple(root, slug, "kernel", 1), _triple(root, slug, "map", 1), "bird.png"),
+                FilterDiffPictures(0, None, _triple(root, slug, "map", 0), "bird.png"))
     layer = LayerDiff(info, slug, changes, became_dead=(1,), came_alive=(2,), images=(image,),
-                      filter_grids=_triple(tmp_path, slug, "filters"), filter_pictures=pictures, response_change=0.3)
-    diff = DiffReport(a, b, "before.keras", "after.keras", (layer,))
-    for side, report in (("a", a), ("b", b)):
+                      filter_grids=_triple(root, slug, "filters"), filter_pictures=pictures, response_change=0.3)
+    return DiffReport(a, b, "before.keras", "after.keras", (layer,))
+
+
+def test_diff_pages_and_summary_from_records(tmp_path):
+    diff = make_diff(tmp_path)
+    for side, report in (("a", diff.a), ("b", diff.b)):
         write_site(report, str(tmp_path / side))
     write_diff_site(diff, str(tmp_path))
     page = (tmp_path / "layers/001-conv-b.html").read_text(encoding="utf-8")
@@ -251,9 +265,96 @@ def test_layers_rank_by_response_change_so_a_downstream_layer_shows(tmp_path):
     assert [d.info.name for d in ranked_by_response(unmeasured[::-1])] == ["conv1", "conv2", "conv3"]
 
 
-def test_the_presentation_imports_no_tensorflow():
-    code = ("import sys; import cnnviz_report.site, cnnviz_report.summary, cnnviz_report.single_file, "
-            "cnnviz_report.records, cnnviz_report.staging, cnnviz_report.progress; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+def test_the_presentation_imports_neither_tensorflow_nor_analysis(tmp_path):
+    """Importing the presentation, and rendering every kind of site with it, loads no framework
+    and nothing of analysis/ (the code that calls one)."""
+    code = f"""if True:
+        import sys
+        def framework():
+            return sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")
+                          or m.startswith("cnnviz_report.analysis"))
+        import cnnviz_report.site, cnnviz_report.summary, cnnviz_report.single_file, cnnviz_report.records
+        import cnnviz_report.diff_records, cnnviz_report.ascent_rules
+        import cnnviz_report.staging, cnnviz_report.progress
+        print(framework())
+        sys.path.insert(0, "tests")
+        from pathlib import Path
+        from test_presentation import make_diff, make_report
+        from cnnviz_report.site import write_diff_site, write_gallery_site, write_site
+        from cnnviz_report.single_file import render_single_file
+        from cnnviz_report.summary import diff_summary, health_csv, summary_markdown
+        root = Path({str(tmp_path)!r})
+        report, diff = make_report(root / "report"), make_diff(root / "diff")
+        write_site(report, str(root / "report"))
+        write_diff_site(diff, str(root / "diff"))
+        write_gallery_site("gallery", [("01-toy", report)], str(root / "gallery"))
+        summary_markdown(report), health_csv(report), diff_summary(diff)
+        render_single_file(report, str(root / "report"), max_images=1)
+        print(framework())
+    """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert result.stdout.strip() == "[]"
+    assert result.stdout.splitlines() == ["[]", "[]"]
+    assert (tmp_path / "report/index.html").is_file() and (tmp_path / "gallery/index.html").is_file()
+
+
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def test_every_page_matches_its_golden_html(tmp_path, monkeypatch):
+    """A report's, a diff's and a gallery's pages from hand-made records, byte for byte as kept in
+    tests/golden/ (so moving the presentation's code cannot change a page unseen). After a
+    deliberate change: CNNVIZ_UPDATE_GOLDEN=1 python -m pytest tests/test_presentation.py -k golden -n 0"""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")  # the pages' date; the version is set below
+    report = replace(make_report(tmp_path / "report"), version="0.0-golden")
+    write_site(report, str(tmp_path / "report"))
+    diff = make_diff(tmp_path / "diff", version="0.0-golden")
+    write_diff_site(diff, str(tmp_path / "diff"))
+    other = replace(report, model_name="other.keras")
+    write_gallery_site("Golden gallery", [("01-toy", report), ("02-other", other)], str(tmp_path / "gallery"))
+    built = {str(page.relative_to(tmp_path)): page.read_text(encoding="utf-8")
+             for page in sorted(tmp_path.rglob("*.html"))}
+    assert len(built) == 6  # the report's index, layer and image page; the diff's index and layer; the gallery
+    if os.environ.get("CNNVIZ_UPDATE_GOLDEN"):
+        for name, html in built.items():
+            (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / name).write_text(html, encoding="utf-8")
+    kept = {str(page.relative_to(GOLDEN)) for page in GOLDEN.rglob("*.html")}
+    assert kept == set(built)
+    for name, html in built.items():
+        assert html == (GOLDEN / name).read_text(encoding="utf-8"), name
+
+
+def test_the_templates_are_found_in_a_checkout_and_in_a_wheel(tmp_path, monkeypatch):
+    """site/common.py sits one folder below the package: the checkout's top-level templates/, or
+    the wheel's cnnviz_report/templates/ (pyproject maps it there)."""
+    from cnnviz_report.site import common
+
+    assert common.templates_dir() == ROOT / "templates"
+    wheel = tmp_path / "cnnviz_report"
+    (wheel / "templates").mkdir(parents=True)
+    (wheel / "templates" / "index.html").write_text("", encoding="utf-8")
+    monkeypatch.setattr(common, "__file__", str(wheel / "site" / "common.py"))
+    assert common.templates_dir() == wheel / "templates"
+
+
+def test_every_subpackage_is_listed_for_the_wheel():
+    """pyproject.toml names the packages one by one: a folder left out is missing from the wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "cnnviz_report").rglob("__init__.py")}
+    assert found <= listed
+
+
+def test_the_index_groups_layers_by_stage_and_a_layer_page_names_its_stage(tmp_path):
+    report = make_report(tmp_path)
+    write_site(report, str(tmp_path))
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "2 stages, found by the layer names (blockN_)" in index
+    assert '<a href="#stage-block-1">block&lt;1&gt;</a>' in index  # the anchor from safe characters only
+    assert '<section class="stage" id="stage-block-1">' in index
+    # resolution, receptive field, counts: filter 2 is dead and ascent-dead
+    assert "8 px · receptive field 3 px · 1 conv layer · 4 filters · 1 dead · 1 ascent-dead" in index
+    assert "No layer drawn: the layers kept here are all 1x1 convs" in index
+    layer = (tmp_path / "layers" / f"{report.layers[0].slug}.html").read_text(encoding="utf-8")
+    assert 'Stage <a href="../index.html#stage-block-1">block&lt;1&gt;</a> (8 px), layer 1 of 1 drawn in it' in layer

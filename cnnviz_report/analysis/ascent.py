@@ -47,12 +47,13 @@ from typing import Callable
 
 import numpy as np
 
+from ..ascent_rules import recipe_name
 from ..config import ASCENT_MODES
 from ..graph import resolve_layer
 from ..inspection import LayerInfo
 from ..units import rescue_split, response_floor, unit_functions
 from .activations import ascent_chain, free_size_values, graph_safe, reads_channels_first
-from .ascent_parts import recipe, recipe_name, resample
+from .ascent_parts import recipe, resample
 from .quality import MEASURE_DRAWS, high_frequency_share, measurement_matrices
 
 ASSUMED_GFLOPS = 150.0  # a CPU rate to bound the time of one step (this 2-core AVX-512 machine: 190-590)

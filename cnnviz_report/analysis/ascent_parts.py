@@ -296,20 +296,6 @@ class Recipe:
     display: object
 
 
-# balanced mode climbs canvases this small (a receptive field of at most 16 px: the first layers)
-# the fast way: there, on trained Xception and MobileNetV2 backbones, the Fourier image reached
-# up to half of fast's response under transforms and drew blurred blobs where fast drew the
-# layer's crisp colour patterns (benchmarks/quality_benchmark.py).
-SMALL_CANVAS = 32
-
-
-def recipe_name(mode: str, canvas_hw: tuple[int, int]) -> str:
-    """The recipe ``mode`` climbs a canvas of ``canvas_hw`` with (balanced: fast on small canvases)."""
-    if mode == "balanced" and max(canvas_hw) <= SMALL_CANVAS:
-        return "fast"
-    return mode
-
-
 def recipe(mode: str, canvas_hw: tuple[int, int], channels: int, rate: float, noise: float) -> Recipe:
     """``fast``: the seeds' method done well (pixels, no transforms, normalised gradient steps);
     ``robust``: lucid's (Fourier image with decorrelated colour, random transforms, Adam);

@@ -50,11 +50,3 @@ def high_frequency_share(picture: np.ndarray) -> float:
     if total <= 1e-12 * brightness.size:
         return 0.0
     return float(power[np.hypot(fx, fy) > TOP_OCTAVE].sum() / total)
-
-
-def kept_share(transformed: float | None, activation: float | None) -> float | None:
-    """``transformed`` as a share of ``activation``; None where that means nothing (no positive response)."""
-    if transformed is None or activation is None or not np.isfinite(transformed) or not np.isfinite(activation) \
-            or activation <= 0:
-        return None
-    return float(transformed / activation)

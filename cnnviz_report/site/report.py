@@ -1,114 +1,22 @@
-"""Report records -> HTML pages, the stylesheet, ``.nojekyll``. No TensorFlow here.
-
-View-models are plain dicts made here; templates only loop and print. Autoescaping is on and
-undefined names fail, because layer names are user data and a silent blank is a bug.
+"""A report's pages from its records: the index, a page (or several) per drawn layer with its
+cards, and a page per image. View-models are plain dicts made here; templates only loop and print.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import time
-from pathlib import Path
-from typing import NamedTuple
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from . import paths, render
-from .analysis.ascent_parts import SMALL_CANVAS, recipe_name
-from .config import MOSAIC_FILTERS
-from .formatting import fmt_axes, fmt_int, fmt_probability, fmt_shape, preprocess_words
-from .health import ASCENT_JUDGE_STEPS, BADGE_LABELS
-from .inspection import LayerInfo
-from .records import (RANKED_FILTERS, DiffReport, FilterCard, LayerReport, Report, ranked_by_response,
-                      ranked_layers)
-
-# Everything the site needs is in the site: no inline script or style, nothing from elsewhere.
-CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
-                           "base-uri 'none'; form-action 'none'")
-
-
-# The keys site.js knows, for the "?" panel; each page lists those that work on it.
-KEYS_HELP = ({"names": ["?"], "does": "show or hide this list"}, {"names": ["Esc"], "does": "close it"})
-KEYS_SEARCH = ({"names": ["/"], "does": "search the layer tables"},)
-KEYS_PAGER = ({"names": ["←", "k"], "does": "previous layer"}, {"names": ["→", "j"], "does": "next layer"})
-KEYS_CARDS = ({"names": ["g"], "does": "go to a filter's card by its number"},)
-
-
-class Page(NamedTuple):
-    path: str  # site path
-    template: str
-    context: dict
-
-
-def build_date() -> str:
-    """The date shown on the pages: SOURCE_DATE_EPOCH's when set (reproducible builds), else today's."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    seconds = int(epoch) if epoch.isdigit() else time.time()
-    return time.strftime("%Y-%m-%d", time.gmtime(seconds))
-
-
-def templates_dir() -> Path:
-    """The packaged templates (wheel installs), else the repository's top-level folder."""
-    packaged = Path(__file__).parent / "templates"
-    if (packaged / "index.html").is_file():
-        return packaged
-    return Path(__file__).parent.parent / "templates"
-
-
-def make_environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(str(templates_dir())),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-
-
-# --------------------------------------------------------------------------- view-models
-
-
-SMALL_PICTURE = 320  # pictures narrower than this are shown at twice their size
-TALL_PICTURE = 1200  # pictures taller than this (and half again as tall as wide) scroll in a box
-
-
-def colormap_file(name: str) -> str:
-    return f"static/cmap-{name}.png"
-
-
-def _scale(scale) -> dict | None:
-    """A colour bar: the map's strip and real numbers at its ends (and 0 in the middle of a signed one)."""
-    if scale is None:
-        return None
-    signed = scale.low < 0 < scale.high and abs(scale.low + scale.high) <= 1e-9 * max(1.0, scale.high)
-    # + 0.0 turns -0.0 into 0.0, so a bar of an unchanged difference does not read "-0"
-    low, high = (f"{scale.low + 0.0:.3g}", f"{scale.high + 0.0:.3g}") if scale.shared else ("tile min", "tile max")
-    return {"strip": colormap_file(scale.colormap), "low": low, "mid": "0" if signed and scale.shared else "",
-            "high": high, "label": scale.label, "shared": scale.shared}
-
-
-def _asset(asset) -> dict | None:
-    if asset is None:
-        return None
-    zoom = 2 if asset.width < SMALL_PICTURE else 1
-    width, height = asset.width * zoom, asset.height * zoom
-    # a one-column strip would be most of the page (render wraps few-channel grids; a safety net)
-    tall = height > TALL_PICTURE and height >= 1.5 * width
-    return {"path": asset.path, "width": width, "height": height, "alt": asset.alt, "tall": tall,
-            "scale": _scale(asset.scale), "tiles": _tiles(asset.tiles)}
-
-
-def _tiles(tiles) -> dict | None:
-    """A picture's filters as a grid of links over it: the columns (tiles on the first row) and
-    the numbers in reading order (the grid's rows are equal, so CSS lays the links over them)."""
-    if not tiles:
-        return None
-    return {"columns": sum(1 for tile in tiles if tile.y == tiles[0].y), "numbers": [tile.number for tile in tiles],
-            "cards": None}  # a layer page's grids: each number's card link (its cards may span pages)
+from .. import paths
+from ..ascent_rules import SMALL_CANVAS, recipe_name
+from ..config import MOSAIC_FILTERS
+from ..formatting import fmt_axes, fmt_int, fmt_probability, fmt_shape, preprocess_words
+from ..health import ASCENT_JUDGE_STEPS, BADGE_LABELS
+from ..inspection import LayerInfo
+from ..records import FilterCard, LayerReport, Report
+from .common import (KEYS_CARDS, KEYS_HELP, KEYS_PAGER, KEYS_SEARCH, Page, _asset, _common_context, _pager,
+                     _write_pages)
 
 
 def _layer_row(info: LayerInfo, pages: dict[int, str]) -> dict:
@@ -556,20 +464,6 @@ def _stage_links(report: Report, views_by_index: dict[int, dict]) -> dict[int, d
     return links
 
 
-def _pager(links: list[dict], position: int) -> dict:
-    """The previous/next links of page ``position`` among ``links`` ({"name", "page"} each)."""
-    return {"previous": links[position - 1] if position > 0 else None,
-            "next": links[position + 1] if position + 1 < len(links) else None,
-            "position": position + 1, "count": len(links)}
-
-
-def _common_context(title: str, version: str, health_page: str | None = None) -> dict:
-    """What base.html needs on every page: the title, the shared files, the CSP, the date."""
-    return {"report_title": title, "version": version, "index_page": paths.INDEX_PAGE,
-            "stylesheet": paths.STYLESHEET, "script": paths.SCRIPT, "summary_page": paths.SUMMARY_FILE,
-            "csp": CONTENT_SECURITY_POLICY, "built": build_date(), "health_page": health_page}
-
-
 def build_pages(report: Report) -> list[Page]:
     """(site path, template, context) for every page of the site."""
     pages = {r.info.index: paths.layer_page(r.slug) for r in report.layers}
@@ -622,219 +516,6 @@ def build_pages(report: Report) -> list[Page]:
     return result
 
 
-def _write_pages(pages: list[Page], root: str) -> list[str]:
-    """Render (site path, template, context) pages into ``root``, with the static files and
-    ``.nojekyll``; each page's ``url()`` makes links relative to that page."""
-    env = make_environment()
-    written = []
-    for site_path, template_name, context in pages:
-
-        def url(target: str, _from: str = site_path) -> str:
-            return paths.relative_url(_from, target)
-
-        html = env.get_template(template_name).render(context, url=url, page_path=site_path)
-        target = os.path.join(root, *site_path.split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "w", encoding="utf-8") as handle:
-            handle.write(html)
-        written.append(site_path)
-    static_target = os.path.join(root, "static")
-    os.makedirs(static_target, exist_ok=True)
-    for source in sorted((templates_dir() / "static").iterdir()):  # one by one: a failure is a plain OSError
-        if source.is_file():
-            shutil.copyfile(source, os.path.join(static_target, source.name))
-    for name in render.COLORMAPS:  # the colour bars' strips
-        render.save_png(render.colormap_strip(name), root, colormap_file(name), "")
-    Path(root, ".nojekyll").write_text("", encoding="utf-8")
-    return written
-
-
 def write_site(report: Report, root: str) -> list[str]:
     """Render every page into ``root``; returns the site paths written."""
     return _write_pages(build_pages(report), root)
-
-
-# --------------------------------------------------------------------------- checkpoint diff
-
-
-INDEX_THUMBNAIL = 64  # a picture on the diff index is shown at most this many pixels a side
-INDEX_FILTERS = 5  # the most changed filters the diff index lists per layer, by kernel and by response
-
-
-def _side(prefix: str, asset) -> dict | None:
-    """An asset of the A or B sub-site, as seen from the diff site's root."""
-    view = _asset(asset)
-    if view is not None:
-        view = dict(view, path=f"{prefix}/{view['path']}")
-    return view
-
-
-def _triple(triple) -> dict | None:
-    """A and B without bars of their own (they share one, ``pair_scale``), B − A with its own."""
-    if triple is None:
-        return None
-    return {"a": dict(_asset(triple.a), scale=None), "b": dict(_asset(triple.b), scale=None),
-            "pair_scale": _scale(triple.a.scale), "delta": _asset(triple.delta)}
-
-
-def _thumbnail(asset) -> dict | None:
-    """A picture shown small on the diff index (the file is the one its layer page shows)."""
-    if asset is None:
-        return None
-    shrink = INDEX_THUMBNAIL / max(asset.width, asset.height)
-    scale = asset.scale
-    what = "" if scale is None else f" (colour scale ±{scale.high:.3g})"
-    return {"path": asset.path, "width": max(1, round(asset.width * shrink)),
-            "height": max(1, round(asset.height * shrink)), "alt": asset.alt + what}
-
-
-def _number(value: float | None, digits: str = ".3g") -> str:
-    return "" if value is None else format(value, digits)
-
-
-def _fate(number: int, diff) -> str:
-    return "became dead" if number in diff.became_dead else "came alive" if number in diff.came_alive else ""
-
-
-def _filter_link(change, value: float | None) -> dict:
-    return {"number": change.number, "anchor": paths.filter_anchor(change.number), "change": _number(value, ".2g")}
-
-
-def _diff_rows(diffs) -> list[dict]:
-    """The index's rows, most changed responses first, each with its rank by kernel change too
-    (no rank, and no picture, for a layer where nothing changed: a rank among ties means nothing)."""
-    kernel_rank = {diff.slug: rank for rank, diff in enumerate(ranked_layers(diffs), 1)}
-    rows = []
-    for rank, diff in enumerate(ranked_by_response(diffs), 1):
-        kernel_thumb, response_thumb = diff.thumbnails
-        rows.append({
-            "name": diff.info.qualified_name, "type": diff.info.type_name, "page": paths.layer_page(diff.slug),
-            "filters": len(diff.changes), "kernel_change": _number(diff.mean_change),
-            "kernel_rank": kernel_rank[diff.slug] if diff.changed else None, "kernel_changed": len(diff.changed),
-            "response_change": _number(diff.response_change),
-            "response_rank": rank if diff.response_changed else None,
-            "kernel_thumb": _thumbnail(kernel_thumb),
-            "response_thumb": _thumbnail(response_thumb),
-            "top": [_filter_link(c, c.relative_l2) for c in diff.changed[:INDEX_FILTERS]],
-            "top_responses": [_filter_link(c, c.response_change) for c in diff.response_ranked[:INDEX_FILTERS]],
-            "became_dead": diff.became_dead, "came_alive": diff.came_alive})
-    return rows
-
-
-def _filter_row(change, diff) -> dict:
-    card = f"{paths.layer_page(diff.slug)}#{paths.filter_anchor(change.number)}"
-    return {"number": change.number, "anchor": paths.filter_anchor(change.number),
-            "change": _number(change.relative_l2), "cosine": _number(change.cosine, ".3f"),
-            "response_change": _number(change.response_change), "kernel_changed": change.kernel_changed,
-            "response_changed": change.response_changed, "fate": _fate(change.number, diff),
-            "a_card": f"a/{card}", "b_card": f"b/{card}"}
-
-
-def _diff_layer_view(diff, report_a_layer, report_b_layer) -> dict:
-    rows = {change.number: _filter_row(change, diff) for change in diff.changes}
-    cards = [dict(rows[pictures.number], kernel_pictures=_triple(pictures.kernel),
-                  map_pictures=_triple(pictures.response), map_image=pictures.response_image)
-             for pictures in diff.filter_pictures]
-    with_card = {pictures.number for pictures in diff.filter_pictures}
-    return {
-        "top": [rows[c.number] for c in diff.changed[:RANKED_FILTERS]],
-        "top_responses": [rows[c.number] for c in diff.response_ranked[:RANKED_FILTERS]],
-        "cards": cards,
-        "every_filter": [dict(rows[number], has_card=number in with_card) for number in sorted(rows)],
-        "grids": _triple(diff.filter_grids),
-        "mosaics": {"a": _side("a", report_a_layer.mosaic), "b": _side("b", report_b_layer.mosaic)},
-        "per_image": [{"name": image.name, "grids": _triple(image.grids), "mean": _asset(image.mean_difference),
-                       "response_change": _number(image.response_change)} for image in diff.images],
-    }
-
-
-def _decision_view(change) -> dict:
-    """One image's explanation in A and B, its pictures from the two sites (``a/``, ``b/``)."""
-    def side(prefix: str, found) -> dict:
-        picture = _asset(found.gradcam.picture)
-        picture["path"] = f"{prefix}/{picture['path']}"
-        return {"label": found.label, "probability": fmt_probability(found.probability), "gradcam": picture,
-                "page": f"{prefix}/{paths.image_page(change.image.slug)}",
-                "units": [f"{unit.layer_name} #{unit.number}" for unit in found.units[:3]]}
-
-    return {"image": change.image.name, "a": side("a", change.a), "b": side("b", change.b),
-            "changed": change.class_changed, "moved": f"{change.center_shift:.2f}",
-            "similarity": f"{change.map_similarity:.2f}",
-            "shared": f"{len(change.shared_units)} of {len(change.a.units)}"}
-
-
-def write_diff_site(diff_report: DiffReport, root: str) -> None:
-    """index.html and one page per conv layer comparing A (``a/``) and B (``b/``)."""
-    diffs, report_a = diff_report.layers, diff_report.a
-    reports_b = {r.info.qualified_name: r for r in diff_report.b.layers}
-    names = {"a": diff_report.a_name, "b": diff_report.b_name}
-    common = dict(_common_context(f"Diff: {os.path.basename(names['a'])} → {os.path.basename(names['b'])}",
-                                  report_a.version), names=names)
-    rows = _diff_rows(diffs)
-    measured = any(diff.response_change is not None for diff in diffs)
-    pages = [Page(paths.INDEX_PAGE, "diff_index.html", dict(
-        common, layers=rows, measured=measured, keys=KEYS_HELP, sites={"a": "a/index.html", "b": "b/index.html"},
-        decisions=[_decision_view(change) for change in diff_report.decisions]))]
-    rows_by_page = {row["page"]: row for row in rows}
-    pager_links = [{"name": diff.info.name, "page": paths.layer_page(diff.slug)} for diff in diffs]
-    for position, (diff, report_a_layer) in enumerate(zip(diffs, report_a.layers)):
-        page = paths.layer_page(diff.slug)
-        view = _diff_layer_view(diff, report_a_layer, reports_b[diff.info.qualified_name])
-        pages.append(Page(page, "diff_layer.html", dict(common, row=rows_by_page[page], measured=measured, **view,
-                                                        keys=KEYS_PAGER + KEYS_HELP, **_pager(pager_links, position))))
-    _write_pages(pages, root)
-
-
-# --------------------------------------------------------------------------- gallery
-
-
-GALLERY_TILES = 4  # mosaic thumbnails on a model's card, from its first to its last drawn layer
-
-
-def gallery_health(report: Report) -> list[str]:
-    """A model's health in a few numbers, as its own pages count them."""
-    layers = [layer for layer in report.layers if layer.health is not None]
-    total = sum(layer.health.filters for layer in layers)
-    words = []
-    if report.images:
-        dead = sum(len(layer.health.dead) for layer in layers)
-        words.append(f"{fmt_int(dead)} of {fmt_int(total)} filters dead on the {len(report.images)} image(s)")
-    tried = sum(layer.mosaic_filters for layer in report.layers if layer.ascent_judged)
-    if tried:
-        ascent_dead = sum(len(layer.health.ascent_dead) for layer in layers)
-        words.append(f"{fmt_int(ascent_dead)} of {fmt_int(tried)} ascent-dead")
-    duplicates = sum(len(layer.health.kernel.duplicates) for layer in layers)
-    nonfinite = sum(len(layer.health.kernel.nonfinite) for layer in layers)
-    words.append(f"{fmt_int(duplicates)} duplicate kernel(s)")
-    if nonfinite:
-        words.append(f"{fmt_int(nonfinite)} kernel(s) with NaN or Inf")
-    if report.failed_layers:
-        words.append(f"{len(report.failed_layers)} layer(s) not drawn")
-    return words
-
-
-def _spread(items: list, count: int) -> list:
-    """``count`` items from first to last, evenly spaced."""
-    if len(items) <= count:
-        return items
-    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
-
-
-def _gallery_card(slug: str, report: Report) -> dict:
-    model = report.model
-    drawn = [layer for layer in report.layers if layer.thumbnail is not None and layer.failure is None]
-    tiles = [dict(_asset(layer.thumbnail), path=f"{slug}/{layer.thumbnail.path}", name=layer.info.name,
-                  page=f"{slug}/{paths.layer_page(layer.slug)}") for layer in _spread(drawn, GALLERY_TILES)]
-    return {"name": report.model_name, "page": f"{slug}/{paths.INDEX_PAGE}", "tiles": tiles,
-            "summary": f"{slug}/{paths.SUMMARY_FILE}", "health_csv": f"{slug}/{paths.HEALTH_FILE}",
-            "facts": [("Parameters", fmt_int(model.total_params)),
-                      ("Convolution layers", f"{fmt_int(len(model.conv_layers))}, {len(report.layers)} drawn"),
-                      ("Input", fmt_shape(model.input_shape)), ("Weights", report.weights)],
-            "health": gallery_health(report)}
-
-
-def write_gallery_site(title: str, models: list[tuple[str, Report]], root: str) -> None:
-    """The gallery's index.html (a card per model, linking into its report) and static files."""
-    context = dict(_common_context(title, models[0][1].version if models else ""), keys=KEYS_HELP,
-                   models=[_gallery_card(slug, report) for slug, report in models])
-    _write_pages([Page(paths.INDEX_PAGE, "gallery.html", context)], root)
