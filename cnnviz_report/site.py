@@ -496,7 +496,7 @@ def _attribution_view(found, layer_views: dict[int, dict]) -> dict:
         units.append({"layer": unit.layer_name, "layer_page": view["page"], "number": unit.number,
                       "contribution": f"{unit.contribution:.3g}", "share": f"{unit.share:.0%}",
                       "where": _asset(unit.where), "card": card, "ascent": _asset(unit.ascent)})
-    return {"label": found.label, "class_index": found.class_index,
+    return {"label": found.label, "class_index": found.class_index, "score": found.score,
             "probability": fmt_probability(found.probability),
             "gradcam": _asset(found.gradcam.picture), "layer": layer["row"]["name"], "layer_page": layer["page"],
             "center": "x {:.2f}, y {:.2f}".format(*found.gradcam.center), "units": units}
