@@ -157,3 +157,20 @@ def test_a_linear_unit_without_labels_is_a_regression_head_with_a_note(tmp_path,
     assert "no class output" in entry["note"] and "regression head" in entry["note"] and "--labels" in entry["note"]
     page = (site / "images" / "01-red-green.html").read_text()
     assert "regression head" in page and "What the model predicts" not in page
+
+
+def test_a_sigmoid_is_found_as_an_activation_a_layer_or_inside_a_nested_model(keras):
+    from cnnviz_report.analysis.attribution import ends_in_sigmoid
+
+    def model(*head):
+        inputs = keras.Input((SIDE, SIDE, 3))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(inputs))
+        for layer in head:
+            x = layer(x)
+        return keras.Model(inputs, x)
+
+    assert ends_in_sigmoid(model(keras.layers.Dense(1, activation="sigmoid")))
+    assert ends_in_sigmoid(model(keras.layers.Dense(1), keras.layers.Activation("sigmoid")))
+    assert ends_in_sigmoid(model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])))
+    assert not ends_in_sigmoid(model(keras.layers.Dense(1)))
+    assert not ends_in_sigmoid(model(keras.layers.Dense(1, activation="relu")))
