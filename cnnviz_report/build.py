@@ -34,7 +34,7 @@ from .phases.kernels import draw_kernels
 from .phases.mosaics import (AscentWork, MosaicClimber, ascent_costs, ascent_settings, ascent_work, draw_mosaic,
                              unit_end)
 from .phases.attribution import Explainer, climb_uncarded, no_class_note, resolve_class
-from .phases.predictions import class_names, class_output, predict
+from .phases.predictions import ClassOutput, class_names, class_output, predict
 from .phases.responses import ResponseCollector
 from .phases.dataset_examples import (DatasetWork, InputCache, LayerExamples, ShardExamples, draw_examples,
                                       draw_pictures, merge_examples, plan_shards)
@@ -161,15 +161,16 @@ def _list_dataset(config: ReportConfig, loaded: LoadedModel) -> Dataset | None:
     return list_dataset(config.dataset)
 
 
-def _classes(loaded: LoadedModel, config: ReportConfig) -> tuple[tuple[str, ...] | None, int | None] | None:
-    """(the names of the model's classes, the class ``--class`` asks for), or None for a model
-    without class scores; read and checked before any drawing, so a wrong --labels file or
-    --class stops the build at once."""
-    count = class_output(loaded)
-    if count is None:
+def _classes(loaded: LoadedModel,
+             config: ReportConfig) -> tuple[tuple[str, ...] | None, int | None, ClassOutput] | None:
+    """(the names of the model's classes, the class ``--class`` asks for, how the output reads as
+    classes), or None for a model without class scores; read and checked before any drawing, so
+    a wrong --labels file or --class stops the build at once."""
+    output = class_output(loaded, config.labels)
+    if output is None:
         return None
-    names = class_names(loaded, count, config.labels)
-    return names, resolve_class(config.target_class, names, count)
+    names = class_names(loaded, output, config.labels)
+    return names, resolve_class(config.target_class, names, output.classes), output
 
 
 def _draw_images(loaded: LoadedModel, images: list[InputImage], classes, config: ReportConfig, root: str,
@@ -178,7 +179,7 @@ def _draw_images(loaded: LoadedModel, images: list[InputImage], classes, config:
     if not images:
         return []
     tracker.advance(INPUTS, IMAGES)
-    predictions = predict(loaded, images, config.image_batch_size, classes[0]) if classes else {}
+    predictions = predict(loaded, images, config.image_batch_size, classes[0], classes[2]) if classes else {}
     return [replace(report, predictions=predictions.get(report.index, ())) for report in draw_images(images, root)]
 
 
@@ -192,12 +193,12 @@ def _explain(loaded: LoadedModel, classes, work: AscentWork | None, image_layers
     if classes is None:
         note = no_class_note(loaded)
         return [replace(report, attribution_note=note) for report in image_reports], layers
-    names, requested = classes
+    names, requested, output = classes
     explained = {info.index for info in image_layers}
     drawn = {layer.info.index: layer for layer in layers if layer.info.index in explained}
     try:
         explainer = Explainer(loaded, image_layers, {index: layer.slug for index, layer in drawn.items()},
-                              {index: len(layer.cards) for index, layer in drawn.items()}, names, requested)
+                              {index: len(layer.cards) for index, layer in drawn.items()}, names, requested, output)
     except ValueError as error:  # a graph the replay cannot reach from a fresh input: the section is left out
         note = f"No explanation for {loaded.name}: {error}."
         return [replace(report, attribution_note=note) for report in image_reports], layers

@@ -66,6 +66,7 @@ class ImageAttribution:
     probability: float | None
     gradcam: GradCam  # at the last conv layer
     units: tuple[DecisionUnit, ...]  # best first
+    score: str = ""  # a one-unit binary classifier's: "logit" (class 1) or "-logit" (class 0); "": the class's own
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,9 @@ def _decisions(report: Report) -> list[str]:
         x, y = found.gradcam.center
         lines.append(f"| {md_link(image.name, paths.image_page(image.slug))} | {md_text(found.label)} "
                      f"| {fmt_probability(found.probability, '–')} | {x:.2f}, {y:.2f} | {units} |")
+    if any(image.attribution.score for image in explained):
+        lines += ["", "The model's one output unit is read as a binary classifier: class 1's probability is p (the "
+                  "sigmoid of the logit), class 0's 1 − p; class 1 is explained by the logit, class 0 by its negative."]
     return lines
 
 
@@ -118,6 +121,8 @@ def attribution_data(report: Report) -> dict:
                          if layer.info.index == found.gradcam.layer_index)
             entry["gradcam"] = {"layer": layer, "class": found.class_index, "label": found.label,
                                 "center": [round(v, 4) for v in found.gradcam.center]}
+            if found.score:  # a one-unit binary classifier: the score explained, "logit" or "-logit"
+                entry["gradcam"]["score"] = found.score
             entry["units"] = [{"layer": unit.layer_name, "filter": unit.number,
                                "contribution": float(f"{unit.contribution:.6g}"), "share": round(unit.share, 4)}
                               for unit in found.units]

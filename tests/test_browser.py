@@ -555,3 +555,51 @@ def test_cards_on_other_pages_are_reached_by_go_to_filter_and_by_their_tiles(bro
     checked = _crawl(page, (paged / "index.html").as_uri(), watch)
     assert checked["pages"] == 6  # the index, the layer page, its 3 other card pages, the image page
     page.close()
+
+
+@pytest.fixture(scope="module")
+def few_cards(tmp_path_factory):
+    """The demo's conv4 (64 filters) with cards for its first 4 only (--max-filters 4)."""
+    _require_browser()
+    site = tmp_path_factory.mktemp("few-cards") / "site"
+    assert main(["build", "--layers", "conv4", "--max-filters", "4", "--ascent-steps", "1", "--out", str(site),
+                 "--quiet", "--no-cache"]) == 0
+    return site
+
+
+def test_go_to_filter_answers_every_filter_number(browser, few_cards, artifacts):
+    """Every number 0-63 lands somewhere: its card, or a line saying it has none and how to get
+    one; a number past the layer's filters says how many it has."""
+    page = browser.new_page(viewport=PHONE)
+    watch = Watch(page)
+    layer = (few_cards / "layers/008-conv4.html").as_uri()
+    page.goto(layer)
+    assert page.get_attribute("#goto-number", "placeholder") == "0–63"
+    runs = page.get_attribute("#goto-filter", "data-card-pages").split()
+    carded = {n for run in runs for first, last in [run.split(":")[0].split("-")]
+              for n in range(int(first), int(last) + 1)}
+    assert set(range(4)) <= carded and len(carded) < 64
+    missing = min(set(range(64)) - carded)
+
+    def go(number: str) -> str:
+        page.evaluate("document.activeElement && document.activeElement.blur()")  # g types nothing into the box
+        page.keyboard.press("g")
+        page.keyboard.type(number)
+        page.keyboard.press("Enter")
+        return page.inner_text("#goto-message")
+
+    message = go(str(missing))
+    assert message == (f"Filter {missing} has no card: the report draws filters 0–3 (--max-filters 4)"
+                       + (" and the filters a health finding names" if max(carded) > 3 else "")
+                       + ". Rebuild with --max-filters all, or with --layers conv4 --max-filters all for this "
+                       "layer's alone.")
+    assert page.locator("#goto-message").is_visible()
+    page.screenshot(path=str(artifacts / "go-to-filter-without-a-card.png"))
+    page.fill("#goto-number", "")  # g selects the number typed before; the next one replaces it
+    assert go("64") == "conv4 has 64 filters: give a number from 0 to 63."
+    page.fill("#goto-number", "")
+    go("2")
+    _wait_until(page, "location.hash === '#f2'")
+    assert page.inner_text("#goto-message") == ""
+    assert watch.problems == []
+    page.close()

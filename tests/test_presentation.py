@@ -121,6 +121,46 @@ def _ids(html: str) -> set[str]:
     return parser.ids
 
 
+class _GotoForm(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.form, self.input = {}, {}
+
+    def handle_starttag(self, tag, attrs):
+        if dict(attrs).get("id") == "goto-filter":
+            self.form = dict(attrs)
+        if dict(attrs).get("id") == "goto-number":
+            self.input = dict(attrs)
+
+
+def test_go_to_filter_takes_every_filter_number_and_knows_which_have_a_card(tmp_path, monkeypatch):
+    """12 filters, cards for 0-3 (--max-filters 4) and a card of numbers for the dead filter 9, 3
+    cards a page: the form takes 0-11 (not 0-9, the highest card), and each page lists the runs of
+    numbers it holds, not its range (3-9 would send 5 to a page without its card); site.js says
+    why 4-8 and 10-11 have none from the filters, the drawn count and the layer's name."""
+    monkeypatch.setattr(paths, "CARDS_PER_PAGE", 3)
+    report = make_report(tmp_path)
+    layer = report.layers[0]
+    health = replace(layer.health, filters=12, dead=(2, 9),
+                     kernel=replace(layer.health.kernel, norms=(1.0,) * 12))
+    report = replace(report, layers=(replace(layer, info=replace(layer.info, filters=12), health=health),))
+    view = next(page.context["layer"] for page in build_pages(report) if page.template == "layer.html")
+    assert [page["runs"] for page in view["card_pages"]] == [[[0, 2]], [[3, 3], [9, 9]]]
+    assert view["card_numbers"] == {"first": 0, "last": 9, "filters": 12, "drawn": 4}
+    write_site(report, str(tmp_path))
+    for page in ("layers/001-conv-b.html", "layers/001-conv-b-cards-2.html"):
+        parser = _GotoForm()
+        parser.feed((tmp_path / page).read_text(encoding="utf-8"))
+        assert parser.form["data-card-pages"] == ("0-2:001-conv-b.html 3-3:001-conv-b-cards-2.html "
+                                                  "9-9:001-conv-b-cards-2.html"), page
+        assert (parser.form["data-filters"], parser.form["data-drawn"], parser.form["data-layer"]) == \
+            ("12", "4", "conv<b>")
+        assert "novalidate" in parser.form  # site.js answers numbers without a card, not the browser
+        assert (parser.input["min"], parser.input["max"], parser.input["placeholder"]) == ("0", "11", "0–11")
+    script = (ROOT / "templates/static/site.js").read_text(encoding="utf-8")
+    assert "has no card: the report draws filters 0–" in script and "--max-filters all" in script
+
+
 def test_pages_are_typed_and_found_by_template_not_position(tmp_path):
     pages = build_pages(make_report(tmp_path))
     assert [page.template for page in pages] == ["index.html", "layer.html", "image.html"]
@@ -137,7 +177,7 @@ def test_layer_page_contents_card_findings_and_keys_from_the_records(tmp_path):
     assert [card["findings"] for card in layer["cards"]] == ["", "", "dead ascent_dead", "duplicates"]
     assert [(c["key"], c["count"]) for c in layer["card_pages"][0]["card_filter"]] == [("", 4), ("*", 2), ("dead", 1), ("duplicates", 1),
                                                                        ("ascent_dead", 1)]
-    assert layer["card_numbers"] == {"first": 0, "last": 3}
+    assert layer["card_numbers"] == {"first": 0, "last": 3, "filters": 4, "drawn": 4}
     assert [key["names"] for key in context["keys"]] == [["←", "k"], ["→", "j"], ["g"], ["?"], ["Esc"]]
     html = (tmp_path / "layers/001-conv-b.html").read_text(encoding="utf-8")
     parser = _Links()

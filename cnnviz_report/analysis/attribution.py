@@ -43,9 +43,25 @@ def _output_layer(model):
     return operation
 
 
+def _activation_name(function) -> str:
+    return (getattr(function, "__name__", "") or type(function).__name__).lower()
+
+
 def _is_squashing(function) -> bool:
-    name = getattr(function, "__name__", "") or type(function).__name__
-    return name.lower() in SOFTMAX_NAMES
+    return _activation_name(function) in SOFTMAX_NAMES
+
+
+def ends_in_sigmoid(model) -> bool:
+    """The model's single output is a sigmoid (a layer with a sigmoid activation, or a final
+    sigmoid Activation): a one-unit output like that is a binary classifier's probability."""
+    import keras
+
+    if len(model.outputs) != 1:
+        return False
+    layer = _output_layer(model)
+    if isinstance(layer, keras.layers.Softmax):
+        return False
+    return _activation_name(getattr(layer, "activation", None)) == "sigmoid"
 
 
 def class_scores_of(layer, layer_input, layer_output):
@@ -65,9 +81,12 @@ def class_scores_of(layer, layer_input, layer_output):
 
 
 class AttributionProbe:
-    """``probe(batch, classes)``: every conv layer's ``LayerEvidence`` for each image's class."""
+    """``probe(batch, classes)``: every conv layer's ``LayerEvidence`` for each image's class.
 
-    def __init__(self, model, layers: list[LayerInfo], decision_layers: list[LayerInfo]):
+    ``binary``: the model's one output unit is a binary classifier's; class 1's score is its
+    logit and class 0's the logit's negative (what a sigmoid gives class 0: sigmoid(-z) = 1 - p)."""
+
+    def __init__(self, model, layers: list[LayerInfo], decision_layers: list[LayerInfo], binary: bool = False):
         import keras
 
         self.layers = list(layers)
@@ -86,6 +105,8 @@ class AttributionProbe:
             raise ValueError(f"the replay did not reach {', '.join(missing) or output_layer.name}")
         units = [calls[id(ends[info.index])][1] for info in self.layers]
         scores = class_scores_of(output_layer, *calls[id(output_layer)])
+        if binary:
+            scores = keras.layers.Concatenate(axis=-1)([keras.ops.negative(scores), scores])
         self._model = keras.Model(new_input, [*units, scores])
         self._channels_first = [info.data_format == "channels_first" for info in self.layers]
         self._run = self._compile(self._evidence, [model])

@@ -3,7 +3,8 @@
 For each image's class (its top prediction, or ``--class``): Grad-CAM at every conv layer drawn
 over the input the model saw, and the units of the last conv layers whose activation x gradient
 adds most to the class score, each with where in the image it did so. A model without one score
-per class (a feature extractor, a regression head) gets a note instead, never an error.
+per class (a feature extractor, a regression head) gets a note instead, never an error. A
+one-unit binary classifier explains class 1 by its logit and class 0 by the logit's negative.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..errors import UsageError
 from ..inspection import LayerInfo
 from ..loading import InputImage, LoadedModel
 from ..progress import image_batches
-from .predictions import class_label
+from .predictions import ClassOutput, class_label, one_unit
 from ..records import DecisionUnit, GradCam, ImageAttribution, ImageReport
 
 DECISION_LAYERS = 3  # the units that made the decision are looked for in this many last conv layers
@@ -33,6 +34,10 @@ def no_class_note(loaded: LoadedModel) -> str:
     """What an image page says instead of an explanation when the model has no class scores."""
     shape = tuple(loaded.model.outputs[0].shape) if len(loaded.model.outputs) == 1 else \
         f"{len(loaded.model.outputs)} outputs"
+    if one_unit(loaded):  # neither a sigmoid nor --labels with two names: read as a regression head
+        return (f"{loaded.name} has no class output (its output is {shape}: one unit without a sigmoid, read as "
+                "a regression head), so there is no class to explain. If the unit is a binary classifier's "
+                "logit, give --labels with its two class names (class 0, then class 1).")
     return (f"{loaded.name} has no class output (its output is {shape}, not one score per class), "
             "so there is no class to explain.")
 
@@ -90,11 +95,13 @@ class Explainer:
     """Each image's evidence, drawn as it comes (one forward and one gradient per image batch)."""
 
     def __init__(self, loaded: LoadedModel, layers: list[LayerInfo], slugs: dict[int, str],
-                 carded: dict[int, int], class_names: tuple[str, ...] | None, requested: int | None):
+                 carded: dict[int, int], class_names: tuple[str, ...] | None, requested: int | None,
+                 output: ClassOutput | None = None):
         self.loaded, self.layers, self.slugs, self.carded = loaded, sorted(layers, key=lambda i: i.index), slugs, carded
         self.names, self.requested = class_names, requested
+        self.binary = bool(output and output.binary)  # class 1 explained by the logit, class 0 by its negative
         self.decision = decision_layers(self.layers)
-        self.probe = AttributionProbe(loaded.model, self.layers, self.decision)
+        self.probe = AttributionProbe(loaded.model, self.layers, self.decision, binary=self.binary)
         self.layer_cams: dict[int, list[GradCam]] = {info.index: [] for info in self.layers}
 
     def explain(self, images: list[InputImage], reports: list[ImageReport], batch_size: int,
@@ -125,7 +132,8 @@ class Explainer:
             cams[info.index] = GradCam(info.index, report.index, asset, center_of_mass(cam), cam.astype(np.float32))
             self.layer_cams[info.index].append(cams[info.index])
         return ImageAttribution(target, label, probability, cams[self.layers[-1].index],
-                                self._units(image, report, layers, label, root))
+                                self._units(image, report, layers, label, root),
+                                ("logit" if target == 1 else "-logit") if self.binary else "")
 
     def _units(self, image: InputImage, report: ImageReport, layers: dict, label: str, root: str):
         """The units with the largest shares of their layer's positive contributions (a unit that

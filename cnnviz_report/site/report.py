@@ -190,15 +190,21 @@ def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
 
 def _card_pages(slug: str, cards: list[dict]) -> list[dict]:
     """The layer's cards in pages of CARDS_PER_PAGE (each card gets its ``link``, the page and
-    anchor its links go to): per page its site path, its cards, their numbers' range and its
-    card filter's choices."""
+    anchor its links go to): per page its site path, its cards, their numbers' range, the runs of
+    consecutive numbers it holds (a page's range has gaps where cards of numbers only follow the
+    drawn ones: "go to filter" must know which numbers have a card) and its card filter's choices."""
     pages = []
     for page, start in enumerate(range(0, len(cards), paths.CARDS_PER_PAGE)):
         chunk = cards[start : start + paths.CARDS_PER_PAGE]
+        runs: list[list[int]] = []
         for card in chunk:
             card["link"] = {"page": paths.card_page(slug, page), "anchor": card["anchor"]}
+            if runs and card["number"] == runs[-1][1] + 1:
+                runs[-1][1] = card["number"]
+            else:
+                runs.append([card["number"], card["number"]])
         pages.append({"page": paths.card_page(slug, page), "number": page + 1, "cards": chunk,
-                      "first": chunk[0]["number"], "last": chunk[-1]["number"],
+                      "first": chunk[0]["number"], "last": chunk[-1]["number"], "runs": runs,
                       "card_filter": _card_filter(chunk)})
     return pages
 
@@ -273,7 +279,9 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
         "cards": cards,
         "card_pages": card_pages,
         "mosaic_tiles": _mosaic_tiles(layer_report, {card["number"]: card for card in cards}),
-        "card_numbers": {"first": cards[0]["number"], "last": cards[-1]["number"]} if cards else None,
+        "card_numbers": {"first": cards[0]["number"], "last": cards[-1]["number"],
+                         "filters": info.filters or cards[-1]["number"] + 1,  # "go to filter" takes every number
+                         "drawn": layer_report.filters_shown} if cards else None,
         "health": row["health"],
         "notes": Markup(notes_html),
         "page": pages[info.index],
@@ -406,7 +414,7 @@ def _attribution_view(found, layer_views: dict[int, dict]) -> dict:
         units.append({"layer": unit.layer_name, "layer_page": view["page"], "number": unit.number,
                       "contribution": f"{unit.contribution:.3g}", "share": f"{unit.share:.0%}",
                       "where": _asset(unit.where), "card": card, "ascent": _asset(unit.ascent)})
-    return {"label": found.label, "class_index": found.class_index,
+    return {"label": found.label, "class_index": found.class_index, "score": found.score,
             "probability": fmt_probability(found.probability),
             "gradcam": _asset(found.gradcam.picture), "layer": layer["row"]["name"], "layer_page": layer["page"],
             "center": "x {:.2f}, y {:.2f}".format(*found.gradcam.center), "units": units}

@@ -89,14 +89,51 @@
   window.addEventListener("hashchange", function () { revealCard(location.hash.slice(1)); });  // cards are f<N>: no escapes
 
   var goto = document.getElementById("goto-filter");
+  function cardRuns() {
+    // data-card-pages: "first-last:page.html ..." for each run of consecutive card numbers on
+    // each page of the layer's cards
+    return ((goto && goto.getAttribute("data-card-pages")) || "").split(" ").map(function (token) {
+      var match = /^([0-9]+)-([0-9]+):(.+)$/.exec(token);
+      return match && { first: Number(match[1]), last: Number(match[2]), page: match[3] };
+    }).filter(Boolean);
+  }
   function cardPageOf(number) {
-    // data-card-pages: "first-last:page.html ..." for each page of the layer's cards
-    var pages = ((goto && goto.getAttribute("data-card-pages")) || "").split(" ");
-    for (var i = 0; i < pages.length; i++) {
-      var match = /^([0-9]+)-([0-9]+):(.+)$/.exec(pages[i]);
-      if (match && number >= Number(match[1]) && number <= Number(match[2])) { return match[3]; }
+    var runs = cardRuns();
+    for (var i = 0; i < runs.length; i++) {
+      if (number >= runs[i].first && number <= runs[i].last) { return runs[i].page; }
     }
     return null;
+  }
+  function shellWord(text) {  // a layer name as it would be typed after --layers
+    return /^[A-Za-z0-9_.\/:+-]+$/.test(text) ? text : "'" + text.replace(/'/g, "'\\''") + "'";
+  }
+  function noCardWords(text) {
+    // why a number has no card, and how to get one: every filter number lands on a card or here;
+    // the options as <code> on one line each ("--max-filters" must not break at its dashes)
+    var filters = Number(goto.getAttribute("data-filters"));
+    var drawn = Number(goto.getAttribute("data-drawn"));
+    var layer = goto.getAttribute("data-layer") || "";
+    if (!/^[0-9]+$/.test(text) || Number(text) >= filters) {
+      return [layer + " has " + filters + " filters: give a number from 0 to " + (filters - 1) + "."];
+    }
+    var flagged = cardRuns().some(function (run) { return run.last >= drawn; });
+    return ["Filter " + Number(text) + " has no card: the report draws filters 0–" + (drawn - 1) + " (",
+            { code: "--max-filters " + drawn }, ")" + (flagged ? " and the filters a health finding names" : "") +
+            ". Rebuild with ", { code: "--max-filters all" }, ", or with ", { code: "--layers" }, " ",
+            { code: shellWord(layer), name: true }, " ", { code: "--max-filters all" }, " for this layer's alone."];
+  }
+  function say(message, parts) {  // text nodes and <code> elements: no markup is parsed
+    message.textContent = "";
+    parts.forEach(function (part) {
+      if (typeof part === "string") {
+        message.appendChild(document.createTextNode(part));
+      } else {
+        var code = document.createElement("code");
+        code.textContent = part.code;
+        if (part.name) { code.className = "name"; }  // a long name may wrap anywhere; an option never
+        message.appendChild(code);
+      }
+    });
   }
   var gotoNumber = document.getElementById("goto-number");
   if (goto) {
@@ -112,7 +149,7 @@
           location.href = elsewhere + "#f" + Number(text);
           return;
         }
-        message.textContent = "No card for filter " + text + " on this page.";
+        say(message, noCardWords(text));
         return;
       }
       message.textContent = "";
