@@ -503,6 +503,8 @@ def _open_upright(path: str, channels: int) -> tuple[Image.Image, Image.Image | 
     limit is kept and its warning (half the limit) is an error here too: nothing is decoded
     that could exhaust memory. Animations give their first frame.
     """
+    if not os.path.isfile(path):  # gone since it was listed, or never there: the image, not the site, is at fault
+        raise ImageLoadError(path, "a folder, not an image file" if os.path.isdir(path) else "no such image file")
     if os.path.getsize(path) == 0:
         raise ImageLoadError(path, "the file is empty")
     try:
