@@ -18,6 +18,7 @@ from . import paths
 from .build import build_site
 from .config import ReportConfig
 from .executors import make_executor
+from .loading import check_model_argument
 from .records import BuildResult
 from .site import write_gallery_site
 from .staging import check_output_folder, folder_bytes, staged_site, write_text
@@ -61,6 +62,8 @@ def build_gallery(configs: list[ReportConfig], out: str, title: str | None = Non
     started = time.monotonic()
     for config in configs:
         config.validate()
+    for config in configs:  # a missing or unsafe last model stops the gallery before the first is built
+        check_model_argument(config.model)
     outside = tuple(path for config in configs for path in config.outside_files)
     check_output_folder(out, outside)
     owned = executor is None

@@ -127,14 +127,33 @@ def _application_preprocess(constructor_name: str) -> Callable:
     return getattr(keras.applications, module_name).preprocess_input
 
 
-def _load_application(name: str, weights: str | None, seed: int) -> tuple[object, str, Callable]:
-    import keras
-
+def _application_constructor(name: str) -> str:
+    """The keras.applications constructor ('ConvNeXtTiny') an application name means; a one-line
+    error listing the names otherwise."""
     names = application_names()
     constructor_name = names.get(_normalise_app_name(name))
     if constructor_name is None:
         valid = ", ".join(sorted(n.lower() for n in names.values()))
         raise ModelLoadError(name, f"not a model file and not a keras.applications name ({valid})")
+    return constructor_name
+
+
+def check_model_argument(model: str | None) -> None:
+    """Every check of a model argument that loads nothing: a file exists, is readable, is a model
+    file and passes the safety checks; a name is a keras.applications name. A gallery checks all
+    its models so, before it builds any."""
+    if model is None:
+        return
+    if is_model_file_argument(model):
+        _checked_model_file(model)
+    else:
+        _application_constructor(model)
+
+
+def _load_application(name: str, weights: str | None, seed: int) -> tuple[object, str, Callable]:
+    import keras
+
+    constructor_name = _application_constructor(name)
     constructor = getattr(keras.applications, constructor_name)
     weights = "imagenet" if weights is None else weights
     if weights.lower() == "none":
@@ -187,6 +206,18 @@ def file_sha256(path: str) -> str:
 def _load_model_file(path: str):
     import keras
 
+    hdf5, config = _checked_model_file(path)
+    with tempfile.TemporaryDirectory(prefix="cnnviz-model-") as folder:
+        readable = _keras3_readable_copy(path, config, folder) if hdf5 else path
+        try:
+            return keras.saving.load_model(readable, compile=False, safe_mode=True)
+        except Exception as exc:
+            raise ModelLoadError(path, f"cannot load model: {_first_line(exc)}") from exc
+
+
+def _checked_model_file(path: str) -> tuple[bool, dict]:
+    """(whether it is HDF5, its configuration) of a model file that passed every check made
+    before Keras opens it: a file, not empty, a known format, nothing in it that may run."""
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise ModelLoadError(
@@ -200,7 +231,10 @@ def _load_model_file(path: str):
         raise ModelLoadError(path, "no such model file")
     if os.path.getsize(path) == 0:
         raise ModelLoadError(path, "the file is empty")
-    hdf5 = is_hdf5(path)
+    try:
+        hdf5 = is_hdf5(path)
+    except OSError as exc:
+        raise ModelLoadError(path, f"cannot read the model file: {exc.strerror or exc}") from exc
     if not hdf5 and path.lower().endswith((".h5", ".hdf5")):
         raise ModelLoadError(path, "not an HDF5 model file: it does not start with the HDF5 signature")
     if not hdf5 and not path.lower().endswith(".keras"):
@@ -208,12 +242,7 @@ def _load_model_file(path: str):
                                    f"(use {', '.join(MODEL_FILE_SUFFIXES)})")
     config = read_config(path, hdf5)
     check_config(path, config)  # before Keras opens it: nothing in it may run
-    with tempfile.TemporaryDirectory(prefix="cnnviz-model-") as folder:
-        readable = _keras3_readable_copy(path, config, folder) if hdf5 else path
-        try:
-            return keras.saving.load_model(readable, compile=False, safe_mode=True)
-        except Exception as exc:
-            raise ModelLoadError(path, f"cannot load model: {_first_line(exc)}") from exc
+    return hdf5, config
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

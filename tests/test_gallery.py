@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import assert_valid_links, site_files
 
 from cnnviz_report.cli import main
@@ -55,3 +57,27 @@ def test_a_gallery_never_replaces_a_folder_it_did_not_make(tmp_path, capsys):
     assert main(["gallery", "demo", "--out", str(out), *FAST]) != 0
     assert "not made by cnnviz_report" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_every_model_argument_is_checked_before_any_model_is_built(keras, tiny_model_file, tmp_path, capsys,
+                                                                  monkeypatch):
+    """A missing, unsafe or unknown last model stops the gallery before the first is built (it
+    used to build all of the first model, then fail)."""
+    import cnnviz_report.gallery as gallery
+
+    inputs = keras.Input((8, 8, 3))
+    unsafe = tmp_path / "lambda.keras"
+    keras.Model(inputs, keras.layers.Conv2D(2, 3)(keras.layers.Lambda(lambda x: x * 2, name="doubler")(inputs))) \
+        .save(unsafe)
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    monkeypatch.setattr(gallery, "build_site", lambda *args, **kwargs: pytest.fail("built a model"))
+    cases = {str(tmp_path / "missing.keras"): "no such model file",
+             str(unsafe): "layer 'doubler': Lambda layers hold Python code",
+             str(empty): "the file is empty",
+             "resnet51": "not a model file and not a keras.applications name"}
+    for model, reason in cases.items():
+        assert main(["gallery", "demo", tiny_model_file, model, "--out", str(tmp_path / "gallery"), *FAST]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"cnnviz_report: error: {model}: {reason}") and error.count("\n") == 1, error
+        assert not (tmp_path / "gallery").exists()
