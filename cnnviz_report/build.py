@@ -83,6 +83,8 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
     started, clock = time.monotonic(), PhaseClock()
     with clock.phase("load"):
         loaded = load_model(config)
+        if config.input_size and loaded.input_hw != tuple(config.input_size):  # input_size_if_free, and the model
+            config = replace(config, input_size=None)  # did not take it: its report says it was built at its own
         images, skipped = _read_images(config, loaded)
         _check_dataset_input(dataset, loaded)
         classes = _classes(loaded, config)

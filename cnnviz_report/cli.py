@@ -150,8 +150,9 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
                         help="which 64 filters get a picture: first (default) or top (scan every filter "
                         "briefly, keep the 64 most activated)")
     parser.add_argument("--input-size", type=_input_size, metavar="N|HxW",
-                        help="the input size for models that accept any size (default 224); a model with a "
-                        "fixed size is built at its own")
+                        help="the input size for models that accept any size (default 224); a model with one "
+                        "free side takes it for that side; a fixed size that differs is refused (in a gallery, such "
+                        "a model is built at its own size and the index says so)")
     parser.add_argument("--unit", choices=UNIT_MODES, default="response",
                         help="what a filter's pictures and verdicts are taken from: response (default: the conv's "
                         "output after the BatchNormalization/activation layers that follow it alone, i.e. what "

@@ -74,11 +74,16 @@ def build_gallery(configs: list[ReportConfig], out: str, title: str | None = Non
             for position, config in enumerate(configs):
                 slug = paths.model_slug(position, config.model or "demo")
                 tell = (lambda event, _slug=slug: progress(_slug, event)) if progress else None
-                result = build_site(replace(config, out=os.path.join(root, slug), single_file=None), tell, executor)
+                # --input-size applies to the models that take it; the others are built at their own
+                result = build_site(replace(config, out=os.path.join(root, slug), single_file=None,
+                                            input_size_if_free=True), tell, executor)
                 entries.append(GalleryEntry(slug, result))
             title = title or f"A gallery of {len(entries)} models"
             models = [(entry.slug, entry.build.report) for entry in entries]
-            write_gallery_site(title, models, root)
+            asked = configs[0].input_size if configs else None
+            write_gallery_site(title, models, root, asked, [
+                report for config, (_, report) in zip(configs, models)
+                if config.input_size and report.settings["input_size"] is None])
             write_text(root, paths.SUMMARY_FILE, gallery_summary(title, models))
             manifest = {"tool": "cnnviz_report", "kind": "gallery", "title": title,
                         "models": [{"folder": entry.slug, "model": entry.build.report.model_name,

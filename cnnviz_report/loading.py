@@ -385,21 +385,46 @@ def _takes_channels_first(model) -> bool:
     return False
 
 
-def _input_geometry(model, subject: str, free_size: tuple[int, int] | None = None
+def _input_geometry(model, subject: str, free_size: tuple[int, int] | None = None, fixed_ok: bool = False
                     ) -> tuple[tuple[int, int] | None, int | None, bool]:
     """((height, width), channels, channels_first) of the image input; (None, None, False) if none.
-    A side the model leaves free (None) is taken from ``free_size`` (default 224)."""
+    A side the model leaves free (None) is taken from ``free_size`` (default 224); a fixed side
+    ``free_size`` does not match refuses it (``fixed_ok``: the model is built at its own size
+    instead, its free sides at the default; ``size_taken`` says which)."""
     if len(model.inputs) != 1:
         raise ModelLoadError(subject, f"has {len(model.inputs)} inputs; only single-input models are supported")
     shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4:
-        return None, None, False  # Conv1D/Conv3D models: weights are drawn, images do not apply
+    if len(shape) != 4:  # Conv1D/Conv3D models: weights are drawn, images do not apply
+        if free_size is not None and not fixed_ok:
+            raise UsageError(subject, f"--input-size: the model does not take 2-D images (input shape {shape})")
+        return None, None, False
     channels_first = _takes_channels_first(model)
     channels, height, width = (shape[1], shape[2], shape[3]) if channels_first else (shape[3], shape[1], shape[2])
     if channels is None:
         raise ModelLoadError(subject, f"input shape {shape} has no fixed channel count")
+    if free_size is not None and not size_taken((height, width), free_size):
+        if not fixed_ok:
+            raise UsageError(subject, _size_refusal((height, width), free_size))
+        free_size = None
     free_height, free_width = free_size or (DEFAULT_FREE_SIZE, DEFAULT_FREE_SIZE)
     return (height or free_height, width or free_width), int(channels), channels_first
+
+
+def size_taken(sides: tuple[int | None, int | None], requested: tuple[int, int]) -> bool:
+    """True when a model with these (height, width) sides, None where free, takes ``requested``."""
+    return all(side is None or side == wanted for side, wanted in zip(sides, requested))
+
+
+def _size_refusal(sides: tuple[int | None, int | None], requested: tuple[int, int]) -> str:
+    """Why --input-size does not fit, saying the model's size and what would."""
+    asked = "x".join(map(str, requested))
+    if all(side is not None for side in sides):
+        return (f"--input-size {asked}: the model's input size is fixed at {sides[0]}x{sides[1]} (--input-size is for "
+                "models that take any size; build without it)")
+    free, fixed = ("height", "width") if sides[0] is None else ("width", "height")
+    fitting = "x".join(str(side if side is not None else wanted) for side, wanted in zip(sides, requested))
+    return (f"--input-size {asked}: the model's input is {sides[0] or 'any'}x{sides[1] or 'any'} (height x width): "
+            f"only its {free} is free, its {fixed} is fixed; try --input-size {fitting}")
 
 
 def _accepts_any_size(model) -> bool:
@@ -449,7 +474,8 @@ def load_model(config: ReportConfig) -> LoadedModel:
     else:
         preprocess = _preprocess_for_mode(mode)
 
-    input_hw, channels, channels_first = _input_geometry(model, config.model or name, config.input_size)
+    input_hw, channels, channels_first = _input_geometry(model, config.model or name, config.input_size,
+                                                         config.input_size_if_free)
     free_size = _accepts_any_size(model)
     return LoadedModel(
         model=model,

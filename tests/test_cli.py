@@ -365,3 +365,27 @@ def test_models_with_other_than_three_input_channels(keras, photo_path, tmp_path
         assert capsys.readouterr().err == (
             f"cnnviz_report: error: --images: the model takes {channels}-channel input and image files give 1, 3 "
             "or 4 (RGBA); build without --images to draw its filters and gradient-ascent images\n")
+
+
+def test_input_size_is_refused_by_a_model_of_fixed_size_and_taken_for_a_free_side(keras, tiny_model_file,
+                                                                                  tmp_path, capsys):
+    """--input-size used to be ignored without a word on a fixed-size model: refused, saying the
+    model's size; a model with one free side takes it for that side and refuses a fixed side
+    that does not match."""
+    fast = ["--out", str(tmp_path / "site"), "--ascent-steps", "0", "--max-filters", "2", "--quiet"]
+    assert main(["build", tiny_model_file, "--input-size", "64", *fast]) == 2
+    error = capsys.readouterr().err
+    assert error == (f"cnnviz_report: error: {tiny_model_file}: --input-size 64x64: the model's input size is fixed "
+                     "at 8x8 (--input-size is for models that take any size; build without it)\n")
+    assert not (tmp_path / "site").exists()
+    assert main(["build", tiny_model_file, "--input-size", "8", *fast]) == 0  # its own size is no change
+
+    inputs = keras.Input((None, 12, 3))  # any height, 12 wide
+    tall = tmp_path / "tall.keras"
+    keras.Model(inputs, keras.layers.Conv2D(2, 3, name="c")(inputs)).save(tall)
+    assert main(["build", str(tall), "--input-size", "40", *fast]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"error: {tall}: --input-size 40x40: the model's input is anyx12" in error
+    assert "only its height is free, its width is fixed; try --input-size 40x12" in error, error
+    assert main(["build", str(tall), "--input-size", "40x12", *fast]) == 0
+    assert "40 × 12 pixels; the model takes any size" in (tmp_path / "site" / "index.html").read_text()

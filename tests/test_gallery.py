@@ -81,3 +81,19 @@ def test_every_model_argument_is_checked_before_any_model_is_built(keras, tiny_m
         error = capsys.readouterr().err
         assert error.startswith(f"cnnviz_report: error: {model}: {reason}") and error.count("\n") == 1, error
         assert not (tmp_path / "gallery").exists()
+
+
+def test_input_size_in_a_gallery_applies_to_the_models_that_take_any_size(tiny_model_file, tmp_path):
+    """No error for the fixed-size models of a gallery: they are built at their own size, their
+    reports say so, and the gallery's index names them."""
+    from pathlib import Path
+
+    free = Path(__file__).parent / "fixtures" / "legacy_free_size.h5"
+    out = tmp_path / "gallery"
+    assert main(["gallery", str(free), tiny_model_file, "--input-size", "48x40", "--out", str(out), *FAST]) == 0
+    index = (out / "index.html").read_text()
+    assert "--input-size 48 × 40 applies to the models that take any size; these have a fixed input size and " \
+           "were built at their own:\ntiny.keras (8 × 8)." in index
+    assert "48 × 40 pixels; the model takes any size" in (out / "01-legacy_free_size" / "index.html").read_text()
+    tiny = (out / "02-tiny" / "index.html").read_text()
+    assert '<th scope="row">Input size</th><td>the model&#39;s own</td>' in tiny
