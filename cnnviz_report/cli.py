@@ -6,6 +6,7 @@ TensorFlow is imported only once a build starts, so ``--help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -281,7 +282,9 @@ class ConsoleProgress:
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up lines (absl, CUDA probing) kept off the console."""
+    """Import TensorFlow with its C++ start-up lines (absl, CUDA probing) kept off the console,
+    and its later C++ log lines too (on a machine without a GPU, "failed call to cuInit: ...
+    UNKNOWN ERROR (303)" when the first op runs), unless the user set TF_CPP_MIN_LOG_LEVEL."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)

@@ -389,3 +389,24 @@ def test_input_size_is_refused_by_a_model_of_fixed_size_and_taken_for_a_free_sid
     assert "only its height is free, its width is fixed; try --input-size 40x12" in error, error
     assert main(["build", str(tall), "--input-size", "40x12", *fast]) == 0
     assert "40 × 12 pixels; the model takes any size" in (tmp_path / "site" / "index.html").read_text()
+
+
+# TensorFlow's C++ log prefix (severity, month and day: "E0000 00:00:17..."), and what it says
+TF_NOISE = re.compile(r"^[IWEF]\d{4} |cuInit|oneDNN|absl|cuda_|cudart|rebuild TensorFlow")
+
+
+def test_the_frameworks_noise_stays_off_the_console_and_debug_shows_it(tmp_path):
+    """A build's stderr holds its progress and nothing of TensorFlow's start-up and device lines
+    (on a machine without a GPU: "failed call to cuInit: ... UNKNOWN ERROR (303)"); with --debug
+    everything shows (which also proves the pattern matches TensorFlow's real lines)."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    runs = {}
+    for debug in (False, True):
+        result = subprocess.run(
+            [sys.executable, "-m", "cnnviz_report", "build", "--out", str(tmp_path / f"site-{debug}"),
+             "--ascent-steps", "1", "--max-filters", "2", *(["--debug"] if debug else [])],
+            capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[debug] = [line for line in result.stderr.splitlines() if TF_NOISE.search(line)]
+    assert runs[False] == []
+    assert runs[True], "--debug should show TensorFlow's own lines"
