@@ -69,22 +69,25 @@ def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None
     """Build the whole report for ``config`` into ``config.out``; silent unless given ``progress``.
     The units of work run on ``executor`` (default: the one ``config.executor`` names, made and
     closed here)."""
-    _check_request(config)
+    dataset = _check_request(config)
     if executor is not None:
-        return _build(config, progress, executor)
+        return _build(config, progress, executor, dataset)
     executor = make_executor(config.executor, config.ray_address)
     try:
-        return _build(config, progress, executor)
+        return _build(config, progress, executor, dataset)
     finally:
         executor.close()
 
 
-def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, executor) -> BuildResult:
+def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, executor,
+           dataset: Dataset | None) -> BuildResult:
     started, clock = time.monotonic(), PhaseClock()
     with clock.phase("load"):
         loaded = load_model(config)
+        if config.input_size and loaded.input_hw != tuple(config.input_size):  # input_size_if_free, and the model
+            config = replace(config, input_size=None)  # did not take it: its report says it was built at its own
         images, skipped = _read_images(config, loaded)
-        dataset = _list_dataset(config, loaded)
+        _check_dataset_input(dataset, loaded)
         classes = _classes(loaded, config)
     with clock.phase("inspect"):
         model_info, selected, stages, unpicked, notes = _inspect(config, loaded)
@@ -136,12 +139,14 @@ def _settings(config: ReportConfig) -> dict:
                 ascent_learning_rate=ascent.rate)
 
 
-def _check_request(config: ReportConfig) -> None:
-    """Every check that needs no model, before the slow loading: options, output folder, target."""
+def _check_request(config: ReportConfig) -> Dataset | None:
+    """Every check that needs no model, before the slow loading: options, output folder, target;
+    and the data set's list (a missing file it names stops the build here): the listed data set."""
     config.validate()
     check_output_folder(config.out, config.outside_files)
     if config.single_file:
         check_target(config.single_file)
+    return list_dataset(config.dataset, config.keep_going) if config.dataset else None
 
 
 def _read_images(config: ReportConfig, loaded: LoadedModel):
@@ -153,12 +158,9 @@ def _read_images(config: ReportConfig, loaded: LoadedModel):
     return load_images(image_args, loaded.input_hw, loaded.channels, config.keep_going)
 
 
-def _list_dataset(config: ReportConfig, loaded: LoadedModel) -> Dataset | None:
-    if not config.dataset:
-        return None
-    if loaded.input_hw is None:
+def _check_dataset_input(dataset: Dataset | None, loaded: LoadedModel) -> None:
+    if dataset is not None and loaded.input_hw is None:
         raise UsageError("--dataset", f"{loaded.name} does not take 2-D images (input {loaded.model.inputs[0].shape})")
-    return list_dataset(config.dataset)
 
 
 def _classes(loaded: LoadedModel,

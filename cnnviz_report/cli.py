@@ -6,6 +6,7 @@ TensorFlow is imported only once a build starts, so ``--help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -156,8 +157,9 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
                         help="which 64 filters get a picture: first (default) or top (scan every filter "
                         "briefly, keep the 64 most activated)")
     parser.add_argument("--input-size", type=_input_size, metavar="N|HxW",
-                        help="the input size for models that accept any size (default 224); a model with a "
-                        "fixed size is built at its own")
+                        help="the input size for models that accept any size (default 224); a model with one "
+                        "free side takes it for that side; a fixed size that differs is refused (in a gallery, such "
+                        "a model is built at its own size and the index says so)")
     parser.add_argument("--unit", choices=UNIT_MODES, default="response",
                         help="what a filter's pictures and verdicts are taken from: response (default: the conv's "
                         "output after the BatchNormalization/activation layers that follow it alone, i.e. what "
@@ -294,7 +296,9 @@ class ConsoleProgress:
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up lines (absl, CUDA probing) kept off the console."""
+    """Import TensorFlow with its C++ start-up lines (absl, CUDA probing) kept off the console,
+    and its later C++ log lines too (on a machine without a GPU, "failed call to cuInit: ...
+    UNKNOWN ERROR (303)" when the first op runs), unless the user set TF_CPP_MIN_LOG_LEVEL."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)

@@ -36,6 +36,9 @@ class ReportConfig:
     ascent_mode: str = "balanced"
     select: str = "first"  # "first": filters 0-63; "top": scan them all, keep the 64 most activated
     input_size: tuple[int, int] | None = None  # (height, width) for models that take any size; None: 224
+    # a model input_size does not fit (a fixed side differs) is built at its own size rather than
+    # refused, and the report's settings say so (a gallery's models, some fixed, some free)
+    input_size_if_free: bool = False
     unit: str = "response"  # "response": after the conv's BN/activation chain; "raw": the conv's own output
     ascent_steps: int | None = None  # None: the mode's own (balanced and fast 30, robust 128)
     ascent_learning_rate: float | None = None  # None: the mode's own
@@ -61,7 +64,7 @@ class ReportConfig:
         names, never the build machine's paths (the site is meant to be published)."""
         settings = asdict(self)
         # where things go, run or are kept between builds: the site is the same either way
-        for key in ("out", "cache_dir", "use_cache", "executor", "ray_address"):
+        for key in ("out", "cache_dir", "use_cache", "executor", "ray_address", "input_size_if_free"):
             settings.pop(key)
         settings["images"] = [os.path.basename(os.path.normpath(path)) for path in self.images]
         if self.dataset:

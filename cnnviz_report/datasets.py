@@ -54,12 +54,14 @@ def file_digest(path: str) -> str:
     return running.hexdigest()
 
 
-def list_dataset(source: str) -> Dataset:
-    """The data set at ``source`` (a folder or a list file); a clear error when it holds no image."""
+def list_dataset(source: str, keep_going: bool = False) -> Dataset:
+    """The data set at ``source`` (a folder or a list file); a clear error when it holds no image,
+    or when the list names a file that is not there (with ``keep_going`` such a file stays listed,
+    and the pass skips it like any unreadable image)."""
     if os.path.isdir(source):
         dataset = _from_folder(source)
     elif os.path.isfile(source):
-        dataset = _from_list(source)
+        dataset = _from_list(source, keep_going)
     else:
         raise ImageLoadError(source, "no such folder or list file (--dataset)")
     if not dataset.items:
@@ -87,7 +89,7 @@ def _from_folder(root: str) -> Dataset:
     return Dataset(root, items, classes, ignored)
 
 
-def _from_list(list_file: str) -> Dataset:
+def _from_list(list_file: str, keep_going: bool = False) -> Dataset:
     base = os.path.dirname(os.path.abspath(list_file))
     entries = []
     try:
@@ -109,4 +111,9 @@ def _from_list(list_file: str) -> Dataset:
     index = {name: number for number, name in enumerate(classes)}
     items = tuple(DatasetItem(path if os.path.isabs(path) else os.path.join(base, path), path,
                               index[label] if label is not None else None) for path, label, _ in entries)
+    if not keep_going:  # a typo in the list stops the build here, before any heavy work, naming the line
+        for item, (_, _, number) in zip(items, entries):
+            if not os.path.isfile(item.path):
+                reason = "a folder, not an image file" if os.path.isdir(item.path) else "no such image file"
+                raise ImageLoadError(f"{list_file}:{number}", f"{item.path}: {reason} (--keep-going skips it)")
     return Dataset(list_file, items, classes)

@@ -18,6 +18,7 @@ from . import paths
 from .build import build_site
 from .config import ReportConfig
 from .executors import make_executor
+from .loading import check_model_argument
 from .records import BuildResult
 from .site import write_gallery_site
 from .staging import check_output_folder, folder_bytes, staged_site, write_text
@@ -61,6 +62,8 @@ def build_gallery(configs: list[ReportConfig], out: str, title: str | None = Non
     started = time.monotonic()
     for config in configs:
         config.validate()
+    for config in configs:  # a missing or unsafe last model stops the gallery before the first is built
+        check_model_argument(config.model)
     outside = tuple(path for config in configs for path in config.outside_files)
     check_output_folder(out, outside)
     owned = executor is None
@@ -71,11 +74,16 @@ def build_gallery(configs: list[ReportConfig], out: str, title: str | None = Non
             for position, config in enumerate(configs):
                 slug = paths.model_slug(position, config.model or "demo")
                 tell = (lambda event, _slug=slug: progress(_slug, event)) if progress else None
-                result = build_site(replace(config, out=os.path.join(root, slug), single_file=None), tell, executor)
+                # --input-size applies to the models that take it; the others are built at their own
+                result = build_site(replace(config, out=os.path.join(root, slug), single_file=None,
+                                            input_size_if_free=True), tell, executor)
                 entries.append(GalleryEntry(slug, result))
             title = title or f"A gallery of {len(entries)} models"
             models = [(entry.slug, entry.build.report) for entry in entries]
-            write_gallery_site(title, models, root)
+            asked = configs[0].input_size if configs else None
+            write_gallery_site(title, models, root, asked, tuple(
+                report for config, (_, report) in zip(configs, models)
+                if config.input_size and report.settings["input_size"] is None))
             write_text(root, paths.SUMMARY_FILE, gallery_summary(title, models))
             manifest = {"tool": "cnnviz_report", "kind": "gallery", "title": title,
                         "models": [{"folder": entry.slug, "model": entry.build.report.model_name,

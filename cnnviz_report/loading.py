@@ -127,14 +127,33 @@ def _application_preprocess(constructor_name: str) -> Callable:
     return getattr(keras.applications, module_name).preprocess_input
 
 
-def _load_application(name: str, weights: str | None, seed: int) -> tuple[object, str, Callable]:
-    import keras
-
+def _application_constructor(name: str) -> str:
+    """The keras.applications constructor ('ConvNeXtTiny') an application name means; a one-line
+    error listing the names otherwise."""
     names = application_names()
     constructor_name = names.get(_normalise_app_name(name))
     if constructor_name is None:
         valid = ", ".join(sorted(n.lower() for n in names.values()))
         raise ModelLoadError(name, f"not a model file and not a keras.applications name ({valid})")
+    return constructor_name
+
+
+def check_model_argument(model: str | None) -> None:
+    """Every check of a model argument that loads nothing: a file exists, is readable, is a model
+    file and passes the safety checks; a name is a keras.applications name. A gallery checks all
+    its models so, before it builds any."""
+    if model is None:
+        return
+    if is_model_file_argument(model):
+        _checked_model_file(model)
+    else:
+        _application_constructor(model)
+
+
+def _load_application(name: str, weights: str | None, seed: int) -> tuple[object, str, Callable]:
+    import keras
+
+    constructor_name = _application_constructor(name)
     constructor = getattr(keras.applications, constructor_name)
     weights = "imagenet" if weights is None else weights
     if weights.lower() == "none":
@@ -187,6 +206,18 @@ def file_sha256(path: str) -> str:
 def _load_model_file(path: str):
     import keras
 
+    hdf5, config = _checked_model_file(path)
+    with tempfile.TemporaryDirectory(prefix="cnnviz-model-") as folder:
+        readable = _keras3_readable_copy(path, config, folder) if hdf5 else path
+        try:
+            return keras.saving.load_model(readable, compile=False, safe_mode=True)
+        except Exception as exc:
+            raise ModelLoadError(path, f"cannot load model: {_first_line(exc)}") from exc
+
+
+def _checked_model_file(path: str) -> tuple[bool, dict]:
+    """(whether it is HDF5, its configuration) of a model file that passed every check made
+    before Keras opens it: a file, not empty, a known format, nothing in it that may run."""
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise ModelLoadError(
@@ -200,7 +231,10 @@ def _load_model_file(path: str):
         raise ModelLoadError(path, "no such model file")
     if os.path.getsize(path) == 0:
         raise ModelLoadError(path, "the file is empty")
-    hdf5 = is_hdf5(path)
+    try:
+        hdf5 = is_hdf5(path)
+    except OSError as exc:
+        raise ModelLoadError(path, f"cannot read the model file: {exc.strerror or exc}") from exc
     if not hdf5 and path.lower().endswith((".h5", ".hdf5")):
         raise ModelLoadError(path, "not an HDF5 model file: it does not start with the HDF5 signature")
     if not hdf5 and not path.lower().endswith(".keras"):
@@ -208,12 +242,7 @@ def _load_model_file(path: str):
                                    f"(use {', '.join(MODEL_FILE_SUFFIXES)})")
     config = read_config(path, hdf5)
     check_config(path, config)  # before Keras opens it: nothing in it may run
-    with tempfile.TemporaryDirectory(prefix="cnnviz-model-") as folder:
-        readable = _keras3_readable_copy(path, config, folder) if hdf5 else path
-        try:
-            return keras.saving.load_model(readable, compile=False, safe_mode=True)
-        except Exception as exc:
-            raise ModelLoadError(path, f"cannot load model: {_first_line(exc)}") from exc
+    return hdf5, config
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -356,21 +385,46 @@ def _takes_channels_first(model) -> bool:
     return False
 
 
-def _input_geometry(model, subject: str, free_size: tuple[int, int] | None = None
+def _input_geometry(model, subject: str, free_size: tuple[int, int] | None = None, fixed_ok: bool = False
                     ) -> tuple[tuple[int, int] | None, int | None, bool]:
     """((height, width), channels, channels_first) of the image input; (None, None, False) if none.
-    A side the model leaves free (None) is taken from ``free_size`` (default 224)."""
+    A side the model leaves free (None) is taken from ``free_size`` (default 224); a fixed side
+    ``free_size`` does not match refuses it (``fixed_ok``: the model is built at its own size
+    instead, its free sides at the default; ``size_taken`` says which)."""
     if len(model.inputs) != 1:
         raise ModelLoadError(subject, f"has {len(model.inputs)} inputs; only single-input models are supported")
     shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4:
-        return None, None, False  # Conv1D/Conv3D models: weights are drawn, images do not apply
+    if len(shape) != 4:  # Conv1D/Conv3D models: weights are drawn, images do not apply
+        if free_size is not None and not fixed_ok:
+            raise UsageError(subject, f"--input-size: the model does not take 2-D images (input shape {shape})")
+        return None, None, False
     channels_first = _takes_channels_first(model)
     channels, height, width = (shape[1], shape[2], shape[3]) if channels_first else (shape[3], shape[1], shape[2])
     if channels is None:
         raise ModelLoadError(subject, f"input shape {shape} has no fixed channel count")
+    if free_size is not None and not size_taken((height, width), free_size):
+        if not fixed_ok:
+            raise UsageError(subject, _size_refusal((height, width), free_size))
+        free_size = None
     free_height, free_width = free_size or (DEFAULT_FREE_SIZE, DEFAULT_FREE_SIZE)
     return (height or free_height, width or free_width), int(channels), channels_first
+
+
+def size_taken(sides: tuple[int | None, int | None], requested: tuple[int, int]) -> bool:
+    """True when a model with these (height, width) sides, None where free, takes ``requested``."""
+    return all(side is None or side == wanted for side, wanted in zip(sides, requested))
+
+
+def _size_refusal(sides: tuple[int | None, int | None], requested: tuple[int, int]) -> str:
+    """Why --input-size does not fit, saying the model's size and what would."""
+    asked = "x".join(map(str, requested))
+    if all(side is not None for side in sides):
+        return (f"--input-size {asked}: the model's input size is fixed at {sides[0]}x{sides[1]} (--input-size is for "
+                "models that take any size; build without it)")
+    free, fixed = ("height", "width") if sides[0] is None else ("width", "height")
+    fitting = "x".join(str(side if side is not None else wanted) for side, wanted in zip(sides, requested))
+    return (f"--input-size {asked}: the model's input is {sides[0] or 'any'}x{sides[1] or 'any'} (height x width): "
+            f"only its {free} is free, its {fixed} is fixed; try --input-size {fitting}")
 
 
 def _accepts_any_size(model) -> bool:
@@ -420,7 +474,8 @@ def load_model(config: ReportConfig) -> LoadedModel:
     else:
         preprocess = _preprocess_for_mode(mode)
 
-    input_hw, channels, channels_first = _input_geometry(model, config.model or name, config.input_size)
+    input_hw, channels, channels_first = _input_geometry(model, config.model or name, config.input_size,
+                                                         config.input_size_if_free)
     free_size = _accepts_any_size(model)
     return LoadedModel(
         model=model,
@@ -503,6 +558,8 @@ def _open_upright(path: str, channels: int) -> tuple[Image.Image, Image.Image | 
     limit is kept and its warning (half the limit) is an error here too: nothing is decoded
     that could exhaust memory. Animations give their first frame.
     """
+    if not os.path.isfile(path):  # gone since it was listed, or never there: the image, not the site, is at fault
+        raise ImageLoadError(path, "a folder, not an image file" if os.path.isdir(path) else "no such image file")
     if os.path.getsize(path) == 0:
         raise ImageLoadError(path, "the file is empty")
     try:

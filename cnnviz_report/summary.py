@@ -68,7 +68,9 @@ def summary_markdown(report: Report) -> str:
         "activation layers that follow it alone (what the next layer sees; `--unit raw` judges the conv's own "
         "output). Dead: the response sits at its activation's floor everywhere on every image (a unit with no "
         "floor, such as a linear projection or a PReLU, is never dead); constant: one value everywhere on every "
-        "image; duplicates: kernel within cosine 0.98 of an earlier filter's; ascent-dead: of the filters given "
+        "image; duplicates: kernel within cosine 0.98 of an earlier filter's that reads the same inputs (a depthwise "
+        "filter is compared only with the filters of its input channel, a grouped conv's within its group); "
+        "ascent-dead: of the filters given "
         f"a gradient-ascent picture, those whose response stayed at its floor ({ASCENT_JUDGE_STEPS} steps or more "
         "needed to judge)."
         + ("" if images else " Dead and constant need images (`--images`)."),

@@ -110,6 +110,45 @@ def test_conv1d_and_conv3d_kernels_are_laid_flat(keras):
     np.testing.assert_array_equal(view3.kernel[:, 3:, 1, 2], raw[1, :, :, 1, 2])
 
 
+def test_duplicates_are_judged_only_among_filters_that_read_the_same_inputs(keras):
+    """Depthwise filters of different input channels are never duplicates however alike their
+    kernels (a trained MobileNetV2 had 3,039 such); with a depth multiplier, a channel's own
+    filters are compared; a grouped conv's filters are compared within their group only."""
+    from cnnviz_report.health import kernel_findings
+
+    rng = np.random.default_rng(4)
+    spatial = rng.normal(0, 1, (3, 3)).astype("float32")
+
+    def depthwise_findings(multiplier):
+        model = keras.Sequential([keras.Input((8, 8, 4)), keras.layers.DepthwiseConv2D(
+            3, depth_multiplier=multiplier, use_bias=False, name="dw")])
+        kernel = np.repeat(spatial[:, :, None, None], 4, axis=2).repeat(multiplier, axis=3)  # all alike
+        if multiplier > 1:
+            kernel[:, :, :, 1] = rng.normal(0, 1, (3, 3, 4))  # each channel's second filter differs
+            kernel[:, :, 2, 1] = -spatial  # ... but for channel 2's (cosine -1 with its first)
+        model.set_weights([kernel])
+        view = kernel_view(model, inspect_model(model).conv_layers[0])
+        return view, kernel_findings(view.kernel, view.input_sets)
+
+    view, findings = depthwise_findings(1)
+    assert findings.duplicates == () and "no filter is judged a duplicate" in view.note
+    assert len(kernel_findings(view.kernel).duplicates) == 3  # what every filter against every other found
+    view, findings = depthwise_findings(3)  # filter f reads channel f // 3: 0-2 channel 0, 3-5 channel 1 ...
+    assert [(f, e) for f, e, _ in findings.duplicates] == [(2, 0), (5, 3), (8, 6), (11, 9)]
+    assert "among the 3 filters of one input channel" in view.note
+
+    grouped = keras.Sequential([keras.Input((8, 8, 4)), keras.layers.Conv2D(6, 3, groups=2, use_bias=False,
+                                                                             name="grouped")])
+    kernel = rng.normal(0, 1, (3, 3, 2, 6)).astype("float32")  # filters 0-2 read channels 0-1, 3-5 channels 2-3
+    kernel[..., 3] = kernel[..., 0]  # alike, but in the other group: not a duplicate
+    kernel[..., 2] = 2 * kernel[..., 1]  # the same group: a duplicate
+    grouped.set_weights([kernel])
+    view = kernel_view(grouped, inspect_model(grouped).conv_layers[0])
+    assert view.input_sets.tolist() == [0, 0, 0, 1, 1, 1] and "2 groups of 3 filters" in view.note
+    assert [(f, e) for f, e, _ in kernel_findings(view.kernel, view.input_sets).duplicates] == [(2, 1)]
+    assert [(f, e) for f, e, _ in kernel_findings(view.kernel).duplicates] == [(2, 1), (3, 0)]
+
+
 def _mean_activation(model, info, canvas, preprocess):
     x = preprocess(canvas)
     for stage in layer_chain(model, info):
@@ -177,3 +216,15 @@ def test_a_filter_off_everywhere_on_grey_is_rescued_through_its_pre_activation(k
     unchanged = deprocess(start[0].astype("float32"), crop=round(16 * 25 / 180))
     assert np.abs(plain.images[0].astype(int) - unchanged).max() <= 1  # no gradient: the noise never moved
     np.testing.assert_allclose(plain.activations[1], rescued.activations[1], rtol=1e-5)  # live filters: same
+
+
+def test_a_filter_with_a_nan_kernel_is_broken_not_dead():
+    """Some CPU kernels give relu(NaN) = 0, the floor: the NaN/Inf kernel finding is the verdict."""
+    import numpy as np
+
+    from cnnviz_report.health import activation_findings
+
+    at_zero = np.zeros((1, 3))
+    assert activation_findings(at_zero, at_zero, np.zeros(3)) == ((0, 1, 2), ())
+    assert activation_findings(at_zero, at_zero, np.zeros(3), broken=(2,)) == ((0, 1), ())
+    assert activation_findings(at_zero + 1, at_zero + 1, None, broken=(1,)) == ((), (0, 2))

@@ -42,7 +42,7 @@ def test_build_writes_a_complete_site_for_a_small_model(tiny_model_file, photo_p
     assert len(all_rows) == len(load_model(tiny_model_file).layers) == 5  # every layer, input included
     for name in ("pixels", "conv_a", "conv_b", "gap", "head"):
         assert any(f">{name}<" in row for row in all_rows), name
-    assert len(_table_rows(index, "layers searchable")) == 2
+    assert len(_table_rows(index, "layers searchable conv-table")) == 2  # one stage: both at 8 px
     assert "(3, 3, 3, 4)" in index and "(None, 8, 8, 4)" in index
 
     links = site_links(out)["index.html"]
@@ -365,3 +365,48 @@ def test_models_with_other_than_three_input_channels(keras, photo_path, tmp_path
         assert capsys.readouterr().err == (
             f"cnnviz_report: error: --images: the model takes {channels}-channel input and image files give 1, 3 "
             "or 4 (RGBA); build without --images to draw its filters and gradient-ascent images\n")
+
+
+def test_input_size_is_refused_by_a_model_of_fixed_size_and_taken_for_a_free_side(keras, tiny_model_file,
+                                                                                  tmp_path, capsys):
+    """--input-size used to be ignored without a word on a fixed-size model: refused, saying the
+    model's size; a model with one free side takes it for that side and refuses a fixed side
+    that does not match."""
+    fast = ["--out", str(tmp_path / "site"), "--ascent-steps", "0", "--max-filters", "2", "--quiet"]
+    assert main(["build", tiny_model_file, "--input-size", "64", *fast]) == 2
+    error = capsys.readouterr().err
+    assert error == (f"cnnviz_report: error: {tiny_model_file}: --input-size 64x64: the model's input size is fixed "
+                     "at 8x8 (--input-size is for models that take any size; build without it)\n")
+    assert not (tmp_path / "site").exists()
+    assert main(["build", tiny_model_file, "--input-size", "8", *fast]) == 0  # its own size is no change
+
+    inputs = keras.Input((None, 12, 3))  # any height, 12 wide
+    tall = tmp_path / "tall.keras"
+    keras.Model(inputs, keras.layers.Conv2D(2, 3, name="c")(inputs)).save(tall)
+    assert main(["build", str(tall), "--input-size", "40", *fast]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"error: {tall}: --input-size 40x40: the model's input is anyx12" in error
+    assert "only its height is free, its width is fixed; try --input-size 40x12" in error, error
+    assert main(["build", str(tall), "--input-size", "40x12", *fast]) == 0
+    assert "40 × 12 pixels; the model takes any size" in (tmp_path / "site" / "index.html").read_text()
+
+
+# TensorFlow's C++ log prefix (severity, month and day: "E0000 00:00:17..."), and what it says
+TF_NOISE = re.compile(r"^[IWEF]\d{4} |cuInit|oneDNN|absl|cuda_|cudart|rebuild TensorFlow")
+
+
+def test_the_frameworks_noise_stays_off_the_console_and_debug_shows_it(tmp_path):
+    """A build's stderr holds its progress and nothing of TensorFlow's start-up and device lines
+    (on a machine without a GPU: "failed call to cuInit: ... UNKNOWN ERROR (303)"); with --debug
+    everything shows (which also proves the pattern matches TensorFlow's real lines)."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    runs = {}
+    for debug in (False, True):
+        result = subprocess.run(
+            [sys.executable, "-m", "cnnviz_report", "build", "--out", str(tmp_path / f"site-{debug}"),
+             "--ascent-steps", "1", "--max-filters", "2", *(["--debug"] if debug else [])],
+            capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[debug] = [line for line in result.stderr.splitlines() if TF_NOISE.search(line)]
+    assert runs[False] == []
+    assert runs[True], "--debug should show TensorFlow's own lines"

@@ -314,3 +314,41 @@ def test_a_rebuild_reuses_the_pass_and_a_changed_file_redoes_it(demo_dataset, tm
     from cnnviz_report.phases.dataset_examples import plan_shards
 
     assert len(passes) == len(plan_shards(1 + sum(1 for _ in demo_dataset.rglob("*.png")), 32))  # every shard again
+
+
+def test_a_list_naming_a_missing_image_stops_before_any_work_naming_the_line_and_the_image(tmp_path, capsys,
+                                                                                          monkeypatch):
+    """Not "cannot write the site: No such file or directory": the list file's line and the image
+    it names, before the model is loaded, and an existing site stays as it was; --keep-going
+    skips the missing image like an unreadable one."""
+    from conftest import site_files
+    from PIL import Image
+
+    import cnnviz_report.build as build
+    from cnnviz_report.cli import main
+    from cnnviz_report.config import ReportConfig
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((12, 12, 3), 90 if name == "a.png" else 200, np.uint8)).save(tmp_path / name)
+    listing = tmp_path / "list.txt"
+    listing.write_text("a.png\tdark\nb.png\tlight\n")
+    out = tmp_path / "site"
+    fast = ["--out", str(out), "--layers", "conv1", "--max-filters", "2", "--ascent-steps", "0", "--quiet"]
+    assert main(["build", "--dataset", str(listing), *fast]) == 0
+    before = site_files(out)
+    listing.write_text("a.png\tdark\n# a comment\nmissing.png\tlight\n")
+    loads = []
+    monkeypatch.setattr(build, "load_model", lambda config: loads.append(config) or pytest.fail("loaded the model"))
+    assert main(["build", "--dataset", str(listing), *fast]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("cnnviz_report: error: "), error
+    assert f"{listing}:3: {tmp_path / 'missing.png'}: no such image file" in error, error
+    assert loads == [] and site_files(out) == before
+    assert not [p for p in tmp_path.iterdir() if "staging" in p.name or p.name.startswith(".cnnviz")]
+    monkeypatch.undo()
+
+    config = ReportConfig(dataset=str(listing), out=str(tmp_path / "kept"), layers=("conv1",), max_filters=2,
+                          ascent_steps=0, keep_going=True, use_cache=False)
+    report = build.build_site(config).report
+    assert report.dataset.images == 1
+    assert report.dataset.skipped == ((str(tmp_path / "missing.png"), "no such image file"),)

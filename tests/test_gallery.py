@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import assert_valid_links, site_files
 
 from cnnviz_report.cli import main
@@ -55,3 +57,43 @@ def test_a_gallery_never_replaces_a_folder_it_did_not_make(tmp_path, capsys):
     assert main(["gallery", "demo", "--out", str(out), *FAST]) != 0
     assert "not made by cnnviz_report" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_every_model_argument_is_checked_before_any_model_is_built(keras, tiny_model_file, tmp_path, capsys,
+                                                                  monkeypatch):
+    """A missing, unsafe or unknown last model stops the gallery before the first is built (it
+    used to build all of the first model, then fail)."""
+    import cnnviz_report.gallery as gallery
+
+    inputs = keras.Input((8, 8, 3))
+    unsafe = tmp_path / "lambda.keras"
+    keras.Model(inputs, keras.layers.Conv2D(2, 3)(keras.layers.Lambda(lambda x: x * 2, name="doubler")(inputs))) \
+        .save(unsafe)
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    monkeypatch.setattr(gallery, "build_site", lambda *args, **kwargs: pytest.fail("built a model"))
+    cases = {str(tmp_path / "missing.keras"): "no such model file",
+             str(unsafe): "layer 'doubler': Lambda layers hold Python code",
+             str(empty): "the file is empty",
+             "resnet51": "not a model file and not a keras.applications name"}
+    for model, reason in cases.items():
+        assert main(["gallery", "demo", tiny_model_file, model, "--out", str(tmp_path / "gallery"), *FAST]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"cnnviz_report: error: {model}: {reason}") and error.count("\n") == 1, error
+        assert not (tmp_path / "gallery").exists()
+
+
+def test_input_size_in_a_gallery_applies_to_the_models_that_take_any_size(tiny_model_file, tmp_path):
+    """No error for the fixed-size models of a gallery: they are built at their own size, their
+    reports say so, and the gallery's index names them."""
+    from pathlib import Path
+
+    free = Path(__file__).parent / "fixtures" / "legacy_free_size.h5"
+    out = tmp_path / "gallery"
+    assert main(["gallery", str(free), tiny_model_file, "--input-size", "48x40", "--out", str(out), *FAST]) == 0
+    index = (out / "index.html").read_text()
+    assert "--input-size 48 × 40 applies to the models that take any size; these have a fixed input size and " \
+           "were built at their own:\ntiny.keras (8 × 8)." in index
+    assert "48 × 40 pixels; the model takes any size" in (out / "01-legacy_free_size" / "index.html").read_text()
+    tiny = (out / "02-tiny" / "index.html").read_text()
+    assert '<th scope="row">Input size</th><td>the model&#39;s own</td>' in tiny

@@ -144,6 +144,7 @@ def test_health_flags_duplicates_nan_kernels_and_dead_filters(keras, photo_path,
     page = (out / "layers/001-conv.html").read_text()
     assert "1 duplicate<" in page and "1 NaN/Inf kernel<" in page and "1 dead<" in page
     assert 'id="f5"' in page and "repeats filter 2" in page
+    assert "that reads the same inputs" in page and "none when the depth multiplier is 1" in page  # the rule
     assert assert_valid_links(out) > 10
 
 

@@ -15,6 +15,10 @@ class KernelView:
     kernel: np.ndarray  # float32 (kh, kw, in_channels, filters)
     note: str  # how the layer's own kernel was laid out to get here ("" when as stored)
     depthwise: np.ndarray | None = None  # separable convs: their depthwise kernels, (kh, kw, 1, in x multiplier)
+    # per filter, which inputs it reads: filters with different numbers read different input
+    # channels (depthwise: one channel each; grouped convs: one group's), so they are never
+    # duplicates of each other however alike their kernels; None: every filter reads every input
+    input_sets: np.ndarray | None = None
 
 
 def separable_effective_kernel(depthwise: np.ndarray, pointwise: np.ndarray) -> np.ndarray:
@@ -53,12 +57,28 @@ def kernel_view(model, info: LayerInfo) -> KernelView:
     if kind in ("depthwise", "depthwise1d"):
         kh, kw, channels, multiplier = raw.shape
         note = ("depthwise kernels: one spatial kernel per output channel, which reads input channel "
-                f"(filter // {multiplier})" if multiplier > 1 else "depthwise kernels: filter c reads input channel c alone")
-        return KernelView(raw.reshape(kh, kw, 1, channels * multiplier), note)
+                f"(filter // {multiplier}); duplicates are judged only among the {multiplier} filters of one input channel"
+                if multiplier > 1 else "depthwise kernels: filter c reads input channel c alone, so no filter is judged a "
+                "duplicate of another (they read different inputs)")
+        return KernelView(raw.reshape(kh, kw, 1, channels * multiplier), note,
+                          input_sets=np.arange(channels * multiplier) // multiplier)
     if kind in ("conv3d", "transpose3d"):
         if kind == "transpose3d":
             raw = raw.transpose(0, 1, 2, 4, 3)
         kd, kh, kw, cin, cout = raw.shape
         flat = raw.transpose(1, 0, 2, 3, 4).reshape(kh, kd * kw, cin, cout)
-        return KernelView(flat, f"3-D kernels: the {kd} depth slices are laid side by side")
-    return KernelView(raw, "")
+        return KernelView(flat, f"3-D kernels: the {kd} depth slices are laid side by side", input_sets=_groups(layer, cout))
+    sets = _groups(layer, raw.shape[-1])
+    if sets is None:
+        return KernelView(raw, "")
+    groups = int(sets[-1]) + 1
+    return KernelView(raw, f"grouped conv: {groups} groups of {raw.shape[-1] // groups} filters, each group reading its "
+                      f"own {raw.shape[-2]} of the {raw.shape[-2] * groups} input channels (the kernel's columns); "
+                      "duplicates are judged only within a group", input_sets=sets)
+
+
+def _groups(layer, filters: int) -> np.ndarray | None:
+    """A grouped conv's (``groups`` > 1) filter groups: group g's filters read only its share of
+    the input channels."""
+    groups = int(getattr(layer, "groups", 1) or 1)
+    return np.arange(filters) // (filters // groups) if groups > 1 and filters % groups == 0 else None

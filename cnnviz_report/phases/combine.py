@@ -37,7 +37,8 @@ def layer_report(info: LayerInfo, slug: str, kernels: KernelPictures | None, res
     if kernels is None:
         return LayerReport(info, slug, failure=failure)
     stats = responses.stats if responses else None
-    dead, constant = activation_findings(stats.min if stats else None, stats.max if stats else None, floor)
+    dead, constant = activation_findings(stats.min if stats else None, stats.max if stats else None, floor,
+                                         kernels.findings.nonfinite)
     health = None if failure else LayerHealth(info.filters or 0, kernels.findings, stats.images if stats else 0, dead, constant,
                          tuple(sorted(mosaic.dead)) if mosaic else (), floor_rule(floor),
                          mosaic.judged if mosaic else True)

@@ -10,6 +10,7 @@ card's crops, the filter's receptive field around that position, from the input 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -120,7 +121,8 @@ def selectivity(examples: LayerExamples) -> tuple[np.ndarray, np.ndarray]:
     best = np.nanargmax(np.where(np.isnan(means), -np.inf, means), axis=0)
     best_mean = means[best, np.arange(filters)]
     rest = np.where(np.arange(means.shape[0])[:, None] == best[None, :], np.nan, means)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Mean of empty slice": a class no image was read of
         rest_mean = np.nanmean(rest, axis=0)
         index = (best_mean - rest_mean) / (best_mean + rest_mean)
     index = np.where((best_mean > 0) & (rest_mean >= 0) & np.isfinite(index), index, np.nan)

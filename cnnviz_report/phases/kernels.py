@@ -42,4 +42,4 @@ def draw_kernels(model, info: LayerInfo, slug: str, max_filters: int, root: str,
         thumb = render.save_png(render.thumbnail(first), root, paths.layer_asset(slug, "thumb"),
                                 f"the first kernels of {name}")
     return KernelPictures(filters, rgb, depthwise, view.note, grid.filters_shown, grid.channels_shown,
-                          grid.channels_total, grid.nonfinite_filters, cards, thumb, kernel_findings(view.kernel))
+                          grid.channels_total, grid.nonfinite_filters, cards, thumb, kernel_findings(view.kernel, view.input_sets))

@@ -54,8 +54,12 @@ def _gallery_card(slug: str, report: Report) -> dict:
             "health": gallery_health(report)}
 
 
-def write_gallery_site(title: str, models: list[tuple[str, Report]], root: str) -> None:
-    """The gallery's index.html (a card per model, linking into its report) and static files."""
+def write_gallery_site(title: str, models: list[tuple[str, Report]], root: str,
+                       input_size: tuple[int, int] | None = None, size_not_taken: tuple[Report, ...] = ()) -> None:
+    """The gallery's index.html (a card per model, linking into its report) and static files;
+    with the ``input_size`` asked for, the models that did not take it (built at their own)."""
     context = dict(_common_context(title, models[0][1].version if models else ""), keys=KEYS_HELP,
-                   models=[_gallery_card(slug, report) for slug, report in models])
+                   models=[_gallery_card(slug, report) for slug, report in models],
+                   input_size=" × ".join(map(str, input_size)) if input_size else "",
+                   size_not_taken=[(r.model_name, " × ".join(map(str, r.input_hw))) for r in size_not_taken])
     _write_pages([Page(paths.INDEX_PAGE, "gallery.html", context)], root)
