@@ -40,11 +40,12 @@ from .phases.dataset_examples import (DatasetWork, InputCache, LayerExamples, Sh
                                       draw_pictures, merge_examples, plan_shards)
 from .progress import (ASCENT, ATTRIBUTION, DATASET, EXAMPLES, IMAGES, INPUTS, KERNELS, PAGES, SITE, Progress,
                        StepTracker, dataset_costs, feature_phase, image_batches, plan_steps)
-from .records import BuildResult, DatasetSummary, ImageReport, LayerReport, Report
+from .records import BuildResult, BuildState, DatasetSummary, ImageReport, LayerReport, Report
 from .single_file import check_target, write_single_file
 from .stages import choose_layers
 from .site import write_site
-from .staging import check_output_folder, folder_bytes, staged_site, write_text
+from .publishing import PublishedSite
+from .staging import check_output_folder, folder_bytes, write_text
 from .summary import attribution_json, health_csv, summary_markdown
 from .units import unit_floor
 
@@ -65,22 +66,23 @@ class PhaseClock:
 
 
 def build_site(config: ReportConfig, progress: Callable[[Progress], None] | None = None,
-               executor=None) -> BuildResult:
+               executor=None, first_look: Callable[[Report], None] | None = None) -> BuildResult:
     """Build the whole report for ``config`` into ``config.out``; silent unless given ``progress``.
     The units of work run on ``executor`` (default: the one ``config.executor`` names, made and
-    closed here)."""
+    closed here). A streamed build calls ``first_look(report)`` once its first look is published
+    (``report.state`` says what is still being drawn)."""
     dataset = _check_request(config)
     if executor is not None:
-        return _build(config, progress, executor, dataset)
+        return _build(config, progress, executor, dataset, first_look)
     executor = make_executor(config.executor, config.ray_address)
     try:
-        return _build(config, progress, executor, dataset)
+        return _build(config, progress, executor, dataset, first_look)
     finally:
         executor.close()
 
 
 def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, executor,
-           dataset: Dataset | None) -> BuildResult:
+           dataset: Dataset | None, first_look: Callable[[Report], None] | None = None) -> BuildResult:
     started, clock = time.monotonic(), PhaseClock()
     with clock.phase("load"):
         loaded = load_model(config)
@@ -99,37 +101,105 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
     cache_root = (config.cache_dir or default_cache_dir()) if config.use_cache else None
     cache = AscentCache(cache_root)
     unit_cache = ResultCache(cache_root, "units", BatchResult)
-    with staged_site(config.out, config.outside_files) as root:
-        image_reports = _draw_images(loaded, images, classes, config, root, tracker)
-        layers, dataset_summary, work = _draw_layers(loaded, model_info, selected, image_layers, ascents, images,
-                                                     image_reports, dataset, config, root, tracker, clock, cache,
-                                                     unit_cache, cache_root, executor)
-        if images and image_layers and config.explain:
-            tracker.advance(INPUTS, ATTRIBUTION)
-            with clock.phase("attribution"):
-                image_reports, layers = _explain(loaded, classes, work, image_layers, layers, images, image_reports,
-                                                 config, root)
+
+    def write(report: Report, root: str, pages: Callable[[str], bool] | None) -> None:
+        write_site(report, root, pages)
+        write_text(root, paths.SUMMARY_FILE, summary_markdown(report))
+        write_text(root, paths.HEALTH_FILE, health_csv(report))
+        write_text(root, paths.ATTRIBUTION_FILE, attribution_json(report))
+        if report.state is not None:  # the whole report's manifest is written last, with every phase's time
+            write_manifest(report, loaded.file_sha256, root, clock.seconds)
+
+    site = PublishedSite(config.out, config.outside_files, config.stream, write)
+    latest: list[Report] = []  # the state last published, for the words a stopped build leaves
+
+    def report_of(drawing: LayerDrawing, image_reports: list[ImageReport], state: BuildState | None) -> Report:
+        """The report as drawn so far (``state`` says what is not), or the whole one (None)."""
         report = Report(
             title=config.title or f"{loaded.name}: what the convolution layers see", model=model_info,
             model_name=loaded.name, model_source=loaded.source, weights=loaded.weights_label,
             preprocess=loaded.preprocess_mode, preprocess_reason=loaded.preprocess_reason, input_hw=loaded.input_hw,
-            input_channels=loaded.channels, free_size=loaded.free_size, layers=tuple(layers), images=tuple(image_reports),
-            not_drawn=tuple(layer for layer in selected if not layer.takes_images), settings=_settings(config),
-            skipped_images=tuple((error.subject, error.reason) for error in skipped), notes=notes,
-            dataset=dataset_summary, stages=stages, unpicked_stages=unpicked)
+            input_channels=loaded.channels, free_size=loaded.free_size, layers=tuple(drawing.reports()),
+            images=tuple(image_reports), not_drawn=tuple(layer for layer in selected if not layer.takes_images),
+            settings=_settings(config), skipped_images=tuple((error.subject, error.reason) for error in skipped),
+            notes=notes, dataset=drawing.summary, stages=stages, unpicked_stages=unpicked, state=state)
+        if state is not None:
+            latest[:] = [report]
+        return report
+
+    def state(drawing: LayerDrawing, explained: bool) -> BuildState:
+        left = tracker.seconds_left()
+        return BuildState(
+            waiting=tuple(info.index for info in image_layers if info.index in ascents and not drawing.landed(info)),
+            examples_waiting=dataset is not None and bool(image_layers) and drawing.summary is None,
+            explanations_waiting=explained, left=_minutes_left(left) if left is not None else "",
+            written=time.strftime("%H:%M UTC", time.gmtime()))
+
+    try:
+        root = site.root
+        image_reports = _draw_images(loaded, images, classes, config, root, tracker)
+        drawing = LayerDrawing(loaded, model_info, selected, image_layers, ascents, config, tracker, clock)
+        drawing.first_look(images, image_reports, root)
+        explains = bool(images and image_layers and config.explain)
+        if config.stream:
+            shown = report_of(drawing, image_reports, state(drawing, explains))
+            site.first_look(shown)
+            if first_look is not None:
+                first_look(shown)
+        root = site.root
+        if dataset is not None and image_layers:
+            drawing.dataset_examples(dataset, root, cache_root, executor, unit_cache)
+            if config.stream:
+                site.update(report_of(drawing, image_reports, state(drawing, explains)), None)
+
+        def landed(info: LayerInfo) -> None:  # its pages (the layer page and its pages of cards), and the index
+            if config.stream:
+                prefix = f"layers/{drawing.slugs[info.index]}"
+                site.update(report_of(drawing, image_reports, state(drawing, explains)),
+                            lambda path: path == paths.INDEX_PAGE or path.startswith(prefix))
+        drawing.climb(root, cache, unit_cache, executor, landed)
+        layers, work = drawing.reports(), drawing.work
+        if explains:
+            tracker.advance(INPUTS, ATTRIBUTION)
+            with clock.phase("attribution"):
+                image_reports, layers = _explain(loaded, classes, work, image_layers, layers, images, image_reports,
+                                                 config, root)
+            drawing.gradcams = {layer.info.index: layer.gradcams for layer in layers}
         tracker.advance(SITE, PAGES)
         with clock.phase("pages"):
-            write_site(report, root)
-            write_text(root, paths.SUMMARY_FILE, summary_markdown(report))
-            write_text(root, paths.HEALTH_FILE, health_csv(report))
-            write_text(root, paths.ATTRIBUTION_FILE, attribution_json(report))
-        write_manifest(report, loaded.file_sha256, root, clock.seconds)
-        site_bytes = folder_bytes(root)
+            report = report_of(drawing, image_reports, None)
+            site.finish(report)
+        site.seal(lambda root: write_manifest(report, loaded.file_sha256, root, clock.seconds))
+    except BaseException as error:
+        site.abandon(replace(latest[0], state=replace(latest[0].state, stopped=_stop_reason(error)))
+                     if latest else None)
+        if isinstance(error, OSError):
+            raise site.failure(error) from error
+        raise
+    root = site.root
+    site_bytes = folder_bytes(root)
     single_bytes = _write_single_file(config, report, clock) if config.single_file else 0
     return BuildResult(os.path.abspath(config.out), report, time.monotonic() - started, clock.seconds,
                        cache.hits, cache.misses, cache.write_errors, site_bytes,
                        os.path.abspath(config.single_file) if config.single_file else None, single_bytes,
                        unit_cache.hits, unit_cache.misses)
+
+
+def _minutes_left(seconds: float) -> str:
+    """``about 12 min left``; under a minute, ``less than a minute left``."""
+    if seconds < 60:
+        return "less than a minute left"
+    return f"about {round(seconds / 60)} min left"
+
+
+def _stop_reason(error: BaseException) -> str:
+    """Why a build ended before its end, in a few words for the pages."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(error, SystemExit):
+        return "terminated"
+    words = " ".join(str(error).split())[:200]
+    return f"{type(error).__name__}: {words}" if words else type(error).__name__
 
 
 def _settings(config: ReportConfig) -> dict:
@@ -226,76 +296,109 @@ def _inspect(config: ReportConfig, loaded: LoadedModel):
     return model_info, selected, stages, unpicked, notes
 
 
-def _draw_layers(loaded: LoadedModel, model_info: ModelInfo, selected: list[LayerInfo], image_layers: list[LayerInfo],
-                 ascents: dict[int, float], images: list[InputImage], image_reports: list[ImageReport],
-                 dataset: Dataset | None, config: ReportConfig, root: str, tracker: StepTracker, clock: PhaseClock,
-                 cache: AscentCache, unit_cache: ResultCache, cache_root,
-                 executor) -> tuple[list[LayerReport], DatasetSummary | None, AscentWork | None]:
-    """Kernels, responses, dataset examples and mosaics of every selected layer, phase by phase,
-    then combined; with the ascents' work (its engines serve the explanations too)."""
-    slugs = {info.index: paths.layer_slug(info.index, info.name) for info in selected}
-    failures: dict[int, str] = {}
-    kernels, floors, responses, mosaics, examples = {}, {}, {}, {}, {}
-    summary = None
+class LayerDrawing:
+    """Every selected layer's pictures, phase by phase (filters, feature maps, data-set examples,
+    gradient ascent), kept as the phases leave them so that a report can be made at any point:
+    a streamed build publishes one after the feature maps and one as each layer's ascent lands."""
 
-    def guarded(info: LayerInfo, phase: str, work: Callable):
-        return _guarded(info, phase, work, failures, config.keep_going)
+    def __init__(self, loaded: LoadedModel, model_info: ModelInfo, selected: list[LayerInfo],
+                 image_layers: list[LayerInfo], ascents: dict[int, float], config: ReportConfig,
+                 tracker: StepTracker, clock: PhaseClock):
+        self.loaded, self.model_info, self.selected, self.image_layers = loaded, model_info, selected, image_layers
+        self.ascents, self.config, self.tracker, self.clock = ascents, config, tracker, clock
+        self.slugs = {info.index: paths.layer_slug(info.index, info.name) for info in selected}
+        self.failures: dict[int, str] = {}
+        self.kernels, self.floors, self.responses, self.mosaics, self.examples = {}, {}, {}, {}, {}
+        self.gradcams: dict[int, tuple] = {}  # the explanations' Grad-CAMs, per layer
+        self.summary: DatasetSummary | None = None
+        self.work: AscentWork | None = None  # the ascents' work (its engines serve the explanations too)
+        self.digests = weights_digests(loaded.model, model_info.layers) if ascents or config.dataset else {}
 
-    with clock.phase("filters"):
-        for info in selected:
-            tracker.advance(info.qualified_name, KERNELS)
-            kernels[info.index] = guarded(info, "filters", lambda: draw_kernels(
-                loaded.model, info, slugs[info.index], config.max_filters, root, thumbnail=info.index not in ascents))
-            if info.takes_images:
-                floors[info.index] = guarded(info, "unit floor", lambda: unit_floor(loaded.model, info))
-    with clock.phase("feature maps"):
-        if images and image_layers:
-            probe = FeatureProbe(loaded.model, image_layers)
+    def guarded(self, info: LayerInfo, phase: str, work: Callable):
+        return _guarded(info, phase, work, self.failures, self.config.keep_going)
+
+    def landed(self, info: LayerInfo) -> bool:
+        """Its ascent is drawn (or failed, or it has none)."""
+        return info.index in self.mosaics or info.index in self.failures or info.index not in self.ascents
+
+    def reports(self) -> list[LayerReport]:
+        return [self.report(info) for info in self.selected]
+
+    def report(self, info: LayerInfo) -> LayerReport:
+        index = info.index
+        report = layer_report(info, self.slugs[index], self.kernels.get(index), self.responses.get(index),
+                              self.mosaics.get(index), self.floors.get(index), self.failures.get(index),
+                              self.examples.get(index))
+        return replace(report, gradcams=tuple(self.gradcams[index])) if index in self.gradcams else report
+
+    def first_look(self, images: list[InputImage], image_reports: list[ImageReport], root: str) -> None:
+        """Filters of every layer, then feature maps of every image: the pictures that need no ascent."""
+        loaded, config, tracker, slugs, guarded = self.loaded, self.config, self.tracker, self.slugs, self.guarded
+        with self.clock.phase("filters"):
+            for info in self.selected:
+                tracker.advance(info.qualified_name, KERNELS)
+                self.kernels[info.index] = guarded(info, "filters", lambda: draw_kernels(
+                    loaded.model, info, slugs[info.index], config.max_filters, root,
+                    thumbnail=info.index not in self.ascents))
+                if info.takes_images:
+                    self.floors[info.index] = guarded(info, "unit floor", lambda: unit_floor(loaded.model, info))
+        with self.clock.phase("feature maps"):
+            if not (images and self.image_layers):
+                return
+            probe = FeatureProbe(loaded.model, self.image_layers)
             collectors = {info.index: ResponseCollector(info, slugs[info.index], range(
-                kernels[info.index].filters_shown if kernels.get(info.index) else 0)) for info in image_layers}
+                self.kernels[info.index].filters_shown if self.kernels.get(info.index) else 0))
+                for info in self.image_layers}
             for start, stop in image_batches(len(images), config.image_batch_size):
                 maps = probe(loaded.model_input(np.stack([image.pixels for image in images[start:stop]])))
-                for info in image_layers:
+                for info in self.image_layers:
                     tracker.advance(info.qualified_name, feature_phase(start + 1, stop))
                     for image in images[start:stop]:
                         guarded(info, "feature maps", lambda: collectors[info.index].add(
                             image_reports[image.index], maps[info.index][image.index - start], root))
                 del maps
-            for info in image_layers:
-                responses[info.index] = guarded(info, "filter cards", lambda: collectors[info.index].finish(root))
-    digests = weights_digests(loaded.model, model_info.layers) if ascents or dataset else {}
-    with clock.phase("dataset examples"):
-        if dataset is not None and image_layers:
-            tell = tracker.advance(DATASET, EXAMPLES)
+            for info in self.image_layers:
+                self.responses[info.index] = guarded(info, "filter cards", lambda: collectors[info.index].finish(root))
+
+    def dataset_examples(self, dataset: Dataset, root: str, cache_root, executor, unit_cache: ResultCache) -> None:
+        with self.clock.phase("dataset examples"):
+            tell = self.tracker.advance(DATASET, EXAMPLES)
             tell(0.0, "hashing the data set's files")
             digest = dataset.digest()
-            keys = {info.index: dataset_key(digests[unit_end(model_info, info).index], info, digest,
-                                            loaded.geometry, config.dataset_top) for info in image_layers}
-            costs = dataset_costs(len(dataset.items), image_layers, config,
-                                  sum(info.flops for info in model_info.conv_layers))
-            examples, summary = _dataset_examples(loaded, image_layers, dataset, kernels, slugs, config, root, tell,
-                                                  guarded, ResultCache(cache_root, "dataset", LayerExamples), keys,
-                                                  costs[0] / (sum(costs) or 1.0), executor, unit_cache)
-    work = None
-    with clock.phase("gradient ascent"):
-        climbed = [info for info in image_layers if info.index in ascents]
-        if climbed:
-            work = ascent_work(loaded, model_info, config, digests[model_info.layers[-1].index])
-            climber = MosaicClimber(work, executor, cache, unit_cache, digests)
+            config, layers = self.config, self.image_layers
+            keys = {info.index: dataset_key(self.digests[unit_end(self.model_info, info).index], info, digest,
+                                            self.loaded.geometry, config.dataset_top) for info in layers}
+            costs = dataset_costs(len(dataset.items), layers, config,
+                                  sum(info.flops for info in self.model_info.conv_layers))
+            self.examples, self.summary = _dataset_examples(
+                self.loaded, layers, dataset, self.kernels, self.slugs, config, root, tell, self.guarded,
+                ResultCache(cache_root, "dataset", LayerExamples), keys, costs[0] / (sum(costs) or 1.0), executor,
+                unit_cache)
+
+    def climb(self, root: str, cache: AscentCache, unit_cache: ResultCache, executor,
+                landed: Callable[[LayerInfo], None]) -> None:
+        """Every layer's mosaic and its cards' pictures; ``landed(layer)`` as each one is drawn."""
+        with self.clock.phase("gradient ascent"):
+            climbed = [info for info in self.image_layers if info.index in self.ascents]
+            if not climbed:
+                return
+            config = self.config
+            self.work = ascent_work(self.loaded, self.model_info, config, self.digests[self.model_info.layers[-1].index])
+            climber = MosaicClimber(self.work, executor, cache, unit_cache, self.digests)
             try:
                 for info in climbed:  # every layer's units are planned and handed out first
-                    guarded(info, "gradient ascent", lambda: climber.start(info))
+                    self.guarded(info, "gradient ascent", lambda: climber.start(info))
                 climber.trace_ahead()
                 for info in climbed:
-                    tell = tracker.advance(info.qualified_name, ASCENT)
-                    mosaics[info.index] = guarded(info, "gradient ascent", lambda: draw_mosaic(
-                        climber.entry(info, tell), info, slugs[info.index], range(kernels[info.index].filters_shown),
-                        config, root))
+                    tell = self.tracker.advance(info.qualified_name, ASCENT)
+                    mosaic = self.guarded(info, "gradient ascent", lambda: draw_mosaic(
+                        climber.entry(info, tell), info, self.slugs[info.index],
+                        range(self.kernels[info.index].filters_shown), config, root))
+                    if mosaic is not None:
+                        self.mosaics[info.index] = mosaic
+                    landed(info)
             finally:
                 climber.close()
-    return [layer_report(info, slugs[info.index], kernels.get(info.index), responses.get(info.index),
-                         mosaics.get(info.index), floors.get(info.index), failures.get(info.index),
-                         examples.get(info.index)) for info in selected], summary, work
 
 
 def _dataset_examples(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dataset, kernels: dict, slugs: dict,

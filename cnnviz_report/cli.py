@@ -16,7 +16,7 @@ import warnings
 from . import __version__
 from .config import (ALL_FILTERS, ASCENT_MODES, EXECUTORS, PER_STAGE_MODES, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES,
                      ReportConfig)
-from .errors import CnnvizError
+from .errors import CnnvizError, UsageError
 
 PROG = "cnnviz_report"
 
@@ -67,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
                        "shrunk) to attach where only one file can go")
     build.add_argument("--single-file-images", type=int, default=3, metavar="N",
                        help="feature maps of at most N images in the single file (default: %(default)s)")
+    build.add_argument("--no-stream", action="store_true",
+                       help="publish the site once, at the end (default: a first look as soon as the pictures "
+                       "that need no gradient ascent are drawn, then each layer as it lands)")
+    build.add_argument("--serve", action="store_true",
+                       help="serve the site on http://127.0.0.1:PORT/ while it builds (open pages reload as their "
+                       "layer lands) and after, until Ctrl-C")
+    build.add_argument("--port", type=int, default=8000, metavar="N", help="the port for --serve (default: %(default)s)")
+    build.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
+                       help="the address --serve listens on (default: %(default)s, this machine only)")
     _console_options(build)
 
     gallery = commands.add_parser(
@@ -272,6 +281,7 @@ def _report_settings(args: argparse.Namespace) -> dict:
 def _config(args: argparse.Namespace) -> ReportConfig:
     return ReportConfig(model=args.model, out=args.out, layers=tuple(args.layers), title=args.title, notes=args.notes,
                         single_file=args.single_file, single_file_images=args.single_file_images,
+                        stream=not args.no_stream,
                         **_report_settings(args))
 
 
@@ -386,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         for module in ("keras", "tensorflow", "absl"):
             warnings.filterwarnings("ignore", module=module)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    published: list = []  # the first look, once a streamed build has published it
+    server = None
     try:
         if args.command == "diff":
             return _run_diff(args)
@@ -393,16 +405,37 @@ def main(argv: list[str] | None = None) -> int:
             return _run_gallery(args)
         from .build import build_site
 
-        result = build_site(_config(args), progress=None if args.quiet else ConsoleProgress())
+        config = _config(args)
+        server = _start_server(args) if args.serve else None  # first: a busy port stops the build at once
+        where = server.url if server else os.path.join(os.path.abspath(config.out), "index.html")
+        if server and not args.quiet:
+            print(f"Serving {where} (the first look appears there when it is drawn; Ctrl-C stops)", flush=True)
+
+        def first_look(report) -> None:
+            published.append(report)
+            if not args.quiet:
+                print(f"First look: {where} (the rest is {report.state.words})", flush=True)
+
+        result = build_site(config, progress=None if args.quiet else ConsoleProgress(), first_look=first_look)
     except CnnvizError as error:
+        if server:
+            server.stop()
         if args.debug:
             raise
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the previous site, if any, is untouched", file=sys.stderr)
+        if server:
+            server.stop()
+        if published:
+            print(f"{PROG}: interrupted; {args.out} shows what was drawn and says what was not; the same command "
+                  "draws only what is missing", file=sys.stderr)
+        else:
+            print(f"{PROG}: interrupted; the previous site, if any, is untouched", file=sys.stderr)
         return 130
     except Exception as error:  # a bug or an environment problem: still one line unless --debug
+        if server:
+            server.stop()
         if args.debug:
             raise
         print(f"{PROG}: error: {type(error).__name__}: {' '.join(str(error).split())[:400]} "
@@ -427,4 +460,31 @@ def main(argv: list[str] | None = None) -> int:
     if result.site_bytes > PAGES_WARN_BYTES:
         print(f"{PROG}: warning: the site is {_size(result.site_bytes)}; GitHub Pages publishes at most 1 GB. "
               "Use --layers, --max-filters or fewer images.", file=sys.stderr)
-    return 2 if result.report.skipped_images or result.report.failed_layers else 0  # built, but not whole
+    code = 2 if result.report.skipped_images or result.report.failed_layers else 0  # built, but not whole
+    if server:
+        _serve_until_interrupted(server, args.quiet)
+    return code
+
+
+def _start_server(args: argparse.Namespace):
+    """The --serve server, listening before the build starts (so a busy port is said at once)."""
+    from .serve import LiveServer
+
+    try:
+        return LiveServer(args.out, args.bind, args.port).start()
+    except OSError as error:
+        raise UsageError("--serve", f"cannot listen on {args.bind}:{args.port}: {error.strerror or error}; "
+                         "choose another --port") from error
+
+
+def _serve_until_interrupted(server, quiet: bool) -> None:
+    """After the build: the site stays served until Ctrl-C (or SIGTERM)."""
+    if not quiet:
+        print(f"Serving {server.url} until Ctrl-C", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.stop()

@@ -55,6 +55,7 @@ class ReportConfig:
     notes: str | None = None  # a Markdown file: the index gets it, "## <layer>" sections their layer
     single_file: str | None = None  # also write one self-contained HTML file here
     single_file_images: int = 3  # feature maps of at most this many images in the single file
+    stream: bool = True  # publish a first look once the pictures that need no ascent are drawn, then each layer
     executor: str = "local"  # where units of work run: "local" (this process) or "ray"
     ray_address: str | None = None  # None with "ray": a local cluster started for the build
 
@@ -64,7 +65,7 @@ class ReportConfig:
         names, never the build machine's paths (the site is meant to be published)."""
         settings = asdict(self)
         # where things go, run or are kept between builds: the site is the same either way
-        for key in ("out", "cache_dir", "use_cache", "executor", "ray_address", "input_size_if_free"):
+        for key in ("out", "cache_dir", "use_cache", "stream", "executor", "ray_address", "input_size_if_free"):
             settings.pop(key)
         settings["images"] = [os.path.basename(os.path.normpath(path)) for path in self.images]
         if self.dataset:

@@ -15,6 +15,7 @@ import PIL
 from . import __version__ as report_version
 from . import paths
 from .records import Report
+from .staging import replace_file
 
 
 def versions() -> dict:
@@ -42,6 +43,9 @@ def write_manifest(report: Report, model_sha256: str | None, root: str, phase_se
         "failed_layers": [{"name": r.info.qualified_name, "type": r.info.type_name, "reason": r.failure}
                           for r in report.failed_layers],
     }
-    with open(os.path.join(root, paths.MARKER_FILE), "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=True)
-        handle.write("\n")
+    if report.state is not None:  # a streamed build's first look or updates, or a stopped build's site
+        manifest["state"] = {"not_drawn": report.state.words,
+                             "ascent_waiting": [r.info.qualified_name for r in report.layers
+                                                if report.state.layer_waits(r.info.index)]}
+    replace_file(os.path.join(root, paths.MARKER_FILE),
+                 (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))

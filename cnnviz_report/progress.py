@@ -8,6 +8,7 @@ through it, and a step it does not expect is a bug that fails loudly, not a sile
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -103,6 +104,7 @@ class StepTracker:
         self.total_cost = sum(step.cost for step in steps) or 1.0
         self.position = -1
         self.cost_before = 0.0
+        self.started = time.monotonic()
 
     def advance(self, subject: str, phase: str) -> Callable[[float, str], None]:
         """Start the next step, which must be ``(subject, phase)``; returns a function that reports
@@ -115,6 +117,14 @@ class StepTracker:
             raise RuntimeError(f"progress plan out of step: expected {step}, got {(subject, phase)}")
         self._send(0.0, "")
         return self._send
+
+    def seconds_left(self) -> float | None:
+        """The time the rest of the plan should take, from the time its done part took (None
+        before a sensible share is done)."""
+        done = self.cost_before / self.total_cost
+        if done < 0.005:
+            return None
+        return (time.monotonic() - self.started) / done * (1.0 - done)
 
     def _send(self, share: float, detail: str) -> None:
         if self.callback is not None:

@@ -316,6 +316,29 @@ class LayerReport:
 
 
 @dataclass(frozen=True)
+class BuildState:
+    """A report published before its build ended (a streamed build's first look and updates, or
+    what a stopped build leaves): what is not drawn yet, in words the pages and summary.md show."""
+
+    waiting: tuple[int, ...] = ()  # layers (LayerInfo.index) whose gradient-ascent pictures are not drawn
+    examples_waiting: bool = False  # the data-set examples (--dataset) are not drawn
+    explanations_waiting: bool = False  # each image's Grad-CAM and deciding units are not drawn
+    left: str = ""  # "about 12 min left"
+    written: str = ""  # when this state was published, "21:15 UTC"
+    stopped: str = ""  # why the build ended before the rest was drawn ("" while it goes on)
+
+    @property
+    def words(self) -> str:
+        """``being drawn: about 12 min left at 21:15 UTC``, or ``not drawn: the build stopped (...)``."""
+        if self.stopped:
+            return f"not drawn: the build stopped ({self.stopped}); run the same command again to finish it"
+        return f"being drawn: {self.left} at {self.written}" if self.left else f"being drawn at {self.written}"
+
+    def layer_waits(self, index: int) -> bool:
+        return index in self.waiting
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything the pages show, as plain data."""
 
@@ -338,6 +361,7 @@ class Report:
     preprocess_reason: str = ""  # why --preprocess auto chose ``preprocess``
     stages: Stages = Stages(stages=(), rule="output resolution")  # every conv layer's stage (the index's sections)
     unpicked_stages: tuple[str, ...] = ()  # --per-stage last: stages whose kept layers are all 1x1
+    state: BuildState | None = None  # None: the whole report; else what a published build still lacks
     version: str = __version__
 
     @property

@@ -7,6 +7,7 @@ pixels stay visible), labelled, and laid out on a grid with gaps.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .staging import replace_file
 
 GAP = 2
 BACKGROUND = 255
@@ -420,7 +423,9 @@ def save_png(image: np.ndarray, site_root: str, site_path: str, alt: str,
     target = os.path.join(site_root, *site_path.split("/"))
     os.makedirs(os.path.dirname(target), exist_ok=True)
     # zlib level 4: on ResNet50V2's 1,601 pictures 4.3 s against 6.9 s at 6, for 0.8 % more bytes
-    Image.fromarray(np.ascontiguousarray(image)).save(target, format="PNG", compress_level=4)
+    encoded = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(encoded, format="PNG", compress_level=4)
+    replace_file(target, encoded.getvalue())
     return ImageAsset(site_path, int(image.shape[1]), int(image.shape[0]), alt, scale, tuple(tiles))
 
 
@@ -430,7 +435,9 @@ def save_jpeg(image: np.ndarray, site_root: str, site_path: str, alt: str) -> Im
     """A photograph: JPEG (a PNG of a photo is several times larger and no better to look at)."""
     target = os.path.join(site_root, *site_path.split("/"))
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(image)).convert("RGB").save(target, format="JPEG", quality=JPEG_QUALITY)
+    encoded = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).convert("RGB").save(encoded, format="JPEG", quality=JPEG_QUALITY)
+    replace_file(target, encoded.getvalue())
     return ImageAsset(site_path, int(image.shape[1]), int(image.shape[0]), alt)
 
 

@@ -148,10 +148,25 @@ def staged_site(out: str, inputs: tuple[str, ...] = ()) -> Iterator[str]:
         raise
 
 
+def replace_file(target: str, data: bytes) -> None:
+    """Write ``target`` whole or not at all: into a temporary file beside it, then one rename.
+    A site being published as it builds is read while it is written: no reader may ever see
+    half a page or half a picture."""
+    folder, name = os.path.split(target)
+    temporary = os.path.join(folder, f".{name}.cnnviz-tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
 def write_text(root: str, site_path: str, text: str) -> None:
     """A text file of the site, UTF-8 with Unix line ends whatever the platform."""
-    with open(os.path.join(root, *site_path.split("/")), "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
+    replace_file(os.path.join(root, *site_path.split("/")), text.encode("utf-8"))
 
 
 def folder_bytes(folder: str) -> int:

@@ -33,6 +33,9 @@ def md_link(text: str, target: str) -> str:
 def summary_markdown(report: Report) -> str:
     model = report.model
     lines = [f"# {md_text(report.title)}", ""]
+    if report.state is not None:
+        lines += [f"**Not finished:** some pictures and verdicts are {md_text(report.state.words)}; the cells of "
+                  "what is not drawn say so.", ""]
     lines += [
         f"**Model:** {md_text(report.model_name)} ({md_text(report.model_source)}, weights: {md_text(report.weights)})  ",
         f"**Input:** {md_text(fmt_shape(model.input_shape))}, preprocessing {md_text(report.preprocess)}  ",
@@ -56,6 +59,8 @@ def summary_markdown(report: Report) -> str:
         on_images = (lambda key: str(counts.get(key, 0))) if images else (lambda key: "–")
         tried = (("not judged" if not layer.ascent_judged else f"{counts.get('ascent_dead', 0)}/{layer.mosaic_filters}")
                  if layer.mosaic_filters else "–")
+        if report.state is not None and report.state.layer_waits(info.index):
+            tried = "not drawn yet"
         kernel = fmt_shape(info.kernel_shape) + (f" + {fmt_shape(info.pointwise_shape)}" if info.pointwise_shape else "")
         lines.append(
             f"| {info.index} | {md_link(info.qualified_name, paths.layer_page(layer.slug))} | {md_text(info.type_name)} "
@@ -158,11 +163,12 @@ HEALTH_COLUMNS = ("layer", "filter", "kernel_norm", "nonfinite_kernel", "duplica
                   "dead_on_images", "constant_on_images", "ascent_dead", "ascent_activation",
                   "ascent_transformed", "ascent_kept", "ascent_high_frequency",
                   "mean_activation", "max_activation", "active_share", "images",
-                  "dataset_top", "dataset_top_image", "dataset_class", "dataset_selectivity")
+                  "dataset_top", "dataset_top_image", "dataset_class", "dataset_selectivity", "not_drawn")
 
 
 def health_csv(report: Report) -> str:
-    """One row per filter of every drawn layer; empty cells where a number was not measured."""
+    """One row per filter of every drawn layer; empty cells where a number was not measured, and
+    in ``not_drawn`` what a build still going on (or stopped) has not drawn for that filter."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEALTH_COLUMNS)
@@ -174,6 +180,7 @@ def health_csv(report: Report) -> str:
         duplicate = {f: (earlier, cosine) for f, earlier, cosine in kernel.duplicates}
         ascent = {card.number: card.ascent_quality for card in layer.cards if card.ascent_quality is not None}
         stats, images = layer.stats, layer.images_measured
+        not_drawn = _not_drawn(report.state, layer)
         for number in range(health.filters):
             earlier, cosine = duplicate.get(number, ("", ""))
             measured = images and number < stats.max.shape[1]
@@ -188,9 +195,19 @@ def health_csv(report: Report) -> str:
                 _num(stats.active[:, number].mean()) if measured else "",
                 images,
                 *_dataset_cells(layer.dataset, number),
+                not_drawn,
             ]
             writer.writerow(row)
     return out.getvalue()
+
+
+def _not_drawn(state, layer) -> str:
+    """``ascent, dataset examples being drawn: about 3 min left at 21:15 UTC``, or ""."""
+    if state is None:
+        return ""
+    parts = (["ascent"] if state.layer_waits(layer.info.index) else []) + \
+        (["dataset examples"] if state.examples_waiting else [])
+    return f"{', '.join(parts)} {state.words}" if parts else ""
 
 
 def _dataset_cells(found, number: int) -> list[str]:

@@ -2,8 +2,9 @@
 
 A fault injector counts every write-like call (open for writing, mkdir, rename, replace) under
 the test's work folder during a rebuild, then reruns the rebuild once per call with that call
-failing. After each, the folder must be exactly as before: the old site, the user's own file,
-and no staging or half-swapped folder.
+failing. One-shot (--no-stream), the folder must be exactly as before: the old site, the user's
+own file, and no staging or half-swapped folder. Streamed, the same until the new first look is
+swapped in; after that, the new site, whole, saying the build stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from cnnviz_report.cli import main
+from conftest import assert_valid_links
 
 WRITE_MODES = set("wax+")
 
@@ -67,12 +69,18 @@ def snapshot(folder: Path) -> dict[str, str]:
     return result
 
 
-def _rebuild_args(model: str, photo: str, out: Path) -> list[str]:
-    return ["build", model, "--images", photo, "--out", str(out), "--quiet", "--ascent-steps", "2", "--title", "new"]
+def _rebuild_args(model: str, photo: str, out: Path, *extra: str) -> list[str]:
+    return ["build", model, "--images", photo, "--out", str(out), "--quiet", "--ascent-steps", "2", "--title", "new",
+            *extra]
 
 
+@pytest.mark.parametrize("mode", ["--no-stream", "stream"])
 def test_every_write_failing_leaves_the_old_site_and_the_users_files(tiny_model_file, photo_path, tmp_path,
-                                                                     monkeypatch, capsys, figures):
+                                                                     monkeypatch, capsys, figures, mode):
+    """One-shot: the old site stays whatever fails. Streamed: until the first look is swapped in
+    the same; after it, a whole site (every link resolves, no half-written file, no leftover)
+    that says the build stopped. The user's own file is never touched."""
+    extra = (mode,) if mode.startswith("--") else ()
     work = tmp_path / "work"
     work.mkdir()
     (work / "my-notes.txt").write_text("the user's own work")
@@ -80,34 +88,45 @@ def test_every_write_failing_leaves_the_old_site_and_the_users_files(tiny_model_
     assert main(["build", tiny_model_file, "--out", str(out), "--quiet", "--ascent-steps", "2", "--title", "old"]) == 0
     before = snapshot(work)
     shutil.copytree(work, tmp_path / "pristine")
-    assert main(_rebuild_args(tiny_model_file, photo_path, tmp_path / "warm")) == 0  # warms the mosaic cache
+    assert main(_rebuild_args(tiny_model_file, photo_path, tmp_path / "warm", *extra)) == 0  # warms the mosaic cache
     with monkeypatch.context() as patched:
         counter = FaultInjector(work, patched)
-        assert main(_rebuild_args(tiny_model_file, photo_path, out)) == 0
+        assert main(_rebuild_args(tiny_model_file, photo_path, out, *extra)) == 0
     kinds = {name for name, _ in counter.calls}
-    assert kinds == {"open", "mkdir", "rename"} and len(counter.calls) > 20, counter.calls
+    assert kinds == {"open", "mkdir", "rename", "replace"} and len(counter.calls) > 20, counter.calls
+    swapped = next(n for n, (name, path) in enumerate(counter.calls, 1) if name == "rename" and path == "site")
     shutil.rmtree(work)  # the clean rebuild replaced the site; put the old one back for the crash runs
     shutil.copytree(tmp_path / "pristine", work)
     assert snapshot(work) == before
     capsys.readouterr()
 
     failures = []
+    # every write up to the swap; after it (a streamed build's updates, many alike) every third
+    points = [n for n in range(1, len(counter.calls) + 1) if n <= swapped + 1 or n % 3 == 0]
     for error in (errno.ENOSPC, errno.EACCES):
-        for fail_at in range(1, len(counter.calls) + 1):
+        for fail_at in points:
             with monkeypatch.context() as patched:
                 FaultInjector(work, patched, fail_at, error)
-                code = main(_rebuild_args(tiny_model_file, photo_path, out))
+                code = main(_rebuild_args(tiny_model_file, photo_path, out, *extra))
             err = capsys.readouterr().err
             after = snapshot(work)
             figures["crash points injected"] += 1
-            partial = any(".cnnviz-" in key for key in after) or (after.keys() - before.keys())
-            figures["partial sites left"] += bool(partial)
-            figures["user folders damaged"] += after.get("my-notes.txt") != before["my-notes.txt"] or any(
-                after.get(key) != value for key, value in before.items() if key.startswith("site"))
+            leftovers = any(".cnnviz-" in key for key in after)
+            published = (out / "index.html").is_file() and "new" in (out / "index.html").read_text()
+            figures["partial sites left"] += leftovers or (not published and after != before)
+            figures["user folders damaged"] += after.get("my-notes.txt") != before["my-notes.txt"] or (
+                not published and any(after.get(key) != value for key, value in before.items() if key.startswith("site")))
             expected = f"cnnviz_report: error: {out}: cannot write the site: {os.strerror(error)}"
-            if code != 1 or not err.startswith(expected) or err.count("\n") != 1 or after != before:
-                failures.append((os.strerror(error), fail_at, counter.calls[fail_at - 1], code, err))
+            whole = (after == before) if not published else (
+                not leftovers and after["my-notes.txt"] == before["my-notes.txt"] and assert_valid_links(out) > 10
+                and "This build stopped before it ended" in (out / "index.html").read_text())
+            if code != 1 or not err.startswith(expected) or err.count("\n") != 1 or not whole or (
+                    published and not extra and fail_at <= swapped - 1) or (published and extra):
+                failures.append((os.strerror(error), fail_at, counter.calls[fail_at - 1], code, err, published))
                 shutil.rmtree(work)  # so one failure does not hide or cause the next
+                shutil.copytree(tmp_path / "pristine", work)
+            elif published:  # the next run starts from the old site again
+                shutil.rmtree(work)
                 shutil.copytree(tmp_path / "pristine", work)
     assert failures == []
 

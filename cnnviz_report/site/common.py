@@ -9,7 +9,6 @@ is a bug.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -17,6 +16,7 @@ from typing import NamedTuple
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from .. import paths, render
+from ..staging import replace_file
 
 # Everything the site needs is in the site: no inline script or style, nothing from elsewhere.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
@@ -120,9 +120,11 @@ def _common_context(title: str, version: str, health_page: str | None = None) ->
             "csp": CONTENT_SECURITY_POLICY, "built": build_date(), "health_page": health_page}
 
 
-def _write_pages(pages: list[Page], root: str) -> list[str]:
+def _write_pages(pages: list[Page], root: str, static: bool = True) -> list[str]:
     """Render (site path, template, context) pages into ``root``, with the static files and
-    ``.nojekyll``; each page's ``url()`` makes links relative to that page."""
+    ``.nojekyll`` (unless ``static`` is False: a streamed build's updates); each page's ``url()``
+    makes links relative to that page. Every file is replaced whole (a published site is read
+    while a streamed build updates it)."""
     env = make_environment()
     written = []
     for site_path, template_name, context in pages:
@@ -133,15 +135,16 @@ def _write_pages(pages: list[Page], root: str) -> list[str]:
         html = env.get_template(template_name).render(context, url=url, page_path=site_path)
         target = os.path.join(root, *site_path.split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "w", encoding="utf-8") as handle:
-            handle.write(html)
+        replace_file(target, html.encode("utf-8"))
         written.append(site_path)
+    if not static:
+        return written
     static_target = os.path.join(root, "static")
     os.makedirs(static_target, exist_ok=True)
     for source in sorted((templates_dir() / "static").iterdir()):  # one by one: a failure is a plain OSError
         if source.is_file():
-            shutil.copyfile(source, os.path.join(static_target, source.name))
+            replace_file(os.path.join(static_target, source.name), source.read_bytes())
     for name in render.COLORMAPS:  # the colour bars' strips
         render.save_png(render.colormap_strip(name), root, colormap_file(name), "")
-    Path(root, ".nojekyll").write_text("", encoding="utf-8")
+    replace_file(os.path.join(root, ".nojekyll"), b"")
     return written

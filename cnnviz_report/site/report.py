@@ -5,6 +5,7 @@ cards, and a page per image. View-models are plain dicts made here; templates on
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 from markupsafe import Markup
 
@@ -14,7 +15,7 @@ from ..config import MOSAIC_FILTERS
 from ..formatting import fmt_axes, fmt_int, fmt_probability, fmt_shape, preprocess_words
 from ..health import ASCENT_JUDGE_STEPS, BADGE_LABELS
 from ..inspection import LayerInfo
-from ..records import FilterCard, LayerReport, Report
+from ..records import BuildState, FilterCard, LayerReport, Report
 from .common import (KEYS_CARDS, KEYS_HELP, KEYS_PAGER, KEYS_SEARCH, Page, _asset, _common_context, _pager,
                      _write_pages)
 
@@ -147,7 +148,8 @@ def _card_findings(layer_report: LayerReport) -> dict[int, list[tuple[str, str]]
     return findings
 
 
-def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
+def _card_views(layer_report: LayerReport, images_by_index: dict, pending: dict[str, str]) -> list[dict]:
+    """Each card's numbers and pictures; ``pending`` says which of its parts are still being drawn."""
     health = layer_report.health
     findings = _card_findings(layer_report)
     views = []
@@ -171,6 +173,8 @@ def _card_views(layer_report: LayerReport, images_by_index: dict) -> list[dict]:
             "ascent_kept": _share(card.ascent_quality.kept if card.ascent_quality else None),
             "ascent_high_frequency": _share(card.ascent_quality.high_frequency if card.ascent_quality else None),
             "ascent_dead": card.ascent_dead,
+            "ascent_pending": pending["ascent"] if card.ascent is None else "",
+            "examples_pending": pending["examples"],
             "examples": [{"tile": e.tile, "alt": e.alt, "value": f"{e.value:.3g}", "picture": e.picture,
                           "name": e.name} for e in card.examples.examples] if card.examples else [],
             "example_crops": _asset(card.examples.crops) if card.examples else None,
@@ -232,7 +236,7 @@ def _contents(view: dict) -> list[dict]:
         entries.append({"anchor": "notes", "label": "Reviewer's notes", "children": []})
     if view["filters"]:
         entries.append({"anchor": "filters", "label": "Kernel weights", "children": []})
-    if view["mosaic"]:
+    if view["mosaic"] or view["ascent_pending"]:
         entries.append({"anchor": "ascent", "label": "Gradient ascent", "children": []})
     if view["features"]:
         children = [{"anchor": f["anchor"], "label": f["image_name"]} for f in view["features"]]
@@ -245,7 +249,10 @@ def _contents(view: dict) -> list[dict]:
 
 
 def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_index: dict, settings: dict,
-                input_channels: int | None = 3, notes_html: str = "", free_size_words: str = "") -> dict:
+                input_channels: int | None = 3, notes_html: str = "", free_size_words: str = "",
+                state: BuildState | None = None) -> dict:
+    """The layer page's view; ``state`` (a build still going on, or stopped) says which of its
+    pictures are not drawn yet."""
     info = layer_report.info
     features = []
     gradcams = {cam.image_index: cam for cam in layer_report.gradcams}
@@ -266,12 +273,16 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
             "constant_channels": feature.constant_channels,
             "nonfinite_channels": feature.nonfinite_channels,
         })
-    cards = _card_views(layer_report, images_by_index)
+    waits = state is not None and state.layer_waits(info.index)
+    pending = {"ascent": state.words if waits else "",
+               "examples": state.words if state is not None and state.examples_waiting else ""}
+    cards = _card_views(layer_report, images_by_index, pending)
     card_pages = _card_pages(layer_report.slug, cards)
     card_links = {card["number"]: card["link"] for card in cards}
     row = _layer_row(info, pages)
     row["thumbnail"] = _asset(layer_report.thumbnail)
     row["health"] = _health_view(layer_report.health, card_links)
+    row["pending"] = ("ascent pictures " + pending["ascent"].split(":")[0]) if waits else ""
     view = {
         "row": row,
         "stage": None,  # build_pages adds the stage's links
@@ -306,6 +317,7 @@ def _layer_view(layer_report: LayerReport, pages: dict[int, str], images_by_inde
         "channels_total": layer_report.channels_total,
         "nonfinite_filters": layer_report.nonfinite_filters,
         "mosaic": _asset(layer_report.mosaic),
+        "ascent_pending": pending["ascent"],
         "mosaic_filters": layer_report.mosaic_filters,
         "mosaic_dead": len(layer_report.mosaic_dead),
         "ascent_judged": layer_report.ascent_judged,
@@ -393,14 +405,16 @@ def _unit_words(info: LayerInfo, settings: dict) -> str:
     return f"{info.unit_description} (what the next layer sees)"
 
 
-def _image_view(image, input_hw: tuple[int, int] | None, layer_views: dict[int, dict] | None = None) -> dict:
+def _image_view(image, input_hw: tuple[int, int] | None, layer_views: dict[int, dict] | None = None,
+                state: BuildState | None = None) -> dict:
     return {"name": image.name, "input_size": "×".join(map(str, input_hw[::-1])) if input_hw else "",
             "page": paths.image_page(image.slug), "original": _asset(image.original),
             "thumbnail": _asset(image.thumbnail or image.original), "model_input": _asset(image.model_input),
             "predictions": [{"label": p.label, "index": p.index, "probability": fmt_probability(p.probability)}
                             for p in image.predictions],
             "attribution": _attribution_view(image.attribution, layer_views or {}) if image.attribution else None,
-            "attribution_note": image.attribution_note}
+            "attribution_note": image.attribution_note,
+            "explanations_pending": state.words if state is not None and state.explanations_waiting else ""}
 
 
 def _attribution_view(found, layer_views: dict[int, dict]) -> dict:
@@ -418,6 +432,21 @@ def _attribution_view(found, layer_views: dict[int, dict]) -> dict:
             "probability": fmt_probability(found.probability),
             "gradcam": _asset(found.gradcam.picture), "layer": layer["row"]["name"], "layer_page": layer["page"],
             "center": "x {:.2f}, y {:.2f}".format(*found.gradcam.center), "units": units}
+
+
+def _state_view(report: Report) -> dict | None:
+    """The index's banner for a report published before its build ended: how far it got, what is
+    not drawn, and how to finish it."""
+    state = report.state
+    if state is None:
+        return None
+    climbed = [r for r in report.layers if r.mosaic is not None or state.layer_waits(r.info.index)]
+    waiting = sum(1 for r in report.layers if state.layer_waits(r.info.index))
+    parts = ([f"the gradient-ascent pictures of {waiting} of {len(climbed)} layers"] if waiting else []) + \
+        (["the data-set examples"] if state.examples_waiting else []) + \
+        (["each image's Grad-CAM and deciding units"] if state.explanations_waiting else [])
+    return {"stopped": bool(state.stopped), "words": state.words, "parts": parts,
+            "drawn": len(climbed) - waiting, "climbed": len(climbed)}
 
 
 def _stage_sections(report: Report, views_by_index: dict[int, dict]) -> list[dict]:
@@ -441,6 +470,9 @@ def _stage_sections(report: Report, views_by_index: dict[int, dict]) -> list[dic
         if drawn:
             facts.append(f"{fmt_int(sum(view['filters_total'] for view in drawn))} filters")
             facts += [f"{counts[key]} {BADGE_LABELS[key]}" for key in ("dead", "ascent_dead") if counts[key]]
+            waiting = sum(1 for view in drawn if view["ascent_pending"])
+            if waiting:  # their ascent-dead filters are not counted yet
+                facts.append(f"ascent pictures of {waiting} layer{'s' if waiting != 1 else ''} not drawn yet")
         sections.append({
             "anchor": stage.slug, "name": stage.name, "facts": facts, "rows": [view["row"] for view in drawn],
             "note": "" if drawn else "No layer drawn: the layers kept here are all 1x1 convs, which "
@@ -479,12 +511,12 @@ def build_pages(report: Report) -> list[Page]:
     layer_views = [_layer_view(r, pages, images_by_index, report.settings, report.input_channels,
                                report.notes.layer_html.get(r.info.qualified_name)
                                or report.notes.layer_html.get(r.info.name, ""),
-                               size_words(report) if report.free_size else "")
+                               size_words(report) if report.free_size else "", report.state)
                    for r in report.layers]
     views_by_index = {r.info.index: view for r, view in zip(report.layers, layer_views)}
     for index, stage in _stage_links(report, views_by_index).items():
         views_by_index[index]["stage"] = stage
-    image_views = [_image_view(image, report.input_hw, views_by_index) for image in report.images]
+    image_views = [_image_view(image, report.input_hw, views_by_index, report.state) for image in report.images]
     common = _common_context(report.title, report.version, paths.HEALTH_FILE)
     result = [Page(
         paths.INDEX_PAGE,
@@ -503,6 +535,7 @@ def build_pages(report: Report) -> list[Page]:
             failed_layers=[dict(_layer_row(r.info, pages), failure=r.failure) for r in report.failed_layers],
             settings=_settings_view(report),
             notes=Markup(report.notes.index_html),
+            state=_state_view(report),
         ),
     )]
     pager_links = [{"name": view["row"]["name"], "page": view["page"]} for view in layer_views]
@@ -524,6 +557,10 @@ def build_pages(report: Report) -> list[Page]:
     return result
 
 
-def write_site(report: Report, root: str) -> list[str]:
-    """Render every page into ``root``; returns the site paths written."""
-    return _write_pages(build_pages(report), root)
+def write_site(report: Report, root: str, only: Callable[[str], bool] | None = None) -> list[str]:
+    """Render every page into ``root`` (or those whose site path ``only`` accepts, without the
+    static files: a streamed build's update); returns the site paths written."""
+    pages = build_pages(report)
+    if only is None:
+        return _write_pages(pages, root)
+    return _write_pages([page for page in pages if only(page.path)], root, static=False)
