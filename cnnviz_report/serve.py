@@ -18,7 +18,7 @@ from functools import partial
 LIVE_PREFIX = "/.cnnviz-live/"
 LIVE_SCRIPT = LIVE_PREFIX + "live.js"
 LIVE_VERSION = LIVE_PREFIX + "version"
-POLICY = "default-src 'none';"
+POLICIES = ("default-src 'none';", "default-src &#39;none&#39;;")  # as written, and as the templates escape it
 POLL_MS = 1000
 
 SCRIPT = """// cnnviz_report --serve: reload this page when the build replaces its file.
@@ -51,7 +51,11 @@ WAITING_PAGE = """<!doctype html>
 
 def live_page(html: str) -> str:
     """A page as this server sends it: its policy lets it ask the server, and it loads the script."""
-    html = html.replace(POLICY, f"{POLICY} connect-src 'self';", 1)
+    for policy in POLICIES:
+        if policy in html:
+            quote = "'" if "'" in policy else "&#39;"
+            html = html.replace(policy, f"{policy} connect-src {quote}self{quote};", 1)
+            break
     return html.replace("</head>", f'<script src="{LIVE_SCRIPT}" defer></script></head>', 1)
 
 
@@ -77,7 +81,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             page = urllib.parse.parse_qs(parsed.query).get("page", ["/index.html"])[0]
             return self._send(self._version(page).encode(), "text/plain; charset=utf-8")
         target = self.translate_path(parsed.path)
-        if os.path.isdir(target):
+        if parsed.path.endswith("/") or os.path.isdir(target):
             target = os.path.join(target, "index.html")
         if target.endswith(".html"):
             try:

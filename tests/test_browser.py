@@ -10,6 +10,7 @@ in $CNNVIZ_TEST_ARTIFACTS (default: the test's temporary folder) to be looked at
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -603,3 +604,45 @@ def test_go_to_filter_answers_every_filter_number(browser, few_cards, artifacts)
     assert page.inner_text("#goto-message") == ""
     assert watch.problems == []
     page.close()
+
+
+def test_a_page_open_during_a_served_build_shows_its_mosaic_when_its_layer_lands(browser, tmp_path, artifacts):
+    """build --serve: the last layer's page, opened at the first look, reloads itself when that
+    layer's ascent lands (the served pages may ask the server; the files on disk may not)."""
+    out = tmp_path / "site"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnviz_report", "build", "--serve", "--port", "0", "--out", str(out),
+         "--ascent-steps", "60", "--max-filters", "32", "--no-cache", "--no-explain"],
+        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = [process.stdout.readline()]
+        while not lines[-1].startswith("First look: "):
+            assert lines[-1], lines  # the build ended before its first look
+            lines.append(process.stdout.readline())
+        url = lines[0].split()[1]
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        watch = Watch(page)
+        page.goto(url + "layers/008-conv4.html")
+        assert "are being drawn" in page.inner_text("main") and page.locator("ol.mosaic").count() == 0
+        deadline = time.monotonic() + 300
+        while True:  # the page reloads itself; between its loads there is no page to ask
+            try:
+                if page.locator("ol.mosaic img").count() > 0:
+                    break
+            except Exception:
+                pass
+            assert time.monotonic() < deadline, "the page never showed its mosaic"
+            page.wait_for_timeout(200)
+        page.wait_for_load_state("load")
+        page.screenshot(path=str(artifacts / "served-layer-landed.png"))
+        assert "connect-src 'self'" in page.get_attribute('meta[http-equiv="Content-Security-Policy"]', "content")
+        assert "connect-src" not in (out / "layers" / "008-conv4.html").read_text()  # the file keeps today's CSP
+        assert watch.problems == []
+        page.close()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) in (0, 130)  # stopped during the build or after it
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
