@@ -127,8 +127,8 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
             latest[:] = [report]
         return report
 
-    def state(drawing: LayerDrawing, explained: bool) -> BuildState:
-        left = tracker.seconds_left()
+    def state(drawing: LayerDrawing, explained: bool, step_done: bool = False) -> BuildState:
+        left = tracker.seconds_left(step_done)
         return BuildState(
             waiting=tuple(info.index for info in image_layers if info.index in ascents and not drawing.landed(info)),
             examples_waiting=dataset is not None and bool(image_layers) and drawing.summary is None,
@@ -155,7 +155,7 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
         def landed(info: LayerInfo) -> None:  # its pages (the layer page and its pages of cards), and the index
             if config.stream:
                 prefix = f"layers/{drawing.slugs[info.index]}"
-                site.update(report_of(drawing, image_reports, state(drawing, explains)),
+                site.update(report_of(drawing, image_reports, state(drawing, explains, step_done=True)),
                             lambda path: path == paths.INDEX_PAGE or path.startswith(prefix))
         drawing.climb(root, cache, unit_cache, executor, landed)
         layers, work = drawing.reports(), drawing.work

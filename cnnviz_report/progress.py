@@ -15,6 +15,10 @@ from typing import Callable
 from .config import ReportConfig
 from .inspection import LayerInfo
 
+# FLOP-equivalents a second of gradient ascent on a 2-core AVX2 CPU (measured: VGG16's default
+# report 134e9, ResNet50V2's 89e9), the ETA's rate until the build's first ascent has run
+ASSUMED_ASCENT_RATE = 1e11
+
 IMAGES = "pictures and predictions"
 KERNELS = "filters"
 ASCENT = "gradient ascent"
@@ -104,13 +108,15 @@ class StepTracker:
         self.total_cost = sum(step.cost for step in steps) or 1.0
         self.position = -1
         self.cost_before = 0.0
-        self.started = time.monotonic()
+        self.step_started = time.monotonic()
+        self.spent = {"ascent": [0.0, 0.0], "other": [0.0, 0.0]}  # per kind of step: [cost, seconds] of those done
 
     def advance(self, subject: str, phase: str) -> Callable[[float, str], None]:
         """Start the next step, which must be ``(subject, phase)``; returns a function that reports
         the share (0..1) of this step done so far, with a detail."""
         if self.position >= 0:
             self.cost_before += self.steps[self.position].cost
+            self._spend(self.steps[self.position])
         self.position += 1
         step = self.steps[self.position] if self.position < len(self.steps) else None
         if step is None or (step.subject, step.phase) != (subject, phase):
@@ -118,13 +124,31 @@ class StepTracker:
         self._send(0.0, "")
         return self._send
 
-    def seconds_left(self) -> float | None:
-        """The time the rest of the plan should take, from the time its done part took (None
-        before a sensible share is done)."""
-        done = self.cost_before / self.total_cost
-        if done < 0.005:
+    def _spend(self, step: Step) -> None:
+        now = time.monotonic()
+        kind = self.spent["ascent" if step.phase == ASCENT else "other"]
+        kind[0] += step.cost
+        kind[1] += now - self.step_started
+        self.step_started = now
+
+    def seconds_left(self, current_done: bool = False) -> float | None:
+        """The time the rest of the plan should take (with the step under way, unless it has just
+        ended), at the rate each kind of step has gone so far: gradient ascent is arithmetic at
+        its own pace, drawing at another. Before any ascent has run, ascent is taken at
+        ASSUMED_ASCENT_RATE; None before any step is done."""
+        spent = {kind: list(values) for kind, values in self.spent.items()}
+        current = self.steps[self.position] if 0 <= self.position < len(self.steps) else None
+        if current is not None and current_done:
+            kind = spent["ascent" if current.phase == ASCENT else "other"]
+            kind[0] += current.cost
+            kind[1] += time.monotonic() - self.step_started
+        if spent["other"][1] <= 0.0 and spent["ascent"][1] <= 0.0:
             return None
-        return (time.monotonic() - self.started) / done * (1.0 - done)
+        rates = {kind: cost / seconds if seconds >= 1.0 else None for kind, (cost, seconds) in spent.items()}
+        rates["ascent"] = rates["ascent"] or ASSUMED_ASCENT_RATE
+        rates["other"] = rates["other"] or rates["ascent"]
+        remaining = self.steps[self.position + (1 if current_done else 0):] if self.position >= 0 else self.steps
+        return sum(step.cost / rates["ascent" if step.phase == ASCENT else "other"] for step in remaining)
 
     def _send(self, share: float, detail: str) -> None:
         if self.callback is not None:

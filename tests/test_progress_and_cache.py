@@ -120,3 +120,22 @@ def test_the_modes_are_compositions_of_the_same_kinds_of_part(keras):
         assert pixels.shape[0] == 2 and pixels.shape[-1] == 3 and 0 <= pixels.min() and pixels.max() <= 255
     with pytest.raises(ValueError, match="no ascent recipe"):
         recipe("dream", (32, 32), 3, 1.0, 1.0)
+
+
+def test_the_time_left_takes_each_kind_of_step_at_its_own_rate(monkeypatch):
+    """Drawing and ascent go at different rates: before any ascent has run it is taken at the
+    assumed rate, then at the build's own."""
+    from cnnviz_report import progress as progress_module
+    from cnnviz_report.progress import ASCENT, ASSUMED_ASCENT_RATE, KERNELS, Step, StepTracker
+
+    clock = [100.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    steps = [Step("a", KERNELS, 1e9), Step("a", ASCENT, 4e11), Step("b", ASCENT, 4e11), Step("site", "pages", 1e9)]
+    tracker = StepTracker(steps, None)
+    assert tracker.seconds_left() is None  # nothing done yet
+    tracker.advance("a", KERNELS)
+    clock[0] += 2.0  # drawing: 0.5e9 a second
+    tracker.advance("a", ASCENT)
+    assert tracker.seconds_left() == pytest.approx(8e11 / ASSUMED_ASCENT_RATE + 1e9 / 0.5e9)
+    clock[0] += 20.0  # this build's ascent: 2e10 a second, five times slower than assumed
+    assert tracker.seconds_left(current_done=True) == pytest.approx(4e11 / 2e10 + 1e9 / 0.5e9)
