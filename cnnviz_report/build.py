@@ -1,7 +1,10 @@
 """Orchestration: a build is a list of named phases; each returns plain records for the next.
 
 check -> load -> inspect -> plan -> (in a staging folder) images -> kernels -> responses ->
-mosaics -> combine -> pages, summary.md, health.csv, manifest -> swap in -> single file.
+[first look: every page, swapped in] -> dataset examples -> mosaics, a layer at a time [each
+layer's pages replaced as it lands] -> explanations -> every page, summary.md, health.csv ->
+manifest [-> swap in, with --no-stream] -> single file. ``publishing.py`` decides where the
+files go; the phases draw into whichever folder it names.
 """
 
 from __future__ import annotations

@@ -176,7 +176,9 @@ def test_the_cache_is_hit_on_a_rebuild_with_new_images_and_missed_when_weights_c
     assert (third.cache_hits, third.cache_misses) == (1, 1)  # conv_a is upstream of the change: kept
 
 
-def test_ctrl_c_stops_the_ascent_within_seconds_and_leaves_nothing(tmp_path):
+def test_ctrl_c_stops_the_ascent_within_seconds_and_leaves_a_whole_site_saying_so(tmp_path):
+    """The first look was published before the ascent: it stays, whole, saying the build stopped;
+    no staging folder or half-written file is left."""
     out = tmp_path / "site"
     process = subprocess.Popen(
         [sys.executable, "-m", "cnnviz_report", "build", "--out", str(out), "--ascent-steps", "100000", "--no-cache"],
@@ -193,7 +195,9 @@ def test_ctrl_c_stops_the_ascent_within_seconds_and_leaves_nothing(tmp_path):
     code = process.wait(timeout=30)
     assert code == 130
     assert time.monotonic() - interrupted < 5
-    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
+    assert [p.name for p in tmp_path.iterdir()] == ["site"] and not any(".cnnviz-" in p.name for p in out.rglob("*"))
+    assert "This build stopped before it ended" in (out / "index.html").read_text()
+    assert "not drawn: the build stopped (interrupted)" in (out / "layers" / "002-conv1.html").read_text()
 
 
 def test_a_graph_that_cannot_be_replayed_falls_back_to_the_models_own_size(keras, tiny_model, monkeypatch):

@@ -280,11 +280,16 @@ def test_the_top_examples_agree_with_the_ascent_pictures(dataset_site):
 def test_an_unreadable_dataset_file_stops_the_build_and_names_it(demo_dataset, tmp_path, capsys):
     from cnnviz_report.cli import main
 
-    code = main(["build", "--dataset", str(demo_dataset), "--out", str(tmp_path / "site"), "--layers", "conv1",
-                 "--max-filters", "2", "--ascent-steps", "0"])
+    args = ["build", "--dataset", str(demo_dataset), "--out", str(tmp_path / "site"), "--layers", "conv1",
+            "--max-filters", "2", "--ascent-steps", "0"]
+    code = main(args + ["--no-stream"])
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert code != 0 and not (tmp_path / "site").exists()
     assert "broken.png" in error and "not an image" in error, error
+    # streamed, the pass comes after the first look: the site stays, saying why it stopped
+    assert main(args) != 0 and "broken.png" in capsys.readouterr().err.strip().splitlines()[-1]
+    index = " ".join((tmp_path / "site" / "index.html").read_text().split())
+    assert "This build stopped before it ended" in index and "the data-set examples" in index and "broken.png" in index
     assert main(["build", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "site")]) != 0
     assert "no such folder or list file" in capsys.readouterr().err
 
