@@ -53,7 +53,8 @@ def ascent_key(weights_digest: str, info: LayerInfo, settings, geometry: dict, s
     chosen and how, the unit, the weights up to the unit's end and the tool's version."""
     payload = json.dumps(
         {"tool": __version__, "format": FORMAT_VERSION, "weights": weights_digest, "layer": info.qualified_name,
-         "unit": info.unit_layers, "settings": dict(asdict(settings), step_count=settings.step_count, rate=settings.rate), "geometry": geometry, "selection": selection},
+         "unit": info.unit_layers, "settings": dict(asdict(settings), step_count=settings.step_count, rate=settings.rate,
+                                                  betas=settings.betas), "geometry": geometry, "selection": selection},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()

@@ -158,7 +158,7 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ascent", choices=ASCENT_MODES, default="balanced",
         help="how the filter pictures are made: balanced (default: lucid's Fourier image, decorrelated "
-        "colour and random transforms at fast's 30 steps; the first layers' small canvases the fast way), "
+        "colour and random transforms, 20 steps of Adam; the first layers' small canvases the fast way), "
         "fast (the keras.io method: pixels, no transforms; noise in deep layers of trained models) or "
         "robust (lucid's full recipe, 128 steps; about 4x balanced's time)",
     )
@@ -174,10 +174,10 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
                         "output after the BatchNormalization/activation layers that follow it alone, i.e. what "
                         "the next layer sees) or raw (the conv layer's own output)")
     parser.add_argument("--ascent-steps", type=int, metavar="N",
-                        help="gradient-ascent steps per filter (default: 30 balanced and fast, 128 robust); 0 skips "
+                        help="gradient-ascent steps per filter (default: 20 balanced, 30 fast, 128 robust); 0 skips "
                         "the mosaics")
     parser.add_argument("--ascent-lr", type=float, metavar="LR",
-                        help="step size (default: Adam 0.15 for balanced, 10 on the keras.io scale for fast, Adam "
+                        help="step size (default: Adam 0.25 for balanced, 10 on the keras.io scale for fast, Adam "
                         "0.05 for robust)")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where finished mosaics are kept between builds (default: ~/.cache/cnnviz_report)")

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from cnnviz_report.analysis.activations import free_size_values, layer_chain
-from cnnviz_report.analysis.ascent import AscentSettings, LayerAscent, LayerCost, plan_batch, plan_canvas
+from cnnviz_report.analysis.ascent import (BALANCED_30, AscentSettings, LayerAscent, LayerCost, plan_batch,
+                                           plan_canvas)
 from cnnviz_report.build import build_site
 from cnnviz_report.config import ReportConfig
 from cnnviz_report.inspection import inspect_model
@@ -106,6 +107,35 @@ def test_robust_mode_raises_the_activation_and_draws_valid_images(keras, tiny_mo
     assert np.all(climbed.activations > start.activations), (start.activations, climbed.activations)
     assert climbed.images.dtype == np.uint8 and climbed.images.shape == (2, 16, 16, 3)
     assert climbed.images.std() > 5  # a picture, not flat grey
+
+
+def test_balanced_climbs_in_20_steps_with_short_adam_memories_and_the_old_recipe_is_reachable(keras, tiny_model):
+    """Issue 30: the default climbs 20 steps of Adam 0.25 with betas 0.5/0.9 on the full canvas
+    (two thirds of the 30 steps of Adam 0.15 it took before, at least their response on trained
+    backbones: benchmarks/speed_candidates.py); the old schedule is still one settings away."""
+    conv = list(inspect_model(tiny_model).conv_layers)
+    settings = AscentSettings(mode="balanced", min_canvas=40, seed=2)
+    assert (settings.step_count, settings.rate, settings.betas) == (20, 0.25, (0.5, 0.9))
+    engine = LayerAscent.alone(tiny_model, conv[1], conv, (8, 8), 3, lambda p: p / 255.0, settings)
+    assert engine.recipe.optimiser.betas == (0.5, 0.9) and engine.recipe.optimiser.rate == 0.25
+    start = engine.run([0, 1], steps=0)
+    climbed = engine.run([0, 1])
+    assert np.all(climbed.activations > start.activations + 0.1), (start.activations, climbed.activations)
+    assert climbed.canvas_hw == (40, 40) and climbed.images.shape == (2, 40, 40, 3)  # the full canvas throughout
+    assert climbed.images.std() > 5
+    old = LayerAscent.alone(tiny_model, conv[1], conv, (8, 8), 3, lambda p: p / 255.0,
+                            AscentSettings(**dict(BALANCED_30, min_canvas=40, seed=2)))
+    assert (old.settings.step_count, old.recipe.optimiser.rate, old.recipe.optimiser.betas) == (30, 0.15, (0.9, 0.999))
+    assert np.abs(old.run([0]).images[0].astype(int) - climbed.images[0]).max() > 10  # another climb
+    # the first layers' small canvases climb the fast way as far in 20 steps as fast does in 30
+    small = LayerAscent.alone(tiny_model, conv[1], conv, (8, 8), 3, lambda p: p / 255.0,
+                              AscentSettings(mode="balanced", min_canvas=16))
+    fast = LayerAscent.alone(tiny_model, conv[1], conv, (8, 8), 3, lambda p: p / 255.0,
+                             AscentSettings(mode="fast", min_canvas=16))
+    assert small.recipe.optimiser.step_norm * 20 == pytest.approx(fast.recipe.optimiser.step_norm * 30)
+    small_old = LayerAscent.alone(tiny_model, conv[1], conv, (8, 8), 3, lambda p: p / 255.0,
+                                  AscentSettings(**dict(BALANCED_30, min_canvas=16)))
+    assert small_old.recipe.optimiser.step_norm == pytest.approx(fast.recipe.optimiser.step_norm)
 
 
 @pytest.mark.parametrize("mode", ["fast", "balanced"])

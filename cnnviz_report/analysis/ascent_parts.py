@@ -229,8 +229,8 @@ def adam_update(params, grads, m, v, t, rate: float, beta1=0.9, beta2=0.999, eps
 
 
 class Adam:
-    def __init__(self, rate: float):
-        self.rate = rate
+    def __init__(self, rate: float, betas: tuple[float, float] = (0.9, 0.999)):
+        self.rate, self.betas = rate, betas
 
     def start(self, params):
         import tensorflow as tf
@@ -238,7 +238,7 @@ class Adam:
         return tf.zeros_like(params), tf.zeros_like(params)
 
     def step(self, params, gradient, state, t):
-        params, m, v = adam_update(params, gradient, *state, t, self.rate)
+        params, m, v = adam_update(params, gradient, *state, t, self.rate, *self.betas)
         return params, (m, v)
 
 
@@ -296,16 +296,20 @@ class Recipe:
     display: object
 
 
-def recipe(mode: str, canvas_hw: tuple[int, int], channels: int, rate: float, noise: float) -> Recipe:
+def recipe(mode: str, canvas_hw: tuple[int, int], channels: int, rate: float, noise: float,
+           betas: tuple[float, float] = (0.9, 0.999)) -> Recipe:
     """``fast``: the seeds' method done well (pixels, no transforms, normalised gradient steps);
     ``robust``: lucid's (Fourier image with decorrelated colour, random transforms, Adam);
-    ``balanced``: lucid's image and optimiser at fast's step count, a larger Adam rate and the
-    transforms as one resample (benchmarks/quality_benchmark.py chose it on trained models)."""
+    ``balanced``: lucid's image and optimiser in fewer steps, a larger Adam rate with shorter
+    memories (``betas``) and the transforms as one resample (benchmarks/quality_benchmark.py and
+    speed_candidates.py chose it on trained models)."""
     if mode == "balanced":
-        return Recipe(FourierImage(canvas_hw, channels), AffineTransforms(canvas_hw), Adam(rate), ClippedDisplay())
+        return Recipe(FourierImage(canvas_hw, channels), AffineTransforms(canvas_hw), Adam(rate, betas),
+                      ClippedDisplay())
     if mode == "fast":
         return Recipe(PixelImage(canvas_hw, channels, noise), NoTransforms(),
                       NormalisedGradient(rate, canvas_hw, channels), StandardisedDisplay(canvas_hw))
     if mode == "robust":
-        return Recipe(FourierImage(canvas_hw, channels), LucidTransforms(canvas_hw), Adam(rate), ClippedDisplay())
+        return Recipe(FourierImage(canvas_hw, channels), LucidTransforms(canvas_hw), Adam(rate, betas),
+                      ClippedDisplay())
     raise ValueError(f"no ascent recipe named {mode!r}")
