@@ -40,7 +40,7 @@ class ReportConfig:
     # refused, and the report's settings say so (a gallery's models, some fixed, some free)
     input_size_if_free: bool = False
     unit: str = "response"  # "response": after the conv's BN/activation chain; "raw": the conv's own output
-    ascent_steps: int | None = None  # None: the mode's own (balanced and fast 30, robust 128)
+    ascent_steps: int | None = None  # None: the mode's own (balanced 20, fast 30, robust 128)
     ascent_learning_rate: float | None = None  # None: the mode's own
     cache_dir: str | None = None  # None: ~/.cache/cnnviz_report (XDG_CACHE_HOME honoured)
     use_cache: bool = True

@@ -119,7 +119,8 @@ def diff_models(config_a: ReportConfig, config_b: ReportConfig, out: str,
     a_name, b_name = checkpoint_names(config_a, config_b)
     check_same_architecture(list(layers_a), list(layers_b), a_name, b_name)
     with staged_site(out, outside) as root:
-        results = {side: build_site(replace(config, out=os.path.join(root, side), single_file=None), progress)
+        results = {side: build_site(replace(config, out=os.path.join(root, side), single_file=None, stream=False),
+                                     progress)
                    for side, config in (("a", config_a), ("b", config_b))}
         layer_diffs = compare(results["a"].report, results["b"].report, loaded_a, loaded_b, config_a.max_filters, root)
         # by file name: the diff site is published, the build machine's folders are not

@@ -75,7 +75,7 @@ def build_gallery(configs: list[ReportConfig], out: str, title: str | None = Non
                 slug = paths.model_slug(position, config.model or "demo")
                 tell = (lambda event, _slug=slug: progress(_slug, event)) if progress else None
                 # --input-size applies to the models that take it; the others are built at their own
-                result = build_site(replace(config, out=os.path.join(root, slug), single_file=None,
+                result = build_site(replace(config, out=os.path.join(root, slug), single_file=None, stream=False,
                                             input_size_if_free=True), tell, executor)
                 entries.append(GalleryEntry(slug, result))
             title = title or f"A gallery of {len(entries)} models"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cnnviz_report.analysis.ascent import MODE_RATES, MODE_STEPS
 from cnnviz_report.cli import main
 
 from test_browser import CHROMIUM, FLAGS, _require_browser
@@ -122,7 +123,8 @@ def test_settings_in_words_and_the_image_page_shows_what_the_model_saw_and_predi
     index = (site["out"] / "index.html").read_text(encoding="utf-8")
     settings = index[index.index('id="settings"'):]
     assert "None" not in settings and "[]" not in settings
-    assert "balanced mode, 30 steps, step size 0.15" in settings and "portrait.jpg" in settings
+    balanced = f"balanced mode, {MODE_STEPS['balanced']} steps, step size {MODE_RATES['balanced']:g}"
+    assert balanced in settings and "portrait.jpg" in settings
     image_page = (site["out"] / "images" / "01-portrait.html").read_text(encoding="utf-8")
     assert "01-portrait-input.png" in image_page and "96×96 pixels" in image_page
     predictions = image_page[image_page.index('id="predictions"'):]

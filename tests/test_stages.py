@@ -153,3 +153,8 @@ def test_cli_refuses_an_unknown_per_stage_and_reads_the_flag(capsys):
     assert config.per_stage == "last" and config.layers == ("block*",) and config.model == "vgg16"
     diff_a, diff_b = cli._diff_configs(parser.parse_args(["diff", "a.keras", "b.keras", "--per-stage", "last"]))
     assert diff_a.per_stage == diff_b.per_stage == "last"
+    from cnnviz_report.gallery import gallery_configs
+
+    gallery = parser.parse_args(["gallery", "vgg16", "demo", "--per-stage", "last"])
+    assert [config.per_stage for config in gallery_configs(gallery.models, cli._report_settings(gallery))] == [
+        "last", "last"]
