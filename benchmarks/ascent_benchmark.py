@@ -140,7 +140,7 @@ def model_ceiling_gflops(repeats: int = 3) -> float:
     import keras
     import tensorflow as tf
 
-    from cnnviz_report.inspection import inspect_model
+    from cnnviz_report.analysis.keras_walk import inspect_model
 
     trunk = keras.applications.VGG16(weights=None, include_top=False, input_shape=(224, 224, 3))
     flops = 2 * 16 * sum(layer.flops for layer in inspect_model(trunk).conv_layers)
@@ -160,7 +160,7 @@ def compare_layers(layers: list[str], baseline_filters: int, engine_filters: int
     import keras
 
     from cnnviz_report.analysis.ascent import AscentSettings, LayerAscent
-    from cnnviz_report.inspection import inspect_model
+    from cnnviz_report.analysis.keras_walk import inspect_model
 
     keras.utils.set_random_seed(seed)
     model = keras.applications.VGG16(weights=None)
@@ -227,7 +227,7 @@ def compare_modes(seed: int) -> list[dict]:
     """fast against robust on the trained demo model: time, mean activation, dead tiles."""
     from cnnviz_report.analysis.ascent import AscentSettings, LayerAscent
     from cnnviz_report.config import ReportConfig
-    from cnnviz_report.inspection import inspect_model
+    from cnnviz_report.analysis.keras_walk import inspect_model
     from cnnviz_report.loading import load_model
 
     loaded = load_model(ReportConfig())

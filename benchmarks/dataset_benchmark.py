@@ -54,7 +54,7 @@ def ours(folder: str, out: str) -> dict:
 
     from cnnviz_report.analysis.activations import PeakProbe
     from cnnviz_report.datasets import list_dataset
-    from cnnviz_report.inspection import inspect_model
+    from cnnviz_report.analysis.keras_walk import inspect_model
     from cnnviz_report.loading import _preprocess_for_mode
     from cnnviz_report.phases.dataset_examples import InputCache, draw_examples, stream_examples
 

@@ -116,7 +116,7 @@ def _free_size(loaded, cut):
 def measure(model_name: str, fixed_only: bool, work: Path, full_site: Path | None = None) -> dict:
     from cnnviz_report.analysis.ascent import upstream_cost
     from cnnviz_report.config import ReportConfig
-    from cnnviz_report.inspection import inspect_model
+    from cnnviz_report.analysis.keras_walk import inspect_model
     from cnnviz_report.loading import load_model
 
     loaded = load_model(ReportConfig(model=model_name, weights="none"))

@@ -356,7 +356,7 @@ DEPTHS = [0.5, 0.75, 0.9]  # of a trained model's conv layers, in walk order
 
 def model_and_layers(name: str, downloads: Path):
     """(loaded-like tuple: model, input_hw, channels, preprocess; conv layers; the layers to climb; filters a layer)."""
-    from cnnviz_report.inspection import inspect_model
+    from cnnviz_report.analysis.keras_walk import inspect_model
 
     if name == "vgg16":
         import keras

@@ -22,12 +22,13 @@ import numpy as np
 from . import paths
 from .analysis.activations import FeatureProbe
 from .analysis.ascent import BatchResult
-from .cache import AscentCache, ResultCache, dataset_key, default_cache_dir, weights_digests
+from .cache import AscentCache, ResultCache, dataset_key, default_cache_dir
 from .config import ReportConfig
 from .datasets import Dataset, list_dataset
 from .errors import CnnvizError, LayerError, SiteWriteError, UsageError
 from .executors import make_executor, process_state
-from .inspection import LayerInfo, ModelInfo, inspect_model
+from .layers import LayerInfo, ModelInfo
+from .analysis.keras_walk import inspect_model, weights_digests
 from .loading import InputImage, LoadedModel, demo_image_path, load_images, load_model
 from .manifest import write_manifest
 from .notes import read_notes
@@ -50,7 +51,7 @@ from .site import write_site
 from .publishing import PublishedSite
 from .staging import check_output_folder, folder_bytes, write_text
 from .summary import attribution_json, health_csv, summary_markdown
-from .units import unit_floor
+from .analysis.units import unit_floor
 
 
 class PhaseClock:

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .graph import resolve_layer
-from .inspection import LayerInfo
+from .layers import LayerInfo
 
 FORMAT_VERSION = 4  # 2: the key holds every AscentSettings field; 3: entries hold the quality measures;
 # 4: each filter starts from its own seed (pictures no longer depend on the batch they climbed in)
@@ -29,22 +28,6 @@ FORMAT_VERSION = 4  # 2: the key holds every AscentSettings field; 3: entries ho
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "cnnviz_report"
-
-
-def weights_digests(model, layers: tuple[LayerInfo, ...]) -> dict[int, str]:
-    """layer index -> digest of the configuration and weights of every layer up to it."""
-    running = hashlib.sha256()
-    digests = {}
-    for info in layers:
-        if not info.is_submodel:  # a sub-model's weights are its inner layers', walked next
-            layer = resolve_layer(model, info)
-            running.update(json.dumps(layer.get_config(), sort_keys=True, default=str).encode())
-            for weight in layer.get_weights():
-                array = np.ascontiguousarray(weight)
-                running.update(f"{array.dtype}{array.shape}".encode())
-                running.update(array.tobytes())
-        digests[info.index] = running.hexdigest()
-    return digests
 
 
 def ascent_key(weights_digest: str, info: LayerInfo, settings, geometry: dict, selection: dict) -> str:

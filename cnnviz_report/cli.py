@@ -6,7 +6,6 @@ TensorFlow is imported only once a build starts, so ``--help`` answers at once.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -14,6 +13,7 @@ import time
 import warnings
 
 from . import __version__
+from .analysis.framework import quiet_framework_start
 from .config import (ALL_FILTERS, ASCENT_MODES, EXECUTORS, PER_STAGE_MODES, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES,
                      ReportConfig)
 from .errors import CnnvizError, UsageError
@@ -305,27 +305,6 @@ class ConsoleProgress:
               file=self.stream or sys.stderr, flush=True)
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up lines (absl, CUDA probing) kept off the console,
-    and its later C++ log lines too (on a machine without a GPU, "failed call to cuInit: ...
-    UNKNOWN ERROR (303)" when the first op runs), unless the user set TF_CPP_MIN_LOG_LEVEL."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow
-
-        # e.g. "triggered tf.function retracing": each layer compiles its own ascent step
-        tensorflow.get_logger().setLevel("ERROR")
-    except ImportError:
-        pass  # reported properly when the build needs it
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 PAGES_WARN_BYTES = 800 * 1024 ** 2  # GitHub Pages' published-site limit is 1 GB
 
 
@@ -390,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if not args.debug:
-        _import_tensorflow_quietly()
+        quiet_framework_start()
         # Keras's and TensorFlow's Python warnings (default input sizes, deprecations) are noise
         # on a report's console; --debug shows them.
         for module in ("keras", "tensorflow", "absl"):

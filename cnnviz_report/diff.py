@@ -24,7 +24,8 @@ from .build import build_site
 from .config import ReportConfig
 from .diff_records import RANKED_FILTERS, DecisionChange, DiffReport, FilterChange, LayerDiff, ranked_responses
 from .errors import UsageError
-from .inspection import LayerInfo, inspect_model
+from .layers import LayerInfo
+from .analysis.keras_walk import inspect_model
 from .loading import LoadedModel, load_images, load_model
 from .phases.differences import draw_filter_pictures, draw_image_diffs, draw_kernel_grids
 from .records import LayerReport, Report

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .inspection import LayerInfo
+from .layers import LayerInfo
 from .records import ImageAttribution, ImageReport, Report
 from .render import ImageAsset
 

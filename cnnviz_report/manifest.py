@@ -7,31 +7,19 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-
-import numpy as np
-import PIL
 
 from . import __version__ as report_version
 from . import paths
+from .analysis.framework import versions
 from .records import Report
 from .staging import replace_file
-
-
-def versions() -> dict:
-    import keras
-    import tensorflow
-
-    return {"cnnviz_report": report_version, "python": platform.python_version(),
-            "tensorflow": tensorflow.__version__, "keras": keras.__version__, "numpy": np.__version__,
-            "pillow": PIL.__version__}
 
 
 def write_manifest(report: Report, model_sha256: str | None, root: str, phase_seconds: dict) -> None:
     manifest = {
         "tool": "cnnviz_report",
         "version": report.version,
-        "versions": versions(),
+        "versions": {"cnnviz_report": report_version, **versions()},
         "model": {"name": report.model_name, "source": report.model_source, "weights": report.weights,
                   "file_sha256": model_sha256},
         "images": [{"name": i.name, "sha256": i.sha256, "page": paths.image_page(i.slug)} for i in report.images],

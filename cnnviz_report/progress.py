@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .config import ReportConfig
-from .inspection import LayerInfo
+from .layers import LayerInfo
 
 # FLOP-equivalents a second of gradient ascent on a 2-core AVX2 CPU (measured: VGG16's default
 # report 134e9, ResNet50V2's 89e9), the ETA's rate until the build's first ascent has run

@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__
 from .ascent_rules import kept_share
 from .health import KernelFindings, LayerHealth
-from .inspection import LayerInfo, ModelInfo
+from .layers import LayerInfo, ModelInfo
 from .notes import Notes
 from .render import ImageAsset
 from .stages import Stages

@@ -17,7 +17,7 @@ from difflib import get_close_matches
 from typing import Sequence
 
 from .errors import UsageError
-from .inspection import LayerInfo, ModelInfo
+from .layers import LayerInfo, ModelInfo
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from cnnviz_report.analysis.activations import FeatureProbe, PeakProbe, layer_ch
 from cnnviz_report.analysis.ascent import AscentSettings, maximise_filters
 from cnnviz_report.analysis.ascent_parts import deprocess
 from cnnviz_report.analysis.weights import kernel_view
-from cnnviz_report.graph import resolve_layer
-from cnnviz_report.inspection import inspect_model
+from cnnviz_report.analysis.keras_graph import resolve_layer
+from cnnviz_report.analysis.keras_walk import inspect_model
 
 
 def _per_layer_outputs(model, info, batch):

@@ -16,7 +16,7 @@ from cnnviz_report.analysis.ascent import (BALANCED_30, AscentSettings, LayerAsc
                                            plan_canvas)
 from cnnviz_report.build import build_site
 from cnnviz_report.config import ReportConfig
-from cnnviz_report.inspection import inspect_model
+from cnnviz_report.analysis.keras_walk import inspect_model
 
 ROOT = Path(__file__).parent.parent
 

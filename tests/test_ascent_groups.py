@@ -8,7 +8,7 @@ import pytest
 
 from cnnviz_report.analysis.ascent import (GROUP_WORK, TRACE_COST_PER_LAYER, AscentSettings, AscentTrunk,
                                            LayerAscent, LayerCost, plan_canvases, plan_groups)
-from cnnviz_report.inspection import inspect_model
+from cnnviz_report.analysis.keras_walk import inspect_model
 
 SIZE = 64  # large enough that a layer without a receptive field would get the largest canvas
 

@@ -129,7 +129,7 @@ def test_gradcam_equals_the_keras_io_recipe_on_vgg16(keras):
     import tensorflow as tf
 
     from cnnviz_report.analysis.attribution import AttributionProbe
-    from cnnviz_report.inspection import inspect_model
+    from cnnviz_report.analysis.keras_walk import inspect_model
 
     keras.utils.set_random_seed(3)
     model = keras.applications.VGG16(weights=None)

@@ -81,7 +81,7 @@ def test_class_0_is_explained_by_the_negated_logit(tmp_path, keras):
     contributions of the opposite sign, and Grad-CAM the other half of the same signed map. The
     sigmoid is taken off first: the sigmoid model's evidence is the linear twin's."""
     from cnnviz_report.analysis.attribution import AttributionProbe
-    from cnnviz_report.inspection import inspect_model
+    from cnnviz_report.analysis.keras_walk import inspect_model
 
     pixels = np.asarray(Image.open(red_and_green(tmp_path / "red-green.png")), np.float32)[None]
     evidence = {}

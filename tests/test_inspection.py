@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cnnviz_report.graph import resolve_layer
-from cnnviz_report.inspection import inspect_model
+from cnnviz_report.analysis.keras_graph import resolve_layer
+from cnnviz_report.analysis.keras_walk import inspect_model
 
 # Seed 000: `for layer in model.layers: print(layer.name, filters.shape)` and the output shapes.
 VGG16_CONV = [

@@ -19,7 +19,7 @@ from cnnviz_report.stages import Stage, Stages
 from cnnviz_report import paths
 from cnnviz_report.config import ReportConfig
 from cnnviz_report.health import KernelFindings, LayerHealth
-from cnnviz_report.inspection import LayerInfo, ModelInfo
+from cnnviz_report.layers import LayerInfo, ModelInfo
 from cnnviz_report.diff_records import (DiffReport, FilterChange, FilterDiffPictures, ImageDiff, LayerDiff, Triple,
                                         ranked_by_response, ranked_layers)
 from cnnviz_report.records import (AscentQuality, ChannelStats, FeatureAssets, FilterCard, ImageReport, ImageStat,

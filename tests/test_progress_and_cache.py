@@ -14,7 +14,8 @@ from cnnviz_report.analysis.ascent_parts import (Adam, AffineTransforms, Clipped
                                                  NormalisedGradient, PixelImage, StandardisedDisplay, recipe)
 from cnnviz_report.cache import MosaicEntry, ascent_key
 from cnnviz_report.config import ReportConfig
-from cnnviz_report.inspection import LayerInfo, inspect_model
+from cnnviz_report.layers import LayerInfo
+from cnnviz_report.analysis.keras_walk import inspect_model
 from cnnviz_report.progress import (ASCENT, ATTRIBUTION, IMAGES, INPUTS, KERNELS, PAGES, SITE, Step, StepTracker,
                                     feature_phase, plan_steps)
 

@@ -7,7 +7,7 @@ import pytest
 
 from cnnviz_report import cli
 from cnnviz_report.errors import UsageError
-from cnnviz_report.inspection import inspect_model
+from cnnviz_report.analysis.keras_walk import inspect_model
 from cnnviz_report.stages import choose_layers, find_stages, select_layers
 
 SEED_RESNET = ["conv1_conv", "conv2_block3_2_conv", "conv3_block4_2_conv", "conv4_block6_2_conv", "conv5_block3_2_conv"]

@@ -16,7 +16,7 @@ import pytest
 from cnnviz_report import build, paths
 from cnnviz_report.build import build_site
 from cnnviz_report.config import ReportConfig
-from cnnviz_report.inspection import inspect_model
+from cnnviz_report.analysis.keras_walk import inspect_model
 from cnnviz_report.loading import load_model
 
 pytestmark = pytest.mark.zoo

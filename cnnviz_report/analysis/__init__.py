@@ -1,1 +1,3 @@
-"""TensorFlow work that returns numpy: kernels, feature maps, gradient-ascent images."""
+"""The only code that imports the framework (TensorFlow, Keras): it walks a model into plain
+records (``keras_walk``) and runs it, returning numpy: kernels, feature maps, gradient-ascent
+images, attributions."""

@@ -49,9 +49,9 @@ import numpy as np
 
 from ..ascent_rules import recipe_name
 from ..config import ASCENT_MODES
-from ..graph import resolve_layer
-from ..inspection import LayerInfo
-from ..units import rescue_split, response_floor, unit_functions
+from .keras_graph import resolve_layer
+from ..layers import LayerInfo
+from .units import rescue_split, response_floor, unit_functions
 from .activations import ascent_chain, free_size_values, graph_safe, reads_channels_first
 from .ascent_parts import recipe, resample
 from .quality import MEASURE_DRAWS, high_frequency_share, measurement_matrices

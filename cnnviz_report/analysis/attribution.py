@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..graph import resolve_holder
-from ..inspection import LayerInfo
+from .keras_graph import resolve_holder
+from ..layers import LayerInfo
 from .activations import linear_copy_of, replay_graph, graph_safe, reads_channels_first
 
 SOFTMAX_NAMES = ("softmax", "sigmoid")

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..graph import resolve_layer
-from ..inspection import LayerInfo
+from .keras_graph import resolve_layer
+from ..layers import LayerInfo
 
 
 @dataclass(frozen=True)

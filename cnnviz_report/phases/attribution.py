@@ -18,7 +18,7 @@ import numpy as np
 from .. import paths, render
 from ..analysis.attribution import AttributionProbe, center_of_mass
 from ..errors import UsageError
-from ..inspection import LayerInfo
+from ..layers import LayerInfo
 from ..loading import InputImage, LoadedModel
 from ..progress import image_batches
 from .predictions import ClassOutput, class_label, one_unit

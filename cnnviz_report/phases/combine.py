@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..health import LayerHealth, activation_findings, floor_rule
-from ..inspection import LayerInfo
+from ..layers import LayerInfo
 from ..records import ExamplePictures, FilterCard, KernelPictures, LayerReport, MosaicPictures, ResponsePictures
 
 

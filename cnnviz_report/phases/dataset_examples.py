@@ -21,7 +21,7 @@ from .. import paths, render
 from ..analysis.activations import Peaks
 from ..datasets import Dataset
 from ..errors import ImageLoadError
-from ..inspection import LayerInfo
+from ..layers import LayerInfo
 from ..loading import load_pixels
 from ..records import DatasetExample, DatasetPicture, ExamplePictures, FilterExamples
 

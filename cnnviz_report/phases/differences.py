@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import paths, render
 from ..diff_records import FilterDiffPictures, ImageDiff, Triple
-from ..inspection import LayerInfo
+from ..layers import LayerInfo
 
 FEATURE_GRID_CHANNELS = 64  # as on the reports' layer pages
 FILTER_KERNEL_CHANNELS = 64  # a filter's kernel shows at most this many input channels...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import paths, render
 from ..analysis.weights import kernel_view
 from ..health import kernel_findings
-from ..inspection import LayerInfo
+from ..layers import LayerInfo
 from ..records import KernelPictures
 
 THUMBNAIL_KERNELS = 4

@@ -16,7 +16,7 @@ from ..cache import AscentCache, MosaicEntry, ResultCache, ascent_key
 from ..config import ALL_FILTERS, MOSAIC_FILTERS, ReportConfig
 from ..executors import process_state
 from ..health import ASCENT_JUDGE_STEPS, at_floor
-from ..inspection import LayerInfo, ModelInfo
+from ..layers import LayerInfo, ModelInfo
 from ..loading import LoadedModel
 from ..records import AscentQuality, AscentTile, MosaicPictures
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import paths, render
-from ..inspection import LayerInfo
+from ..layers import LayerInfo
 from ..records import CardStrip, ChannelStats, FeatureAssets, ImageReport, ImageStat, ResponsePictures
 
 FEATURE_GRID_CHANNELS = 64

@@ -14,7 +14,7 @@ from ..ascent_rules import SMALL_CANVAS, recipe_name
 from ..config import MOSAIC_FILTERS
 from ..formatting import fmt_axes, fmt_int, fmt_probability, fmt_shape, preprocess_words
 from ..health import ASCENT_JUDGE_STEPS, BADGE_LABELS
-from ..inspection import LayerInfo
+from ..layers import LayerInfo
 from ..records import BuildState, FilterCard, LayerReport, Report
 from .common import (KEYS_CARDS, KEYS_HELP, KEYS_PAGER, KEYS_SEARCH, Page, _asset, _common_context, _pager,
                      _write_pages)

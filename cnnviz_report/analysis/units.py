@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import conv_kind, first_node, functional_graph, graph_nodes, is_model, resolve_holder
+from .keras_graph import conv_kind, first_node, functional_graph, graph_nodes, is_model, resolve_holder
+from .stand_ins import inference_stand_in
 
 # Layers that act on each value (or each channel) alone, so they belong to the unit.
 POINTWISE_LAYERS = {
@@ -78,8 +79,6 @@ def unit_chains(model) -> dict[int, tuple[str, ...]]:
 def unit_functions(model, info) -> list:
     """The callables that take the conv's pre-activation value to the unit's response: the conv's
     own activation, then each layer of ``info.unit_layers``."""
-    from .analysis.activations import inference_stand_in
-
     holder = resolve_holder(model, info)
     activation = getattr(holder.get_layer(info.name), "activation", None)
     functions = [activation] if activation is not None else []

@@ -1,5 +1,5 @@
 """Navigating a Keras model's graph: conv kinds, sub-models, call nodes, and finding a layer again
-from a record's ``path`` and ``name``. Shared by the walk (``inspection``), the units (``units``)
+from a record's ``path`` and ``name``. Shared by the walk (``keras_walk``), the units (``units``)
 and the TensorFlow analyses, so none of them reaches into another's private helpers.
 """
 

@@ -1,0 +1,85 @@
+"""Inference stand-ins: layers that compute what a model's layer computes at inference, with
+fewer ops to trace. Used by the ascent's replay of a model and by a unit's response chain.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+
+def inference_stand_in(layer):
+    """A layer that computes what ``layer`` computes at inference, cheaper to trace; None if
+    there is none.
+
+    A BatchNormalization at inference is a fixed affine map per channel. Traced, Keras's layer
+    reads and casts four variables and builds a dozen ops and their gradients: in ResNet50V2 it
+    was half of all the time spent tracing ascent steps. The stand-in holds the map's two
+    vectors, computed once by ``tf.nn.batch_normalization``'s own formula, so it gives the same
+    numbers.
+
+    A swish (silu) Activation is ``x * sigmoid(x)``, as ``tf.nn.silu`` computes it, without
+    its custom gradient, whose tracing took a third of a deep EfficientNetB0 step's trace
+    (1.59 s against 1.13 s a trace). The same forward values; the gradient is the same
+    function, computed by the chain rule.
+    """
+    if getattr(layer, "compute_dtype", None) != "float32":
+        return None
+    if type(layer).__name__ == "Activation" and getattr(layer.activation, "__name__", "") in ("silu", "swish"):
+        return _plain_swish()(name=f"{layer.name}_plain")
+    if type(layer).__name__ != "BatchNormalization" or getattr(layer, "renorm", False) \
+            or not isinstance(layer.axis, int) or layer.variable_dtype != "float32":
+        return None
+    return _frozen_batch_normalization().of(layer)
+
+
+@functools.cache
+def _plain_swish():
+    """The swish stand-in's class, made on first use (Keras is imported late)."""
+    import keras
+    import tensorflow as tf
+
+    class PlainSwish(keras.layers.Layer):
+        """``x * sigmoid(x)``: a swish Activation whose gradient TensorFlow derives itself."""
+
+        def call(self, inputs, training=None, mask=None):
+            return inputs * tf.sigmoid(inputs)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return PlainSwish
+
+
+@functools.cache
+def _frozen_batch_normalization():
+    """The stand-in's class, made on first use (Keras is imported late)."""
+    import keras
+    import tensorflow as tf
+
+    class FrozenBatchNormalization(keras.layers.Layer):
+        """``x * scale + offset`` per channel: a BatchNormalization's inference, with constants."""
+
+        def __init__(self, scale: np.ndarray, offset: np.ndarray, axis: int, **kwargs):
+            super().__init__(**kwargs)
+            self.scale, self.offset, self.axis = scale, offset, axis
+
+        @classmethod
+        def of(cls, layer):
+            mean = tf.convert_to_tensor(layer.moving_mean)
+            inverse = tf.math.rsqrt(tf.convert_to_tensor(layer.moving_variance) + layer.epsilon)
+            if layer.scale:
+                inverse = inverse * tf.convert_to_tensor(layer.gamma)
+            offset = tf.convert_to_tensor(layer.beta) - mean * inverse if layer.center else -mean * inverse
+            return cls(inverse.numpy(), offset.numpy(), layer.axis, name=f"{layer.name}_frozen")
+
+        def call(self, inputs, training=None, mask=None):
+            shape = [1] * len(inputs.shape)
+            shape[self.axis] = self.scale.shape[0]
+            return inputs * self.scale.reshape(shape) + self.offset.reshape(shape)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return FrozenBatchNormalization

@@ -1,0 +1,92 @@
+"""The seam between the framework and the rest: only ``analysis/`` imports TensorFlow or Keras, and
+the package's modules import each other without a circle (none kept alive by a deferred import)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "cnnviz_report"
+FRAMEWORKS = ("tensorflow", "keras", "tf_keras")
+# Model loading still reads Keras files outside analysis/: it moves behind the seam next (issue 32)
+NOT_YET_BEHIND_THE_SEAM = {"loading.py"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module ``path`` imports, at the top or inside a function, as absolute names."""
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names.append(module)
+            names += [f"{module}.{alias.name}" for alias in node.names]  # `from . import paths`
+    return names
+
+
+def _sources() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_only_analysis_imports_the_framework():
+    offenders = []
+    for path in _sources():
+        inside = "analysis" in path.relative_to(PACKAGE).parts
+        if inside or path.name in NOT_YET_BEHIND_THE_SEAM:
+            continue
+        framework = [name for name in _imports(path) if name.split(".")[0] in FRAMEWORKS]
+        if framework:
+            offenders.append(f"{path.relative_to(PACKAGE)}: {', '.join(sorted(set(framework)))}")
+    assert not offenders, "framework imports outside analysis/:\n" + "\n".join(offenders)
+
+
+def test_the_package_has_no_import_circle():
+    modules = {_module_name(path): path for path in _sources()}
+    edges = {name: {target for target in _imports(path) if target in modules and target != name}
+             for name, path in modules.items()}
+    # a package's __init__ is imported on the way to its modules: not an edge of its own design
+    edges = {name: {t for t in targets if not name.startswith(t + ".")} for name, targets in edges.items()}
+    circles = []
+    for start in edges:  # a depth-first search from each module for a path back to it
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            node, trail = stack.pop()
+            for target in edges[node]:
+                if target == start:
+                    circles.append(" -> ".join(trail + (start,)))
+                elif target not in seen:
+                    seen.add(target)
+                    stack.append((target, trail + (target,)))
+    assert not circles, "import circles:\n" + "\n".join(sorted(set(circles)))
+
+
+def test_the_checker_sees_a_circle_and_a_framework_import(tmp_path, monkeypatch):
+    """The two checks above would fail on the circle issue 32 found and on a stray import."""
+    package = tmp_path / "cnnviz_report"
+    (package / "analysis").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "analysis" / "__init__.py").write_text("")
+    (package / "analysis" / "activations.py").write_text("from ..inspection import LayerInfo\n")
+    (package / "inspection.py").write_text("from .units import unit_chains\n")
+    (package / "units.py").write_text("def f():\n    from .analysis.activations import stand_in\n")
+    (package / "manifest.py").write_text("def versions():\n    import tensorflow\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", package)
+    for check in (test_only_analysis_imports_the_framework, test_the_package_has_no_import_circle):
+        try:
+            check()
+        except AssertionError as error:
+            assert "tensorflow" in str(error) or "inspection -> cnnviz_report.units" in str(error)
+        else:
+            raise AssertionError(f"{check.__name__} passed on a planted fault")
