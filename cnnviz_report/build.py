@@ -14,13 +14,12 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
 from . import paths
-from .analysis.activations import FeatureProbe
 from .analysis.ascent import BatchResult
 from .cache import AscentCache, ResultCache, dataset_key, default_cache_dir
 from .config import ReportConfig
@@ -28,7 +27,6 @@ from .datasets import Dataset, list_dataset
 from .errors import CnnvizError, LayerError, SiteWriteError, UsageError
 from .executors import make_executor, process_state
 from .layers import LayerInfo, ModelInfo
-from .analysis.keras_walk import inspect_model, weights_digests
 from .loading import InputImage, LoadedModel, demo_image_path, load_images, load_model
 from .manifest import write_manifest
 from .notes import read_notes
@@ -51,7 +49,6 @@ from .site import write_site
 from .publishing import PublishedSite
 from .staging import check_output_folder, folder_bytes, write_text
 from .summary import attribution_json, health_csv, summary_markdown
-from .analysis.units import unit_floor
 
 
 class PhaseClock:
@@ -103,8 +100,7 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
     tracker = StepTracker(plan_steps(selected, image_layers, ascents, len(images), config, model_flops,
                                      len(dataset.items) if dataset else 0), progress)
     cache_root = (config.cache_dir or default_cache_dir()) if config.use_cache else None
-    cache = AscentCache(cache_root)
-    unit_cache = ResultCache(cache_root, "units", BatchResult)
+    place = Workplace("", executor, cache_root, AscentCache(cache_root), ResultCache(cache_root, "units", BatchResult))
 
     def write(report: Report, root: str, pages: Callable[[str], bool] | None) -> None:
         write_site(report, root, pages)
@@ -151,8 +147,9 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
             if first_look is not None:
                 first_look(shown)
         root = site.root
+        place = replace(place, root=root)
         if dataset is not None and image_layers:
-            drawing.dataset_examples(dataset, root, cache_root, executor, unit_cache)
+            drawing.dataset_examples(dataset, place)
             if config.stream:
                 site.update(report_of(drawing, image_reports, state(drawing, explains)), None)
 
@@ -161,7 +158,7 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
                 prefix = f"layers/{drawing.slugs[info.index]}"
                 site.update(report_of(drawing, image_reports, state(drawing, explains, step_done=True)),
                             lambda path: path == paths.INDEX_PAGE or path.startswith(prefix))
-        drawing.climb(root, cache, unit_cache, executor, landed)
+        drawing.climb(place, landed)
         layers, work = drawing.reports(), drawing.work
         if explains:
             tracker.advance(INPUTS, ATTRIBUTION)
@@ -184,9 +181,9 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
     site_bytes = folder_bytes(root)
     single_bytes = _write_single_file(config, report, clock) if config.single_file else 0
     return BuildResult(os.path.abspath(config.out), report, time.monotonic() - started, clock.seconds,
-                       cache.hits, cache.misses, cache.write_errors, site_bytes,
+                       place.cache.hits, place.cache.misses, place.cache.write_errors, site_bytes,
                        os.path.abspath(config.single_file) if config.single_file else None, single_bytes,
-                       unit_cache.hits, unit_cache.misses)
+                       place.unit_cache.hits, place.unit_cache.misses)
 
 
 def _minutes_left(seconds: float) -> str:
@@ -228,13 +225,13 @@ def _read_images(config: ReportConfig, loaded: LoadedModel):
     if not image_args:
         return [], []
     if loaded.input_hw is None:
-        raise UsageError("--images", f"{loaded.name} does not take 2-D images (input {loaded.model.inputs[0].shape})")
+        raise UsageError("--images", f"{loaded.name} does not take 2-D images (input {loaded.walk.input_shapes()[0]})")
     return load_images(image_args, loaded.input_hw, loaded.channels, config.keep_going)
 
 
 def _check_dataset_input(dataset: Dataset | None, loaded: LoadedModel) -> None:
     if dataset is not None and loaded.input_hw is None:
-        raise UsageError("--dataset", f"{loaded.name} does not take 2-D images (input {loaded.model.inputs[0].shape})")
+        raise UsageError("--dataset", f"{loaded.name} does not take 2-D images (input {loaded.walk.input_shapes()[0]})")
 
 
 def _classes(loaded: LoadedModel,
@@ -292,12 +289,24 @@ def _explain(loaded: LoadedModel, classes, work: AscentWork | None, image_layers
 def _inspect(config: ReportConfig, loaded: LoadedModel):
     """The model's layers, the conv layers to draw (``--layers``, then ``--per-stage``), the model's
     stages and those that gave no layer, and the notes checked against the names drawn."""
-    model_info = inspect_model(loaded.model)
+    model_info = loaded.walk.inspect()
     if config.unit == "raw":  # every picture and verdict from the conv layer's own output
         model_info = replace(model_info, layers=tuple(replace(layer, unit_layers=()) for layer in model_info.layers))
     selected, stages, unpicked = choose_layers(model_info, config.layers, config.per_stage)
     notes = read_notes(config.notes, {name for layer in selected for name in (layer.name, layer.qualified_name)})
     return model_info, selected, stages, unpicked, notes
+
+
+@dataclass(frozen=True)
+class Workplace:
+    """Where a build's work runs and lands: the site folder being written, the executor that runs
+    units of work (here or on Ray), and the caches that keep what finished."""
+
+    root: str
+    executor: object
+    cache_root: str | None
+    cache: AscentCache  # finished mosaics
+    unit_cache: ResultCache  # finished units of work of a build under way
 
 
 class LayerDrawing:
@@ -316,7 +325,7 @@ class LayerDrawing:
         self.gradcams: dict[int, tuple] = {}  # the explanations' Grad-CAMs, per layer
         self.summary: DatasetSummary | None = None
         self.work: AscentWork | None = None  # the ascents' work (its engines serve the explanations too)
-        self.digests = weights_digests(loaded.model, model_info.layers) if ascents or config.dataset else {}
+        self.digests = loaded.walk.weights_digests(model_info.layers) if ascents or config.dataset else {}
 
     def guarded(self, info: LayerInfo, phase: str, work: Callable):
         return _guarded(info, phase, work, self.failures, self.config.keep_going)
@@ -342,14 +351,14 @@ class LayerDrawing:
             for info in self.selected:
                 tracker.advance(info.qualified_name, KERNELS)
                 self.kernels[info.index] = guarded(info, "filters", lambda: draw_kernels(
-                    loaded.model, info, slugs[info.index], config.max_filters, root,
+                    loaded.walk, info, slugs[info.index], config.max_filters, root,
                     thumbnail=info.index not in self.ascents))
                 if info.takes_images:
-                    self.floors[info.index] = guarded(info, "unit floor", lambda: unit_floor(loaded.model, info))
+                    self.floors[info.index] = guarded(info, "unit floor", lambda: loaded.walk.unit_floor(info))
         with self.clock.phase("feature maps"):
             if not (images and self.image_layers):
                 return
-            probe = FeatureProbe(loaded.model, self.image_layers)
+            probe = loaded.run.feature_probe(self.image_layers)
             collectors = {info.index: ResponseCollector(info, slugs[info.index], range(
                 self.kernels[info.index].filters_shown if self.kernels.get(info.index) else 0))
                 for info in self.image_layers}
@@ -364,7 +373,9 @@ class LayerDrawing:
             for info in self.image_layers:
                 self.responses[info.index] = guarded(info, "filter cards", lambda: collectors[info.index].finish(root))
 
-    def dataset_examples(self, dataset: Dataset, root: str, cache_root, executor, unit_cache: ResultCache) -> None:
+    def dataset_examples(self, dataset: Dataset, place: Workplace) -> None:
+        """Each card's data-set images that drive its filter most: one streamed pass of the data
+        set for every layer not in the cache, then the crops and the whole images they link to."""
         with self.clock.phase("dataset examples"):
             tell = self.tracker.advance(DATASET, EXAMPLES)
             tell(0.0, "hashing the data set's files")
@@ -374,13 +385,65 @@ class LayerDrawing:
                                             self.loaded.geometry, config.dataset_top) for info in layers}
             costs = dataset_costs(len(dataset.items), layers, config,
                                   sum(info.flops for info in self.model_info.conv_layers))
-            self.examples, self.summary = _dataset_examples(
-                self.loaded, layers, dataset, self.kernels, self.slugs, config, root, tell, self.guarded,
-                ResultCache(cache_root, "dataset", LayerExamples), keys, costs[0] / (sum(costs) or 1.0), executor,
-                unit_cache)
+            pass_share = costs[0] / (sum(costs) or 1.0)  # of the step; the crops are the rest
+            cache = ResultCache(place.cache_root, "dataset", LayerExamples)
+            found = {info.index: cache.load(keys[info.index]) for info in layers}
+            missing = [info for info in layers if found[info.index] is None]
+            if missing:
+                fresh = self._dataset_pass(missing, dataset, [keys[info.index] for info in missing], place,
+                                           lambda share, detail: tell(pass_share * share, detail))
+                for index, entry in fresh.items():
+                    cache.store(keys[index], entry)
+                found.update(fresh)
+            tell(pass_share, "crops")
+            self.examples, self.summary = self._draw_examples(found, dataset, place.root)
 
-    def climb(self, root: str, cache: AscentCache, unit_cache: ResultCache, executor,
-                landed: Callable[[LayerInfo], None]) -> None:
+    def _draw_examples(self, found: dict[int, LayerExamples], dataset: Dataset, root: str):
+        """Each card's crops and the whole images they link to, and the data set's summary."""
+        layers, kernels = self.image_layers, self.kernels
+        skipped = found[layers[0].index].skipped
+        inputs = InputCache(dataset, self.loaded.input_hw, self.loaded.channels)
+        pictures = {}
+        for info in layers:
+            shown = range(kernels[info.index].filters_shown if kernels.get(info.index) else 0)
+            pictures[info.index] = self.guarded(info, "dataset examples", lambda: draw_examples(
+                found[info.index], info, self.slugs[info.index], shown, dataset, inputs, root))
+        wanted = {example.image for layer in pictures.values() if layer for card in layer.cards
+                  for example in card.examples}
+        counts = tuple(int(n) for n in found[layers[0].index].class_counts)  # the images the pass read, per class
+        summary = DatasetSummary(os.path.basename(os.path.normpath(dataset.source)), len(dataset.items) - len(skipped),
+                                 dataset.classes, counts, skipped,
+                                 draw_pictures(dataset, wanted, inputs, root), self.config.dataset_top)
+        return pictures, summary
+
+    def _dataset_pass(self, layers: list[LayerInfo], dataset: Dataset, keys: list[str], place: Workplace,
+                      tell: Callable[[float, str], None]) -> dict[int, LayerExamples]:
+        """The pass as units of work, shards of the data set (``plan_shards``), each cached as it
+        finishes; then the reduce step, in shard order, so any executor finds the same examples."""
+        config, executor, unit_cache = self.config, place.executor, place.unit_cache
+        work_key = hashlib.sha256(json.dumps([keys, config.dataset_batch_size, config.keep_going]).encode()).hexdigest()
+        work = DatasetWork(work_key, self.loaded, tuple(layers), dataset, config.dataset_batch_size, config.keep_going,
+                           config.dataset_top)
+        shards = plan_shards(len(dataset.items), config.dataset_batch_size)
+        unit_keys = [hashlib.sha256(f"{work_key}:{start}:{stop}".encode()).hexdigest() for start, stop in shards]
+        found = [unit_cache.load(key, ShardExamples) for key in unit_keys]
+        missing = [position for position, result in enumerate(found) if result is None]
+        tickets = executor.submit(work, [shards[p] for p in missing],
+                                  lambda i, result: unit_cache.store(unit_keys[missing[i]], result))
+
+        def report(done: int, total: int) -> None:  # shards are whole batches, all of one size but the last
+            images = min(len(dataset.items), sum(stop - start for start, stop in shards[:len(found) - total + done]))
+            tell(images / max(1, len(dataset.items)), f"images {images} of {len(dataset.items)}")
+
+        for position, result in zip(missing, executor.results(tickets, report)):
+            found[position] = result
+        merged = {info.index: merge_examples([shard.parts[n] for shard in found], config.dataset_top)
+                  for n, info in enumerate(layers)}
+        for key in unit_keys:  # the layers' entries hold them now
+            unit_cache.discard(key)
+        return merged
+
+    def climb(self, place: Workplace, landed: Callable[[LayerInfo], None]) -> None:
         """Every layer's mosaic and its cards' pictures; ``landed(layer)`` as each one is drawn."""
         with self.clock.phase("gradient ascent"):
             climbed = [info for info in self.image_layers if info.index in self.ascents]
@@ -388,7 +451,7 @@ class LayerDrawing:
                 return
             config = self.config
             self.work = ascent_work(self.loaded, self.model_info, config, self.digests[self.model_info.layers[-1].index])
-            climber = MosaicClimber(self.work, executor, cache, unit_cache, self.digests)
+            climber = MosaicClimber(self.work, place.executor, place.cache, place.unit_cache, self.digests)
             try:
                 for info in climbed:  # every layer's units are planned and handed out first
                     self.guarded(info, "gradient ascent", lambda: climber.start(info))
@@ -397,69 +460,12 @@ class LayerDrawing:
                     tell = self.tracker.advance(info.qualified_name, ASCENT)
                     mosaic = self.guarded(info, "gradient ascent", lambda: draw_mosaic(
                         climber.entry(info, tell), info, self.slugs[info.index],
-                        range(self.kernels[info.index].filters_shown), config, root))
+                        range(self.kernels[info.index].filters_shown), config, place.root))
                     if mosaic is not None:
                         self.mosaics[info.index] = mosaic
                     landed(info)
             finally:
                 climber.close()
-
-
-def _dataset_examples(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dataset, kernels: dict, slugs: dict,
-                      config: ReportConfig, root: str, tell: Callable[[float, str], None], guarded: Callable,
-                      cache: ResultCache, keys: dict[int, str], pass_share: float, executor, unit_cache: ResultCache):
-    """One streamed pass of the data set for every layer not in ``cache`` (by ``keys``), then
-    each card's crops and the whole images they link to; the pass is ``pass_share`` of the step."""
-    found = {info.index: cache.load(keys[info.index]) for info in layers}
-    missing = [info for info in layers if found[info.index] is None]
-    if missing:
-        fresh = _dataset_pass(loaded, missing, dataset, config, [keys[info.index] for info in missing], executor,
-                              unit_cache, lambda share, detail: tell(pass_share * share, detail))
-        for index, entry in fresh.items():
-            cache.store(keys[index], entry)
-        found.update(fresh)
-    skipped = found[layers[0].index].skipped
-    tell(pass_share, "crops")
-    inputs = InputCache(dataset, loaded.input_hw, loaded.channels)
-    pictures = {}
-    for info in layers:
-        shown = range(kernels[info.index].filters_shown if kernels.get(info.index) else 0)
-        pictures[info.index] = guarded(info, "dataset examples", lambda: draw_examples(
-            found[info.index], info, slugs[info.index], shown, dataset, inputs, root))
-    wanted = {example.image for layer in pictures.values() if layer for card in layer.cards
-              for example in card.examples}
-    counts = tuple(int(n) for n in found[layers[0].index].class_counts)  # the images the pass read, per class
-    summary = DatasetSummary(os.path.basename(os.path.normpath(dataset.source)), len(dataset.items) - len(skipped),
-                             dataset.classes, counts, skipped,
-                             draw_pictures(dataset, wanted, inputs, root), config.dataset_top)
-    return pictures, summary
-
-
-def _dataset_pass(loaded: LoadedModel, layers: list[LayerInfo], dataset: Dataset, config: ReportConfig,
-                  keys: list[str], executor, unit_cache: ResultCache,
-                  tell: Callable[[float, str], None]) -> dict[int, LayerExamples]:
-    """The pass as units of work, shards of the data set (``plan_shards``), each cached as it
-    finishes; then the reduce step, in shard order, so any executor finds the same examples."""
-    work_key = hashlib.sha256(json.dumps([keys, config.dataset_batch_size, config.keep_going]).encode()).hexdigest()
-    work = DatasetWork(work_key, loaded, tuple(layers), dataset, config.dataset_batch_size, config.keep_going,
-                       config.dataset_top)
-    shards = plan_shards(len(dataset.items), config.dataset_batch_size)
-    unit_keys = [hashlib.sha256(f"{work_key}:{start}:{stop}".encode()).hexdigest() for start, stop in shards]
-    found = [unit_cache.load(key, ShardExamples) for key in unit_keys]
-    missing = [position for position, result in enumerate(found) if result is None]
-    tickets = executor.submit(work, [shards[p] for p in missing],
-                              lambda i, result: unit_cache.store(unit_keys[missing[i]], result))
-    def report(done: int, total: int) -> None:  # shards are whole batches, all of one size but the last
-        images = min(len(dataset.items), sum(stop - start for start, stop in shards[:len(found) - total + done]))
-        tell(images / max(1, len(dataset.items)), f"images {images} of {len(dataset.items)}")
-
-    for position, result in zip(missing, executor.results(tickets, report)):
-        found[position] = result
-    merged = {info.index: merge_examples([shard.parts[n] for shard in found], config.dataset_top)
-              for n, info in enumerate(layers)}
-    for key in unit_keys:  # the layers' entries hold them now
-        unit_cache.discard(key)
-    return merged
 
 
 def _guarded(info: LayerInfo, phase: str, work: Callable, failures: dict[int, str], keep_going: bool):

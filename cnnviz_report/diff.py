@@ -18,14 +18,11 @@ from typing import Callable
 import numpy as np
 
 from . import paths
-from .analysis.activations import FeatureProbe
-from .analysis.weights import kernel_view
 from .build import build_site
 from .config import ReportConfig
 from .diff_records import RANKED_FILTERS, DecisionChange, DiffReport, FilterChange, LayerDiff, ranked_responses
 from .errors import UsageError
 from .layers import LayerInfo
-from .analysis.keras_walk import inspect_model
 from .loading import LoadedModel, load_images, load_model
 from .phases.differences import draw_filter_pictures, draw_image_diffs, draw_kernel_grids
 from .records import LayerReport, Report
@@ -116,7 +113,7 @@ def diff_models(config_a: ReportConfig, config_b: ReportConfig, out: str,
     outside = config_a.images + tuple(p for p in (config_a.model, config_b.model, config_b.weights) if p)
     check_output_folder(out, outside)
     loaded_a, loaded_b = load_model(config_a), load_model(config_b)
-    layers_a, layers_b = inspect_model(loaded_a.model).layers, inspect_model(loaded_b.model).layers
+    layers_a, layers_b = loaded_a.walk.inspect().layers, loaded_b.walk.inspect().layers
     a_name, b_name = checkpoint_names(config_a, config_b)
     check_same_architecture(list(layers_a), list(layers_b), a_name, b_name)
     with staged_site(out, outside) as root:
@@ -159,7 +156,7 @@ def decision_changes(report_a: Report, report_b: Report) -> tuple[DecisionChange
 
 
 def _feature_maps(loaded: LoadedModel, pixels: np.ndarray, layers: list[LayerInfo]) -> dict[int, np.ndarray]:
-    return FeatureProbe(loaded.model, layers)(loaded.model_input(pixels)) if layers else {}
+    return loaded.run.feature_probe(layers)(loaded.model_input(pixels)) if layers else {}
 
 
 def compare(report_a: Report, report_b: Report, loaded_a: LoadedModel, loaded_b: LoadedModel, max_filters: int,
@@ -176,7 +173,7 @@ def compare(report_a: Report, report_b: Report, loaded_a: LoadedModel, loaded_b:
     diffs = []
     for layer_a in report_a.layers:
         info, slug = layer_a.info, layer_a.slug
-        kernel_a, kernel_b = kernel_view(loaded_a.model, info).kernel, kernel_view(loaded_b.model, info).kernel
+        kernel_a, kernel_b = loaded_a.walk.kernel(info).kernel, loaded_b.walk.kernel(info).kernel
         dead_a, dead_b = _dead(layer_a), _dead(layers_b[info.qualified_name])
         became_dead, came_alive = tuple(sorted(dead_b - dead_a)), tuple(sorted(dead_a - dead_b))
         a, b = maps_a.get(info.index), maps_b.get(info.index)

@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import h5py
 import numpy as np
@@ -27,6 +27,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .config import ReportConfig
 from .errors import ImageLoadError, ModelLoadError, UsageError
 from .model_safety import check_config, config_nodes, read_config
+
+if TYPE_CHECKING:
+    from .analysis.seam import ModelRun, ModelWalk
 
 DEMO_MODEL_RESOURCE = ("cnnviz_report.demo", "demo_cnn.keras")
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -58,6 +61,20 @@ class LoadedModel:
         """(N, H, W, C) pixels in 0..255 -> what the model takes: preprocessed, in its layout."""
         model_input = np.asarray(self.preprocess(pixels), dtype=np.float32)
         return np.moveaxis(model_input, -1, 1) if self.channels_first else model_input
+
+    @property
+    def walk(self) -> ModelWalk:
+        """The model's layers, kernels and units, read through the seam (``analysis.seam``)."""
+        from .analysis.keras_model import KerasModel
+
+        return KerasModel(self.model)
+
+    @property
+    def run(self) -> ModelRun:
+        """The model run through the seam: probes, class scores, attribution, the ascent."""
+        from .analysis.keras_model import KerasModel
+
+        return KerasModel(self.model)
 
     @property
     def geometry(self) -> dict:

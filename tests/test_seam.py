@@ -90,3 +90,46 @@ def test_the_checker_sees_a_circle_and_a_framework_import(tmp_path, monkeypatch)
             assert "tensorflow" in str(error) or "inspection -> cnnviz_report.units" in str(error)
         else:
             raise AssertionError(f"{check.__name__} passed on a planted fault")
+
+
+class _BehindTheSeam:
+    """A model the report may reach only through ``LoadedModel.walk`` and ``.run``: any other use
+    of ``loaded.model`` (a phase reading ``model.outputs``, calling it) fails the test."""
+
+    def __init__(self, model):
+        object.__setattr__(self, "real", model)
+
+    def __getattr__(self, name):
+        raise AssertionError(f"loaded.model.{name} was used outside the seam")
+
+
+def test_a_build_and_a_diff_reach_the_model_only_through_the_seam(tmp_path, monkeypatch, nested_model_file,
+                                                                photo_path, keras):
+    from dataclasses import replace
+
+    from cnnviz_report import build, diff
+    from cnnviz_report.analysis import keras_model
+    from cnnviz_report.config import ReportConfig
+    from cnnviz_report.loading import load_model
+
+    hidden = []
+
+    def hidden_model(config):
+        loaded = load_model(config)
+        hidden.append(loaded)
+        return replace(loaded, model=_BehindTheSeam(loaded.model))
+
+    real_init = keras_model.KerasModel.__init__
+    monkeypatch.setattr(keras_model.KerasModel, "__init__",
+                        lambda self, model: real_init(self, getattr(model, "real", model)))
+    monkeypatch.setattr(build, "load_model", hidden_model)
+    monkeypatch.setattr(diff, "load_model", hidden_model)
+    settings = dict(model=str(nested_model_file), images=(str(photo_path),), ascent_steps=2, max_filters=4,
+                    use_cache=False)
+    result = build.build_site(ReportConfig(out=str(tmp_path / "site"), **settings))
+    assert len(hidden) == 1 and result.report.layers and all(layer.failure is None for layer in result.report.layers)
+    assert any(layer.mosaic for layer in result.report.layers)  # the ascent ran through the seam too
+    config = ReportConfig(out="", **settings)
+    diff.diff_models(config, config, str(tmp_path / "diff"))
+    # the diff loads both checkpoints to compare them, and each side's build loads its own
+    assert len(hidden) == 5 and (tmp_path / "diff" / "index.html").is_file()

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .. import paths, render
-from ..analysis.attribution import AttributionProbe, center_of_mass
+from ..analysis.attribution import center_of_mass
 from ..errors import UsageError
 from ..layers import LayerInfo
 from ..loading import InputImage, LoadedModel
@@ -32,8 +32,8 @@ WHERE_SCALE = "activation x gradient (where the unit added to the class score)"
 
 def no_class_note(loaded: LoadedModel) -> str:
     """What an image page says instead of an explanation when the model has no class scores."""
-    shape = tuple(loaded.model.outputs[0].shape) if len(loaded.model.outputs) == 1 else \
-        f"{len(loaded.model.outputs)} outputs"
+    shapes = loaded.walk.output_shapes()
+    shape = shapes[0] if len(shapes) == 1 else f"{len(shapes)} outputs"
     if one_unit(loaded):  # neither a sigmoid nor --labels with two names: read as a regression head
         return (f"{loaded.name} has no class output (its output is {shape}: one unit without a sigmoid, read as "
                 "a regression head), so there is no class to explain. If the unit is a binary classifier's "
@@ -101,7 +101,7 @@ class Explainer:
         self.names, self.requested = class_names, requested
         self.binary = bool(output and output.binary)  # class 1 explained by the logit, class 0 by its negative
         self.decision = decision_layers(self.layers)
-        self.probe = AttributionProbe(loaded.model, self.layers, self.decision, binary=self.binary)
+        self.probe = loaded.run.attribution_probe(self.layers, self.decision, self.binary)
         self.layer_cams: dict[int, list[GradCam]] = {info.index: [] for info in self.layers}
 
     def explain(self, images: list[InputImage], reports: list[ImageReport], batch_size: int,

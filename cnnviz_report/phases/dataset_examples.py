@@ -225,9 +225,7 @@ class DatasetWork:
     k: int
 
     def setup(self):
-        from ..analysis.activations import PeakProbe
-
-        return PeakProbe(self.loaded.model, list(self.layers))
+        return self.loaded.run.peak_probe(list(self.layers))
 
     def run(self, probe, shard: tuple[int, int]) -> ShardExamples:
         found = stream_examples(probe, self.loaded.model_input, self.dataset, list(self.layers), self.loaded.input_hw,

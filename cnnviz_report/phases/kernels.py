@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from .. import paths, render
-from ..analysis.weights import kernel_view
 from ..health import kernel_findings
+from ..analysis.seam import ModelWalk
 from ..layers import LayerInfo
 from ..records import KernelPictures
 
 THUMBNAIL_KERNELS = 4
 
 
-def draw_kernels(model, info: LayerInfo, slug: str, max_filters: int, root: str,
+def draw_kernels(walk: ModelWalk, info: LayerInfo, slug: str, max_filters: int, root: str,
                  thumbnail: bool = True) -> KernelPictures:
     """The filter grids and one kernel picture per card; the index thumbnail from the first
     kernels only when ``thumbnail`` (a layer with a mosaic shows its ascent pictures instead)."""
-    view = kernel_view(model, info)
+    view = walk.kernel(info)
     grid = render.filter_grid(view.kernel, max_filters=max_filters)
     name = info.name
     filters = render.save_png(grid.image, root, paths.layer_asset(slug, "filters"),

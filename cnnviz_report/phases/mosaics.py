@@ -56,9 +56,9 @@ def canvas_steps(config: ReportConfig, info: LayerInfo) -> float:
 
 def ascent_trunk(loaded: LoadedModel, model_info: ModelInfo, config: ReportConfig) -> AscentTrunk:
     targets = ascent_targets(model_info)
-    return AscentTrunk(loaded.model, list(model_info.conv_layers), loaded.input_hw, loaded.channels, loaded.preprocess,
-                       ascent_settings(config), loaded.channels_first, targets=targets,
-                       work={info.index: canvas_steps(config, info) for info in targets})
+    return loaded.run.ascent_trunk(list(model_info.conv_layers), loaded.input_hw, loaded.channels, loaded.preprocess,
+                                   ascent_settings(config), loaded.channels_first, targets,
+                                   {info.index: canvas_steps(config, info) for info in targets})
 
 
 def unit_end(model_info: ModelInfo, info: LayerInfo) -> LayerInfo:

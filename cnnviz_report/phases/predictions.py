@@ -18,8 +18,6 @@ from importlib import resources
 
 import numpy as np
 
-from ..analysis.activations import compiled_forward, reads_channels_first
-from ..analysis.attribution import ends_in_sigmoid
 from ..errors import UsageError
 from ..loading import InputImage, LoadedModel
 from ..progress import image_batches
@@ -85,23 +83,25 @@ def class_names(loaded: LoadedModel, output: ClassOutput, labels: str | None = N
 
 def one_unit(loaded: LoadedModel) -> bool:
     """The model's output is a single unit per image (a binary classifier or a regression head)."""
-    return len(loaded.model.outputs) == 1 and tuple(loaded.model.outputs[0].shape[1:]) == (1,)
+    shapes = loaded.walk.output_shapes()
+    return len(shapes) == 1 and tuple(shapes[0][1:]) == (1,)
 
 
 def class_output(loaded: LoadedModel, labels: str | None = None) -> ClassOutput | None:
     """How the output reads as classes: one score per class, a one-unit binary classifier (a
     sigmoid, or a logit when ``--labels`` names two classes), or None (no classes: a feature
     extractor, a regression head). A ``--labels`` file for one unit must name two classes."""
-    if len(loaded.model.outputs) != 1:
+    shapes = loaded.walk.output_shapes()
+    if len(shapes) != 1:
         return None
     if one_unit(loaded):
-        if ends_in_sigmoid(loaded.model):
+        if loaded.walk.ends_in_sigmoid():
             return ClassOutput(BINARY, "sigmoid")
         if labels is not None:  # two names make the unit a logit; any other count is an error
             read_labels(labels, BINARY, binary=True)
             return ClassOutput(BINARY, "logit")
         return None
-    shape = loaded.model.outputs[0].shape
+    shape = shapes[0]
     return ClassOutput(int(shape[1])) if len(shape) == 2 and shape[1] and shape[1] >= 2 else None
 
 
@@ -124,10 +124,7 @@ def predict(loaded: LoadedModel, images: list[InputImage], batch_size: int,
     empty when the model's output is not read as classes (``output``: ``class_output``'s)."""
     if output is None:
         return {}
-    # channels-first convs run on the CPU only under XLA; anything else runs eagerly, since tracing
-    # a deep model's whole graph for one pass costs more than the pass (InceptionResNetV2: seconds)
-    forward = compiled_forward(loaded.model) if reads_channels_first([loaded.model]) else \
-        (lambda x: loaded.model(x, training=False))
+    forward = loaded.run.class_scores()
     found = {}
     for start, stop in image_batches(len(images), batch_size):
         batch = loaded.model_input(np.stack([image.pixels for image in images[start:stop]]))
