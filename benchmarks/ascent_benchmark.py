@@ -228,7 +228,7 @@ def compare_modes(seed: int) -> list[dict]:
     from cnnviz_report.analysis.ascent import AscentSettings, LayerAscent
     from cnnviz_report.config import ReportConfig
     from cnnviz_report.analysis.keras_walk import inspect_model
-    from cnnviz_report.loading import load_model
+    from cnnviz_report.analysis.keras_loading import load_model
 
     loaded = load_model(ReportConfig())
     conv = list(inspect_model(loaded.model).conv_layers)

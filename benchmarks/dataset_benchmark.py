@@ -55,7 +55,7 @@ def ours(folder: str, out: str) -> dict:
     from cnnviz_report.analysis.activations import PeakProbe
     from cnnviz_report.datasets import list_dataset
     from cnnviz_report.analysis.keras_walk import inspect_model
-    from cnnviz_report.loading import _preprocess_for_mode
+    from cnnviz_report.analysis.keras_loading import _preprocess_for_mode
     from cnnviz_report.phases.dataset_examples import InputCache, draw_examples, stream_examples
 
     model = keras.applications.VGG16(weights=None)
@@ -93,7 +93,8 @@ def baseline(folder: str) -> dict:
     import keras
 
     from cnnviz_report.datasets import list_dataset
-    from cnnviz_report.loading import _preprocess_for_mode, load_image
+    from cnnviz_report.loading import load_image
+    from cnnviz_report.analysis.keras_loading import _preprocess_for_mode
 
     model = keras.applications.VGG16(weights=None)
     dataset = list_dataset(folder)

@@ -81,7 +81,7 @@ def loop_sample(model_name: str, layers: list, upstream_flops: dict) -> list[dic
     import keras
 
     from cnnviz_report.config import ReportConfig
-    from cnnviz_report.loading import load_model
+    from cnnviz_report.analysis.keras_loading import load_model
 
     loaded = load_model(ReportConfig(model=model_name, weights="none"))
     rows = []
@@ -117,7 +117,7 @@ def measure(model_name: str, fixed_only: bool, work: Path, full_site: Path | Non
     from cnnviz_report.analysis.ascent import upstream_cost
     from cnnviz_report.config import ReportConfig
     from cnnviz_report.analysis.keras_walk import inspect_model
-    from cnnviz_report.loading import load_model
+    from cnnviz_report.analysis.keras_loading import load_model
 
     loaded = load_model(ReportConfig(model=model_name, weights="none"))
     info = inspect_model(loaded.model)

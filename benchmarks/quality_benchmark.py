@@ -107,7 +107,7 @@ def sheet(rows: list[dict], path: Path, tile: int = 72) -> None:
 def measure(name: str, path: str | None, preprocess: str, out: Path) -> list[dict]:
     from cnnviz_report.config import ReportConfig
     from cnnviz_report.analysis.keras_walk import inspect_model
-    from cnnviz_report.loading import load_model
+    from cnnviz_report.analysis.keras_loading import load_model
 
     loaded = load_model(ReportConfig(model=path, preprocess=preprocess))
     conv = [info for info in inspect_model(loaded.model).conv_layers if info.takes_images]
@@ -133,7 +133,7 @@ def vgg16_side_by_side() -> list[dict]:
 
     from cnnviz_report.analysis.ascent import AscentSettings, AscentTrunk
     from cnnviz_report.analysis.keras_walk import inspect_model
-    from cnnviz_report.loading import _preprocess_for_mode
+    from cnnviz_report.analysis.keras_loading import _preprocess_for_mode
 
     model = keras.applications.VGG16(weights=None)
     conv = list(inspect_model(model).conv_layers)

@@ -115,7 +115,7 @@ def plan(model_name: str, max_filters: int) -> dict:
     from cnnviz_report.analysis.ascent import MEASURE_STEPS
     from cnnviz_report.config import ReportConfig
     from cnnviz_report.analysis.keras_walk import inspect_model
-    from cnnviz_report.loading import load_model
+    from cnnviz_report.analysis.keras_loading import load_model
     from cnnviz_report.phases.mosaics import ascent_settings, ascent_targets, ascent_trunk, mosaic_count
 
     config = ReportConfig(model=model_name, weights="none", max_filters=max_filters)

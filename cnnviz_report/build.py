@@ -27,7 +27,8 @@ from .datasets import Dataset, list_dataset
 from .errors import CnnvizError, LayerError, SiteWriteError, UsageError
 from .executors import make_executor, process_state
 from .layers import LayerInfo, ModelInfo
-from .loading import InputImage, LoadedModel, demo_image_path, load_images, load_model
+from .loading import InputImage, LoadedModel, demo_image_path, load_images
+from .analysis.keras_loading import load_model
 from .manifest import write_manifest
 from .notes import read_notes
 from .phases.combine import layer_report

@@ -23,7 +23,8 @@ from .config import ReportConfig
 from .diff_records import RANKED_FILTERS, DecisionChange, DiffReport, FilterChange, LayerDiff, ranked_responses
 from .errors import UsageError
 from .layers import LayerInfo
-from .loading import LoadedModel, load_images, load_model
+from .loading import LoadedModel, load_images
+from .analysis.keras_loading import load_model
 from .phases.differences import draw_filter_pictures, draw_image_diffs, draw_kernel_grids
 from .records import LayerReport, Report
 from .site import write_diff_site

@@ -18,7 +18,7 @@ from . import paths
 from .build import build_site
 from .config import ReportConfig
 from .executors import make_executor
-from .loading import check_model_argument
+from .analysis.keras_loading import check_model_argument
 from .records import BuildResult
 from .site import write_gallery_site
 from .staging import check_output_folder, folder_bytes, staged_site, write_text

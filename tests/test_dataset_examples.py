@@ -208,7 +208,8 @@ def test_a_build_with_a_dataset_shows_each_cards_top_crops_and_classes(demo_data
     from PIL import Image
 
     from cnnviz_report.analysis.activations import FeatureProbe
-    from cnnviz_report.loading import load_image, load_model
+    from cnnviz_report.loading import load_image
+    from cnnviz_report.analysis.keras_loading import load_model
     from cnnviz_report.phases.dataset_examples import CROP_SIDE, crop_picture
 
     config, report, out, _ = dataset_site

