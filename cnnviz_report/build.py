@@ -21,6 +21,7 @@ import numpy as np
 
 from . import paths
 from .analysis.ascent import BatchResult
+from .analysis.framework import backend_and_device
 from .cache import AscentCache, ResultCache, dataset_key, default_cache_dir
 from .config import ReportConfig
 from .datasets import Dataset, list_dataset
@@ -205,10 +206,11 @@ def _stop_reason(error: BaseException) -> str:
 
 
 def _settings(config: ReportConfig) -> dict:
-    """The config's settings, with the ascent's steps and step size as used (not None for default)."""
+    """The config's settings, with the ascent's steps and step size as used (not None for default),
+    and the backend and device that ran the report (the process's: Keras fixes it per process)."""
     ascent = ascent_settings(config)
     return dict(config.settings, ascent_steps=ascent.step_count if config.ascent_steps != 0 else 0,
-                ascent_learning_rate=ascent.rate)
+                ascent_learning_rate=ascent.rate, backend=backend_and_device())
 
 
 def _check_request(config: ReportConfig) -> Dataset | None:

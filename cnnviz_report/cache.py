@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .analysis.framework import backend_and_device
 from .layers import LayerInfo
 
 FORMAT_VERSION = 4  # 2: the key holds every AscentSettings field; 3: entries hold the quality measures;
@@ -33,11 +34,13 @@ def default_cache_dir() -> Path:
 def ascent_key(weights_digest: str, info: LayerInfo, settings, geometry: dict, selection: dict) -> str:
     """The one key of a layer's mosaic: every field of the ascent settings dataclass (so a new
     setting is part of it without anyone listing it), the input geometry, which filters were
-    chosen and how, the unit, the weights up to the unit's end and the tool's version."""
+    chosen and how, the unit, the weights up to the unit's end, the tool's version and the backend
+    and device that climbed (their arithmetic differs in the last bits, and pictures with it)."""
     payload = json.dumps(
         {"tool": __version__, "format": FORMAT_VERSION, "weights": weights_digest, "layer": info.qualified_name,
          "unit": info.unit_layers, "settings": dict(asdict(settings), step_count=settings.step_count, rate=settings.rate,
-                                                  betas=settings.betas), "geometry": geometry, "selection": selection},
+                                                  betas=settings.betas), "geometry": geometry, "selection": selection,
+         "backend": backend_and_device()},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -48,7 +51,8 @@ def dataset_key(weights_digest: str, info: LayerInfo, dataset_digest: str, geome
     every data-set file's bytes, name and class, the input geometry, k and the tool's version."""
     payload = json.dumps({"tool": __version__, "format": FORMAT_VERSION, "weights": weights_digest,
                           "layer": info.qualified_name, "unit": info.unit_layers, "dataset": dataset_digest,
-                          "geometry": geometry, "top": top}, sort_keys=True, default=str)
+                          "geometry": geometry, "top": top, "backend": backend_and_device()}, sort_keys=True,
+                         default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -13,7 +13,7 @@ import time
 import warnings
 
 from . import __version__
-from .analysis.framework import quiet_framework_start
+from .analysis.framework import BACKENDS, choose_backend, quiet_framework_start
 from .config import (ALL_FILTERS, ASCENT_MODES, EXECUTORS, PER_STAGE_MODES, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES,
                      ReportConfig)
 from .errors import CnnvizError, UsageError
@@ -124,8 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--ascent-steps", type=int, metavar="N")
     diff.add_argument("--cache-dir", metavar="DIR")
     diff.add_argument("--no-cache", action="store_true")
-    diff.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    diff.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    _console_options(diff)
     return parser
 
 
@@ -214,8 +213,15 @@ def _per_stage_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _console_options(parser: argparse.ArgumentParser) -> None:
+    _backend_option(parser)
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
+
+
+def _backend_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, metavar="|".join(BACKENDS),
+                        help="the Keras backend to run on (default: KERAS_BACKEND, else ~/.keras/keras.json, "
+                        "else tensorflow); any GPU it sees is used")
 
 
 def _filter_count(text: str) -> int:
@@ -367,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command not in ("build", "diff", "gallery"):
         parser.print_help()
+        return 2
+    try:
+        choose_backend(args.backend)
+    except ValueError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     if not args.debug:
         quiet_framework_start()

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from typing import Callable
 
 from .errors import UsageError
+from .analysis.framework import backend_name
 
 STATES_KEPT = 2  # a gallery builds its models one after the other: keep the current and the last
 TASK_RETRIES = 3  # a task whose worker dies (killed, out of memory) runs again elsewhere
@@ -53,8 +54,13 @@ def run_unit(work_holder: list, key: str, unit):
 
 
 def warm_up() -> None:
-    """A Ray worker's first task: the imports every unit needs, done before the first unit."""
-    for module in ("tensorflow", "keras", f"{__package__}.phases.mosaics", f"{__package__}.phases.dataset_examples"):
+    """A Ray worker's first task: the imports every unit needs, done before the first unit (the
+    backend is the driver's: its tasks set KERAS_BACKEND)."""
+    from .analysis.framework import backend_name, keep_tensorflow_out
+
+    importlib.import_module("keras")
+    keep_tensorflow_out()
+    for module in (backend_name(), f"{__package__}.phases.mosaics", f"{__package__}.phases.dataset_examples"):
         importlib.import_module(module)
 
 
@@ -133,10 +139,12 @@ class RayExecutor:
         # every core, as in-process; two tasks on one node would fight for them (and a unit's bytes
         # would then depend on how many threads summed it).
         cpus = 1 if gpus else max(1, int(min(node["Resources"].get("CPU", 1) for node in nodes)))
+        # Workers run on the driver's Keras backend, whatever their own environment says
+        backend = {"env_vars": {"KERAS_BACKEND": backend_name()}}
         self._task = ray.remote(run_unit).options(num_cpus=cpus, num_gpus=gpus, max_retries=TASK_RETRIES,
-                                                  retry_exceptions=False)
-        # Each node's worker imports TensorFlow and this package while the driver loads the model.
-        warm = ray.remote(warm_up).options(num_cpus=cpus, num_gpus=gpus)
+                                                  retry_exceptions=False, runtime_env=backend)
+        # Each node's worker imports the backend and this package while the driver loads the model.
+        warm = ray.remote(warm_up).options(num_cpus=cpus, num_gpus=gpus, runtime_env=backend)
         self._warming = [warm.remote() for _ in nodes]
         self._work_refs: dict[str, object] = {}
         self._pending: dict[object, tuple] = {}  # object ref -> (ticket, store, position)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..layers import LayerInfo
+from .framework import backend_name, compile_function, without_gradients
 from .keras_graph import functional_graph, graph_nodes, nested_layers, resolve_layer
 from .stand_ins import inference_stand_in
 
@@ -69,49 +70,44 @@ def graph_safe(models) -> bool:
 
 
 def compiled_forward(model, finish=None):
-    """``model(x, training=False)`` (then ``finish`` of its outputs) as a tf.function when every
-    layer name is a valid TF scope.
-
-    TensorFlow's CPU kernels refuse channels-first convolutions ("Conv2D only supports NHWC on
-    the CPU"), eagerly and in plain graph mode alike; compiled with XLA they run.
-    """
-    import tensorflow as tf
+    """``model(x, training=False)`` (then ``finish`` of its outputs), compiled by the backend
+    (``framework.compile_function``): on TensorFlow when every layer name is a valid TF scope,
+    with XLA for channels-first models (TF's CPU kernels refuse channels-first convolutions,
+    "Conv2D only supports NHWC on the CPU", eagerly and in plain graph mode alike)."""
 
     def forward(x):
         outputs = model(x, training=False)
         return finish(outputs) if finish else outputs
 
-    if not graph_safe([model]):
-        return forward
-    return tf.function(forward, reduce_retracing=True, jit_compile=reads_channels_first([model]) or None)
+    return compile_function(without_gradients(forward), graph_safe([model]), reads_channels_first([model]) or None)
 
 
 def _reduce_to_peaks(outputs, slots: list[tuple[int, bool]]) -> list:
     """``outputs`` with each wanted map (position, channels first?) replaced by (maxima, where,
-    map size): inside the graph, where it is multithreaded and the maps never reach numpy.
+    map size):
+    inside the compiled pass, where it is multithreaded and the maps never reach numpy.
 
     One read of each map: the arg-max, then its values gathered (3x faster than a max and an
-    arg-max over a NaN-cleaned copy). TensorFlow's CPU arg-max passes over NaN; XLA's (which
-    runs channels-first models) stops at it, so there the NaNs go first, fused into the same loop.
+    arg-max over a NaN-cleaned copy). Arg-max passes over NaN on TensorFlow's CPU kernels but
+    stops at it elsewhere (XLA, which runs channels-first models, JAX, PyTorch), so there the
+    NaNs go first, fused into the same loop.
     """
-    import tensorflow as tf
+    from keras import ops
 
+    skip_nan = backend_name() != "tensorflow"
     outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
     for position, channels_first in slots:
-        maps = tf.cast(outputs[position], tf.float32)
+        maps = ops.cast(outputs[position], "float32")
         if channels_first:
-            maps = tf.transpose(maps, [0, 2, 3, 1])
-        shape = tf.shape(maps)
-        flat = tf.reshape(maps, [shape[0], shape[1] * shape[2], shape[3]])
-        if channels_first:
-            flat = tf.where(tf.math.is_nan(flat), tf.constant(-np.inf, tf.float32), flat)
-        where = tf.argmax(flat, axis=1, output_type=tf.int32)  # (B, F)
-        batch_filter = tf.shape(where)
-        images = tf.broadcast_to(tf.range(batch_filter[0])[:, None], batch_filter)
-        filters = tf.broadcast_to(tf.range(batch_filter[1])[None, :], batch_filter)
-        values = tf.gather_nd(flat, tf.stack([images, where, filters], axis=-1))
-        values = tf.where(tf.math.is_nan(values), tf.constant(-np.inf, tf.float32), values)  # an all-NaN map
-        outputs[position] = (values, where, shape[1:3])
+            maps = ops.transpose(maps, (0, 2, 3, 1))
+        _, height, width, channels = ops.shape(maps)  # ints, or tensors where a model takes any size
+        flat = ops.reshape(maps, (-1, height * width, channels))
+        if channels_first or skip_nan:
+            flat = ops.where(ops.isnan(flat), -np.inf, flat)
+        where = ops.cast(ops.argmax(flat, axis=1), "int32")  # (B, F)
+        values = ops.squeeze(ops.take_along_axis(flat, ops.expand_dims(where, 1), axis=1), 1)
+        values = ops.where(ops.isnan(values), -np.inf, values)  # an all-NaN map
+        outputs[position] = (values, where, ops.convert_to_tensor([height, width], "int32"))
     return outputs
 
 
@@ -144,16 +140,18 @@ def _channels_last(array: np.ndarray, info: LayerInfo) -> np.ndarray:
 
 
 def _run(stage: _Stage, inputs: list, results: dict) -> None:
+    from keras import ops
+
     outputs = stage.call(inputs)
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]
     for position, info in stage.layer_slots:
         if stage.peaks:
-            values, where, map_hw = outputs[position]
+            values, where, map_hw = (ops.convert_to_numpy(value) for value in outputs[position])
             results[info.index] = Peaks(np.asarray(values, np.float32), np.asarray(where, np.int32),
                                         (int(map_hw[0]), int(map_hw[1])))
         else:
-            results[info.index] = _channels_last(np.asarray(outputs[position], dtype=np.float32), info)
+            results[info.index] = _channels_last(np.asarray(ops.convert_to_numpy(outputs[position]), np.float32), info)
     for start, count, child in stage.children:
         _run(child, list(outputs[start : start + count]), results)
 
@@ -257,11 +255,13 @@ def _call_frozen(operation, args, kwargs):
     return operation(*args, **kwargs)
 
 
-def replay_graph(holder, inputs: list, calls: dict, watched: set, frozen: bool = False) -> list:
+def replay_graph(holder, inputs: list, calls: dict, watched: set, frozen: bool = False,
+                 deltas: dict | None = None) -> list:
     """Call ``holder``'s layers again on ``inputs``, as Functional.call does, recording the first
     call of each layer whose id is in ``watched`` as ``calls[id] = (first input, output)``.
     ``frozen``: call each layer's ``inference_stand_in`` where it has one (the replay then only
-    serves inference).
+    serves inference). ``deltas``: for each watched layer whose id is a key, a new model input
+    (stored there) added to that first call's output, the output the rest of the graph sees.
 
     Nested models are replayed node by node too: called whole, a Functional model checks its
     inputs against the shapes it was built with. A layer that fails on the new input (a Dense
@@ -280,15 +280,19 @@ def replay_graph(holder, inputs: list, calls: dict, watched: set, frozen: bool =
         try:
             if isinstance(operation, keras.Model):
                 outputs = replay_graph(operation, [values[id(x)] for x in node.input_tensors], calls, watched,
-                                       frozen)
+                                       frozen, deltas)
             else:
                 outputs = _call_frozen(operation, args, kwargs) if frozen and id(operation) not in watched \
                     else operation(*args, **kwargs)
         except Exception:  # not on the way to a watched layer (or the replay fails below)
             continue
+        outputs = tree.flatten(outputs)
         if id(operation) in watched and id(operation) not in calls:
-            calls[id(operation)] = (tree.flatten(args)[0], tree.flatten(outputs)[0])
-        for reference, value in zip(node.outputs, tree.flatten(outputs)):
+            if deltas is not None and id(operation) in deltas:
+                deltas[id(operation)] = keras.Input(tuple(outputs[0].shape[1:]), name=f"{operation.name}_delta")
+                outputs[0] = keras.layers.Add(name=f"{operation.name}_plus_delta")([outputs[0], deltas[id(operation)]])
+            calls[id(operation)] = (tree.flatten(args)[0], outputs[0])
+        for reference, value in zip(node.outputs, outputs):
             values[id(reference)] = value
     return [values.get(id(t)) for t in graph.outputs]
 

@@ -53,7 +53,8 @@ from .keras_graph import resolve_layer
 from ..layers import LayerInfo
 from .units import rescue_split, response_floor, unit_functions
 from .activations import ascent_chain, free_size_values, graph_safe, reads_channels_first
-from .ascent_parts import recipe, resample
+from .ascent_parts import LucidTransforms, recipe, resample
+from .framework import compile_function, trace, with_gradients, without_gradients
 from .quality import MEASURE_DRAWS, high_frequency_share, measurement_matrices
 
 ASSUMED_GFLOPS = 150.0  # a CPU rate to bound the time of one step (this 2-core AVX-512 machine: 190-590)
@@ -252,11 +253,11 @@ def pre_activation_rescue(output_means, pre_means, one_hot, floor: np.ndarray):
     """A model modifier, like tf-keras-vis's ``ReplaceToLinear`` but only where it is needed: a
     canvas whose response sits at its floor (zero gradient) climbs the input of the last
     saturating step instead, until the response moves; the others climb their response."""
-    import tensorflow as tf
+    from keras import ops
 
-    floor = tf.einsum("bc,c->b", one_hot, tf.constant(floor, tf.float32))
-    off_floor = tf.abs(output_means - floor) > 1e-6 * (1.0 + tf.abs(floor))
-    return output_means + tf.where(off_floor, tf.zeros_like(output_means), pre_means)
+    floor = ops.einsum("bc,c->b", one_hot, ops.convert_to_tensor(floor, "float32"))
+    off_floor = ops.abs(output_means - floor) > 1e-6 * (1.0 + ops.abs(floor))
+    return output_means + ops.where(off_floor, ops.zeros_like(output_means), pre_means)
 
 
 
@@ -301,15 +302,12 @@ class AscentGroup:
                  preprocess, input_channels_first: bool, settings: AscentSettings, channels: int):
         """``forward_values(model input)`` gives each member's value; ``layers`` are the Keras
         models it calls (whether they compile, whether they need XLA); ``free``: any canvas size."""
-        import tensorflow as tf
-
         self.members, self.free, self.cost, self.settings, self.channels = members, free, cost, settings, channels
         self._forward_values, self._preprocess = forward_values, preprocess
         self._input_channels_first = input_channels_first
         xla = reads_channels_first(layers) or None  # TF's CPU kernels run NCHW convs only under XLA
         self.compiles = graph_safe(layers)
-        self._compile = (lambda f: tf.function(f, reduce_retracing=True, jit_compile=xla, autograph=False)) \
-            if self.compiles else (lambda f: f)
+        self._compile = lambda f, fixed_shapes=True: compile_function(f, self.compiles, xla, fixed_shapes)
         self._compiled: dict = {}  # canvas (h, w) -> (recipe, step, measure)
         self.traced: set = set()  # (canvas (h, w), batch size) the step has been traced for
 
@@ -325,9 +323,11 @@ class AscentGroup:
             rate = settings.rate if name == settings.mode else \
                 small_canvas_rate(settings.step_count) if settings.mode == "balanced" else MODE_RATES[name]
             parts = recipe(name, canvas_hw, self.channels, rate, settings.noise_amplitude, settings.betas)
+            # lucid's random scale gives each step's transformed canvas its own shape
             step = self._compile(lambda params, state, t, one_hots, draw: self._climb_step(parts, params, state, t,
-                                                                                           one_hots, draw))
-            measure = self._compile(lambda pixels, one_hots: self._objective(pixels, one_hots)[1])
+                                                                                           one_hots, draw),
+                                 fixed_shapes=not isinstance(parts.transforms, LucidTransforms))
+            measure = self._compile(without_gradients(lambda pixels, one_hots: self._objective(pixels, one_hots)[1]))
             self._compiled[canvas_hw] = (parts, step, measure)
         return self._compiled[canvas_hw]
 
@@ -335,11 +335,11 @@ class AscentGroup:
 
     def _responses(self, pixels):
         """Per member, (what the rescue climbs, the unit's response), float32 and channels last."""
-        import tensorflow as tf
+        from keras import ops
 
         x = self._preprocess(pixels)
         if self._input_channels_first:
-            x = tf.transpose(x, (0, 3, 1, 2))
+            x = ops.transpose(x, (0, 3, 1, 2))
         for member, value in zip(self.members, self._forward_values(x)):
             for function in member.before:
                 value = function(value)
@@ -347,9 +347,9 @@ class AscentGroup:
             for function in member.after:
                 output = function(output)
             # float16/bfloat16 layers (mixed precision): the objective is summed in float32
-            value, output = tf.cast(value, tf.float32), tf.cast(output, tf.float32)
+            value, output = ops.cast(value, "float32"), ops.cast(output, "float32")
             if member.channels_first:
-                value, output = tf.transpose(value, (0, 2, 3, 1)), tf.transpose(output, (0, 2, 3, 1))
+                value, output = ops.transpose(value, (0, 2, 3, 1)), ops.transpose(output, (0, 2, 3, 1))
             yield member, value, output
 
     def _objective(self, pixels, one_hots):
@@ -366,15 +366,12 @@ class AscentGroup:
 
     def _climb_step(self, parts, params, state, t, one_hots, draw):
         """One step of the recipe: its image seen through its transforms, its optimiser's update."""
-        import tensorflow as tf
 
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(params)
-            seen = parts.transforms.apply(parts.image.pixels(params), draw)
-            climbed, _ = self._objective(seen, one_hots)
-            objective = tf.reduce_sum(climbed)
-        params, state = parts.optimiser.step(params, tape.gradient(objective, params), state, t)
-        return params, state
+        def climbed(params):
+            return self._objective(parts.transforms.apply(parts.image.pixels(params), draw), one_hots)[0]
+
+        _, (gradient,) = with_gradients(climbed)(params)
+        return parts.optimiser.step(params, gradient, state, t)
 
 
 # Each step is a forward and an input-gradient pass (~3 forwards); the measurement is a forward on
@@ -383,14 +380,15 @@ MEASURE_STEPS = (1 + MEASURE_DRAWS) / 3.0
 
 
 def _filter_means(values, one_hot):
-    import tensorflow as tf
+    from keras import ops
 
     border = activation_border(int(values.shape[1]) if values.shape[1] is not None else 0)
     if border:
         values = values[:, border:-border, border:-border, :]
-    area = tf.cast(tf.shape(values)[1] * tf.shape(values)[2], tf.float32)
+    shape = ops.shape(values)
+    area = ops.cast(shape[1] * shape[2], "float32")
     # One filter per canvas: the mean over space of that canvas's own filter.
-    return tf.einsum("bhwc,bc->b", values, one_hot) / area
+    return ops.einsum("bhwc,bc->b", values, one_hot) / area
 
 
 # Tracing and setting up a compiled step costs about 0.035 s per Keras layer it replays, whatever
@@ -561,13 +559,15 @@ class LayerAscent:
 
     def _one_hots(self, chunk: list[int]):
         """The climbing member's one-hot mask of ``chunk``, zeros for the group's other members."""
-        import tensorflow as tf
+        from keras import ops
 
         masks = []
         for position, member in enumerate(self.group.members):
-            depth = member.info.filters or 0
-            indices = chunk if position == self._position else [-1] * len(chunk)  # -1: an all-zero row
-            masks.append(tf.one_hot(indices, depth=depth, dtype=tf.float32))
+            mask = np.zeros((len(chunk), member.info.filters or 0), np.float32)
+            if position == self._position:  # an index past the member's filters: an all-zero row
+                rows = [row for row, index in enumerate(chunk) if 0 <= index < mask.shape[1]]
+                mask[rows, [chunk[row] for row in rows]] = 1.0
+            masks.append(ops.convert_to_tensor(mask))
         return tuple(masks)
 
     def batch_size(self, filters: int) -> int:
@@ -586,7 +586,7 @@ class LayerAscent:
         start comes from its own generator, and every batch sees the same transforms. So a batch
         is a unit of work of its own (another process, another machine) and a filter starts
         from the same canvas whatever else is drawn."""
-        import tensorflow as tf
+        from keras import ops
 
         params, state, one_hots = self._start(chunk)
         rng = np.random.default_rng([self.settings.seed, self.info.index, 1])  # the transforms
@@ -594,47 +594,50 @@ class LayerAscent:
             self.group.traced.add((self.canvas_hw, len(chunk)))
         for t in range(1, steps + 1):
             draw = self.recipe.transforms.draw(rng)
-            params, state = self._step(params, state, tf.constant(float(t)), one_hots, draw)
+            params, state = self._step(params, state, ops.convert_to_tensor(float(t), "float32"), one_hots,
+                                       None if draw is None else ops.convert_to_tensor(draw))
         pixels = self.recipe.image.pixels(params)
         return (pixels, *self._measured(pixels, one_hots))
 
     def _start(self, chunk: list[int]):
         """(params, optimiser state, one-hot masks) of a batch: each filter's start from its own
         generator, so it does not depend on the rest of the batch."""
-        import tensorflow as tf
+        from keras import ops
 
         seed, layer = self.settings.seed, self.info.index
-        params = tf.concat([self.recipe.image.initial(np.random.default_rng([seed, layer, 0, number]), 1)
-                            for number in chunk], axis=0)
+        params = ops.convert_to_tensor(np.concatenate(
+            [self.recipe.image.initial(np.random.default_rng([seed, layer, 0, number]), 1) for number in chunk]))
         return params, self.recipe.optimiser.start(params), self._one_hots(chunk)
 
     def prepare(self, batch_size: int) -> None:
         """Trace the step and the measurement for batches of ``batch_size`` on this canvas,
-        without running them (``AscentTrunk.trace_ahead``)."""
-        import tensorflow as tf
+        without running them (``AscentTrunk.trace_ahead``; a backend that cannot trace without
+        running, JAX or PyTorch, traces on the first climb)."""
+        from keras import ops
 
         if not self.group.compiles or (self.canvas_hw, batch_size) in self.group.traced:
             return
         self.group.traced.add((self.canvas_hw, batch_size))
         params, state, one_hots = self._start([0] * batch_size)
         draw = self.recipe.transforms.draw(np.random.default_rng(0))
-        self._step.get_concrete_function(params, state, tf.constant(1.0), one_hots, draw)
-        self._measure.get_concrete_function(self.recipe.image.pixels(params), one_hots)
+        trace(self._step, params, state, ops.convert_to_tensor(1.0, "float32"), one_hots,
+              None if draw is None else ops.convert_to_tensor(draw))
+        trace(self._measure, self.recipe.image.pixels(params), one_hots)
 
     def _measured(self, pixels, one_hots) -> tuple[np.ndarray, np.ndarray]:
-        import tensorflow as tf
+        from keras import ops
 
-        response = np.asarray(self._measure(pixels, one_hots))
-        transformed = np.mean([np.asarray(self._measure(resample(pixels, tf.constant(matrix)), one_hots))
+        response = ops.convert_to_numpy(self._measure(pixels, one_hots))
+        transformed = np.mean([ops.convert_to_numpy(self._measure(resample(pixels, matrix), one_hots))
                                for matrix in self._matrices], axis=0)
         return response, transformed
 
     def measure(self, pixels: np.ndarray, filter_indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(the unit's mean response to each canvas of ``pixels`` (F, h, w, C; 0..255), and its
         mean under the quality measure's transforms), canvas i for filter ``filter_indices[i]``."""
-        import tensorflow as tf
+        from keras import ops
 
-        return self._measured(tf.constant(pixels, tf.float32), self._one_hots(list(filter_indices)))
+        return self._measured(ops.convert_to_tensor(pixels, "float32"), self._one_hots(list(filter_indices)))
 
     def traced_batch_size(self, canvases: int, steps: int) -> int | None:
         """The smallest batch size above ``canvases`` the group's step is already traced for on
@@ -666,12 +669,14 @@ class LayerAscent:
     def climb_batch(self, padded: tuple[int, ...], count: int, steps: int | None = None) -> BatchResult:
         """The first ``count`` filters' results of one batch from ``batches`` (the rest are its
         padding): the same pictures in any process, whatever other batch ran before."""
+        from keras import ops
+
         steps = self.settings.step_count if steps is None else steps
         traced = self.traced_batch_size(len(padded), steps)
         if traced is not None:  # a filter's picture does not depend on its batch
             padded = tuple(padded) + (padded[-1],) * (traced - len(padded))
         final, responses, seen = self._climb(list(padded), steps)
-        images = np.stack([self.recipe.display(picture) for picture in final.numpy()[:count]])
+        images = np.stack([self.recipe.display(picture) for picture in ops.convert_to_numpy(final)[:count]])
         return BatchResult(tuple(padded[:count]), images, np.asarray(responses[:count], np.float32),
                            np.asarray(seen[:count], np.float32),
                            np.array([high_frequency_share(image) for image in images], np.float32))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..render import NONFINITE_RGB
+from .framework import irfft2d, resize_bilinear
 
 # keras.io: lr 10 on a 180x180x3 canvas scaled to [-1, 1] is an RMS step of this many pixel levels
 _KERAS_IO_PIXELS = 180 * 180 * 3
@@ -38,10 +39,8 @@ class PixelImage:
         self.canvas_hw, self.channels, self.noise = canvas_hw, channels, noise
 
     def initial(self, rng: np.random.Generator, batch: int):
-        import tensorflow as tf
-
         noise = rng.uniform(-1.0, 1.0, size=(batch, *self.canvas_hw, self.channels))
-        return tf.constant(128.0 + self.noise * noise, dtype=tf.float32)
+        return (128.0 + self.noise * noise).astype(np.float32)
 
     def pixels(self, params):
         return params
@@ -60,29 +59,25 @@ class FourierImage:
     """lucid's ``fft_image`` with decorrelated colour, squashed into 0..255 by a sigmoid."""
 
     def __init__(self, canvas_hw: tuple[int, int], channels: int):
-        import tensorflow as tf
-
         self.height, self.width = canvas_hw
         self.channels = channels
-        self.scale = tf.constant(_spectrum_scale(self.height, self.width)[None, None])  # (1, 1, H, W/2+1)
-        self.colour = tf.constant(_COLOR_SQRT_NORMALISED.T) if channels == 3 else None
+        self.scale = _spectrum_scale(self.height, self.width)[None, None]  # (1, 1, H, W/2+1)
+        self.colour = _COLOR_SQRT_NORMALISED.T if channels == 3 else None
 
     def initial(self, rng: np.random.Generator, batch: int):
         """Small random spectra (lucid: normal, sd 0.01), as (real, imaginary) pairs."""
-        import tensorflow as tf
-
         shape = (batch, self.channels, self.height, self.width // 2 + 1, 2)
-        return tf.constant(rng.normal(0.0, 0.01, size=shape).astype(np.float32))
+        return rng.normal(0.0, 0.01, size=shape).astype(np.float32)
 
     def pixels(self, spectrum):
-        import tensorflow as tf
+        from keras import ops
 
-        complex_spectrum = tf.complex(spectrum[..., 0], spectrum[..., 1]) * tf.cast(self.scale, tf.complex64)
-        image = tf.signal.irfft2d(complex_spectrum, fft_length=[self.height, self.width]) / 4.0
-        image = tf.transpose(image, (0, 2, 3, 1))
+        scale = ops.convert_to_tensor(self.scale)  # real: scaling both parts is the complex product
+        image = irfft2d(spectrum[..., 0] * scale, spectrum[..., 1] * scale, (self.height, self.width)) / 4.0
+        image = ops.transpose(image, (0, 2, 3, 1))
         if self.colour is not None:
-            image = tf.einsum("bhwc,cd->bhwd", image, self.colour)
-        return 255.0 * tf.sigmoid(image)
+            image = ops.einsum("bhwc,cd->bhwd", image, ops.convert_to_tensor(self.colour))
+        return 255.0 * ops.sigmoid(image)
 
 
 # --------------------------------------------------------------------------- transforms
@@ -106,24 +101,22 @@ class LucidTransforms:
 
     def draw(self, rng: np.random.Generator):
         """One random draw: (dy1, dx1, scale, angle, dy2, dx2)."""
-        import tensorflow as tf
-
         first, second = self.jitters
-        return tf.constant(np.array([
+        return np.array([
             rng.integers(0, first + 1), rng.integers(0, first + 1),
             rng.choice([1 + (i - 5) / 50.0 for i in range(11)]),
             rng.choice(list(range(-10, 11)) + [0] * 5) * math.pi / 180.0,
             rng.integers(0, second + 1), rng.integers(0, second + 1),
-        ], np.float32))
+        ], np.float32)
 
     def apply(self, pixels, draw):
-        import tensorflow as tf
+        from keras import ops
 
         pad = self.pad
-        x = tf.pad(pixels, [[0, 0], [pad, pad], [pad, pad], [0, 0]], constant_values=127.5)
+        x = ops.pad(pixels, [[0, 0], [pad, pad], [pad, pad], [0, 0]], constant_values=127.5)
         x = _jitter(x, self.jitters[0], draw[0], draw[1])
-        size = tf.cast(tf.shape(x)[1:3], tf.float32)
-        x = tf.image.resize(x, tf.cast(tf.round(size * draw[2]), tf.int32), method="bilinear")
+        size = ops.cast(ops.convert_to_tensor(ops.shape(x)[1:3]), "float32")
+        x = resize_bilinear(x, ops.cast(ops.round(size * draw[2]), "int32"))
         x = _rotate(x, draw[3])
         return _jitter(x, self.jitters[1], draw[4], draw[5])
 
@@ -142,12 +135,10 @@ def affine_matrix(canvas_hw: tuple[int, int], shift: tuple[float, float], scale:
 def resample(pixels, matrix):
     """``pixels`` seen through ``affine_matrix``: one bilinear resample at the canvas's own size,
     with the edges mirrored, so every step sees a canvas of one shape (one trace, one set of kernels)."""
-    import tensorflow as tf
+    from keras import ops
 
-    shape = tf.shape(pixels)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=pixels, transforms=tf.tile(tf.reshape(matrix, (1, 8)), [shape[0], 1]), output_shape=shape[1:3],
-        interpolation="BILINEAR", fill_mode="REFLECT", fill_value=0.0)
+    transforms = ops.tile(ops.reshape(ops.convert_to_tensor(matrix), (1, 8)), (ops.shape(pixels)[0], 1))
+    return ops.image.affine_transform(pixels, transforms, interpolation="bilinear", fill_mode="reflect")
 
 
 class AffineTransforms:
@@ -159,9 +150,7 @@ class AffineTransforms:
         self.canvas_hw = canvas_hw
 
     def draw(self, rng: np.random.Generator):
-        import tensorflow as tf
-
-        return tf.constant(random_affine(self.canvas_hw, rng, shift=1 / 16, scale=0.05, degrees=10.0))
+        return random_affine(self.canvas_hw, rng, shift=1 / 16, scale=0.05, degrees=10.0)
 
     def apply(self, pixels, draw):
         return resample(pixels, draw)
@@ -177,25 +166,27 @@ def random_affine(canvas_hw: tuple[int, int], rng: np.random.Generator, shift: f
 
 
 def _jitter(x, amount: int, dy, dx):
-    import tensorflow as tf
+    """A crop ``amount`` smaller on each side at offset (dy, dx): a slice of a fixed size from a
+    start that may depend on the inputs."""
+    from keras import ops
 
-    size = tf.shape(x)
-    dy, dx = tf.cast(dy, tf.int32), tf.cast(dx, tf.int32)
-    return x[:, dy : size[1] - amount + dy, dx : size[2] - amount + dx, :]
+    _, height, width, channels = ops.shape(x)
+    start = ops.stack([0, ops.cast(dy, "int32"), ops.cast(dx, "int32"), 0])
+    return ops.slice(x, start, (ops.shape(x)[0], height - amount, width - amount, channels))
 
 
 def _rotate(x, angle):
-    import tensorflow as tf
+    from keras import ops
 
-    shape = tf.shape(x)
-    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    cos, sin = tf.cos(angle), tf.sin(angle)
+    shape = ops.shape(x)
+    height, width = ops.cast(shape[1], "float32"), ops.cast(shape[2], "float32")
+    cos, sin = ops.cos(angle), ops.sin(angle)
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
     # output (x, y) <- input (a0 x + a1 y + a2, b0 x + b1 y + b2): a rotation about the centre
-    transform = tf.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0])
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=x, transforms=tf.tile(transform[None], [shape[0], 1]), output_shape=shape[1:3],
-        interpolation="BILINEAR", fill_mode="REFLECT", fill_value=0.0)
+    zero = ops.zeros_like(cos)
+    transform = ops.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, zero, zero])
+    return ops.image.affine_transform(x, ops.tile(transform[None], (shape[0], 1)), interpolation="bilinear",
+                                      fill_mode="reflect")
 
 
 # --------------------------------------------------------------------------- optimisers (they climb)
@@ -212,20 +203,20 @@ class NormalisedGradient:
         return ()
 
     def step(self, params, gradient, state, t):
-        import tensorflow as tf
+        from keras import ops
 
-        return params + self.step_norm * tf.math.l2_normalize(gradient, axis=[1, 2, 3]), state
+        return params + self.step_norm * ops.normalize(gradient, axis=(1, 2, 3), order=2), state
 
 
 def adam_update(params, grads, m, v, t, rate: float, beta1=0.9, beta2=0.999, epsilon=1e-8):
     """One Adam step (Kingma & Ba 2015) as a pure function, climbing: new (params, m, v)."""
-    import tensorflow as tf
+    from keras import ops
 
     m = beta1 * m + (1 - beta1) * grads
-    v = beta2 * v + (1 - beta2) * tf.square(grads)
-    m_hat = m / (1 - tf.pow(beta1, t))
-    v_hat = v / (1 - tf.pow(beta2, t))
-    return params + rate * m_hat / (tf.sqrt(v_hat) + epsilon), m, v
+    v = beta2 * v + (1 - beta2) * ops.square(grads)
+    m_hat = m / (1 - ops.power(beta1, t))
+    v_hat = v / (1 - ops.power(beta2, t))
+    return params + rate * m_hat / (ops.sqrt(v_hat) + epsilon), m, v
 
 
 class Adam:
@@ -233,9 +224,9 @@ class Adam:
         self.rate, self.betas = rate, betas
 
     def start(self, params):
-        import tensorflow as tf
+        from keras import ops
 
-        return tf.zeros_like(params), tf.zeros_like(params)
+        return ops.zeros_like(params), ops.zeros_like(params)
 
     def step(self, params, gradient, state, t):
         params, m, v = adam_update(params, gradient, *state, t, self.rate, *self.betas)

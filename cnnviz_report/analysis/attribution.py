@@ -20,6 +20,7 @@ import numpy as np
 from .keras_graph import resolve_holder
 from ..layers import LayerInfo
 from .activations import linear_copy_of, replay_graph, graph_safe, reads_channels_first
+from .framework import compile_function, with_gradients
 
 SOFTMAX_NAMES = ("softmax", "sigmoid")
 
@@ -98,59 +99,74 @@ class AttributionProbe:
         output_layer = _output_layer(model)
         watched = {id(layer) for layer in ends.values()} | {id(output_layer)}
         new_input = keras.Input(tuple(model.inputs[0].shape[1:]))
+        # a zero "delta" added to each unit's response where the replay records it: the score's
+        # gradient with respect to it is the gradient with respect to the response, on every
+        # backend (a tape can watch an inner tensor; jax.grad and torch.autograd need an input)
+        deltas = {id(layer): None for layer in ends.values()}
         calls: dict = {}
-        replay_graph(model, [new_input], calls, watched, frozen=True)
+        replay_graph(model, [new_input], calls, watched, frozen=True, deltas=deltas)
         missing = [info.name for info in self.layers if id(ends[info.index]) not in calls]
         if missing or id(output_layer) not in calls:
             raise ValueError(f"the replay did not reach {', '.join(missing) or output_layer.name}")
         units = [calls[id(ends[info.index])][1] for info in self.layers]
+        self._deltas = [deltas[id(ends[info.index])] for info in self.layers]
         scores = class_scores_of(output_layer, *calls[id(output_layer)])
         if binary:
             scores = keras.layers.Concatenate(axis=-1)([keras.ops.negative(scores), scores])
-        self._model = keras.Model(new_input, [*units, scores])
+        self._model = keras.Model([new_input, *self._deltas], [*units, scores])
         self._channels_first = [info.data_format == "channels_first" for info in self.layers]
-        self._run = self._compile(self._evidence, [model])
+        self._delta_shapes: dict[tuple, list[tuple]] = {}
+        self._run = compile_function(self._evidence, graph_safe([model]), reads_channels_first([model]) or None)
 
-    @staticmethod
-    def _compile(function, models):
-        import tensorflow as tf
+    def _zero_deltas(self, batch_shape: tuple) -> list[np.ndarray]:
+        """Zeros the shape of each unit's response to a batch of ``batch_shape`` (found once per
+        shape by Keras's shape inference: a model may take any size)."""
+        if batch_shape not in self._delta_shapes:
+            import keras
 
-        if not graph_safe(models):
-            return function
-        return tf.function(function, reduce_retracing=True, autograph=False,
-                           jit_compile=reads_channels_first(models) or None)
+            # a delta broadcasts: 1 where its size is not known yet, so the spec gives the unit's own
+            probes = [keras.KerasTensor((batch_shape[0], *(1 if d is None else d for d in delta.shape[1:])))
+                      for delta in self._deltas]
+            specs = self._model.compute_output_spec([keras.KerasTensor(batch_shape), *probes])
+            self._delta_shapes[batch_shape] = [tuple(spec.shape) for spec in specs[:-1]]
+        return [np.zeros(shape, np.float32) for shape in self._delta_shapes[batch_shape]]
 
-    def _evidence(self, batch, classes):
-        import tensorflow as tf
+    def _scores_and_units(self, deltas, batch, classes):
+        """The summed class scores of each image's class (what is differentiated), and the units."""
+        from keras import ops
 
-        with tf.GradientTape() as tape:
-            *units, scores = self._model(batch, training=False)
-            total = tf.reduce_sum(tf.gather(tf.cast(scores, tf.float32), classes, axis=1, batch_dims=1))
-        gradients = tape.gradient(total, units)
+        *units, scores = self._model([batch, *deltas], training=False)
+        chosen = ops.take_along_axis(ops.cast(scores, "float32"), ops.expand_dims(classes, 1), axis=1)
+        return ops.sum(chosen), units
+
+    def _evidence(self, batch, classes, deltas):
+        from keras import ops
+
+        (_, units), gradients = with_gradients(lambda *found: self._scores_and_units(found[:-2], *found[-2:]),
+                                               wrt=tuple(range(len(deltas))))(*deltas, batch, classes)
         found = []
         for value, gradient, channels_first in zip(units, gradients, self._channels_first):
-            if gradient is None:  # the class score does not depend on this layer
-                gradient = tf.zeros_like(value)
             # float16/bfloat16 layers (mixed precision): the evidence is summed in float32
-            value, gradient = tf.cast(value, tf.float32), tf.cast(gradient, tf.float32)
+            value, gradient = ops.cast(value, "float32"), ops.cast(gradient, "float32")
             if channels_first:
-                value, gradient = tf.transpose(value, (0, 2, 3, 1)), tf.transpose(gradient, (0, 2, 3, 1))
-            weights = tf.reduce_mean(gradient, axis=(1, 2))  # (B, C)
-            cam = tf.nn.relu(tf.einsum("bhwc,bc->bhw", value, weights))
+                value, gradient = ops.transpose(value, (0, 2, 3, 1)), ops.transpose(gradient, (0, 2, 3, 1))
+            weights = ops.mean(gradient, axis=(1, 2))  # (B, C)
+            cam = ops.relu(ops.einsum("bhwc,bc->bhw", value, weights))
             product = value * gradient
-            found.append((cam, tf.reduce_sum(product, axis=(1, 2)), product))
+            found.append((cam, ops.sum(product, axis=(1, 2)), product))
         return found
 
     def __call__(self, batch: np.ndarray, classes: list[int]) -> list[dict[int, LayerEvidence]]:
         """Per image of ``batch`` (the model's input), {layer index: its evidence for the image's
         class ``classes[i]``}."""
-        import tensorflow as tf
+        from keras import ops
 
-        found = self._run(tf.constant(batch), tf.constant(classes, tf.int32))
+        found = self._run(ops.convert_to_tensor(batch), ops.convert_to_tensor(classes, "int32"),
+                          [ops.convert_to_tensor(delta) for delta in self._zero_deltas(tuple(batch.shape))])
         per_image: list[dict[int, LayerEvidence]] = [{} for _ in classes]
         for info, (cam, contributions, product) in zip(self.layers, found):
-            cam, contributions = cam.numpy(), contributions.numpy()
-            product = product.numpy() if info.index in self._decision else None
+            cam, contributions = ops.convert_to_numpy(cam), ops.convert_to_numpy(contributions)
+            product = ops.convert_to_numpy(product) if info.index in self._decision else None
             for i, evidence in enumerate(per_image):
                 evidence[info.index] = LayerEvidence(cam[i], contributions[i],
                                                      product[i] if product is not None else None)

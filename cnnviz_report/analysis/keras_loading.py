@@ -25,6 +25,7 @@ from ..config import ReportConfig
 from ..errors import ModelLoadError, UsageError
 from ..loading import LoadedModel, demo_model_path, file_sha256, first_line
 from ..model_safety import check_config, config_nodes, read_config
+from .framework import keep_tensorflow_out
 
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 DEFAULT_FREE_SIZE = 224  # used when a model accepts any spatial size
@@ -366,6 +367,7 @@ def _accepts_any_size(model) -> bool:
 
 def load_model(config: ReportConfig) -> LoadedModel:
     """Resolve config.model (None = demo, a path, or an application name) into a LoadedModel."""
+    keep_tensorflow_out()
     weights = config.weights
     if config.model is None:
         path = demo_model_path()

@@ -10,6 +10,7 @@ import numpy as np
 from ..layers import LayerInfo, ModelInfo
 from .activations import FeatureProbe, PeakProbe, compiled_forward, reads_channels_first
 from .ascent import AscentSettings, AscentTrunk
+from .framework import without_gradients
 from .attribution import AttributionProbe, ends_in_sigmoid
 from .keras_walk import inspect_model, weights_digests
 from .units import unit_floor
@@ -17,7 +18,7 @@ from .weights import KernelView, kernel_view
 
 
 class KerasModel:
-    """``model`` walked and run by Keras (today on the TensorFlow backend)."""
+    """``model`` walked and run by Keras, on the backend this process runs (``framework``)."""
 
     def __init__(self, model):
         self.model = model
@@ -57,9 +58,11 @@ class KerasModel:
         # channels-first convs run on the CPU only under XLA; anything else runs eagerly, since
         # tracing a deep model's whole graph for one pass costs more than the pass
         # (InceptionResNetV2: seconds)
-        if reads_channels_first([self.model]):
-            return compiled_forward(self.model)
-        return lambda x: self.model(x, training=False)
+        from keras import ops
+
+        forward = compiled_forward(self.model) if reads_channels_first([self.model]) else \
+            without_gradients(lambda x: self.model(x, training=False))
+        return lambda x: ops.convert_to_numpy(forward(x))
 
     def attribution_probe(self, layers: list[LayerInfo], decision: list[LayerInfo], binary: bool) -> AttributionProbe:
         return AttributionProbe(self.model, layers, decision, binary=binary)

@@ -16,10 +16,10 @@ def inference_stand_in(layer):
     A BatchNormalization at inference is a fixed affine map per channel. Traced, Keras's layer
     reads and casts four variables and builds a dozen ops and their gradients: in ResNet50V2 it
     was half of all the time spent tracing ascent steps. The stand-in holds the map's two
-    vectors, computed once by ``tf.nn.batch_normalization``'s own formula, so it gives the same
+    vectors, computed once by Keras's own formula (``ops.rsqrt``, as its layer does), so it gives the same
     numbers.
 
-    A swish (silu) Activation is ``x * sigmoid(x)``, as ``tf.nn.silu`` computes it, without
+    A swish (silu) Activation is ``x * sigmoid(x)``, as Keras's silu computes it, without
     its custom gradient, whose tracing took a third of a deep EfficientNetB0 step's trace
     (1.59 s against 1.13 s a trace). The same forward values; the gradient is the same
     function, computed by the chain rule.
@@ -38,13 +38,12 @@ def inference_stand_in(layer):
 def _plain_swish():
     """The swish stand-in's class, made on first use (Keras is imported late)."""
     import keras
-    import tensorflow as tf
 
     class PlainSwish(keras.layers.Layer):
-        """``x * sigmoid(x)``: a swish Activation whose gradient TensorFlow derives itself."""
+        """``x * sigmoid(x)``: a swish Activation whose gradient the backend derives itself."""
 
         def call(self, inputs, training=None, mask=None):
-            return inputs * tf.sigmoid(inputs)
+            return inputs * keras.ops.sigmoid(inputs)
 
         def compute_output_shape(self, input_shape):
             return input_shape
@@ -56,7 +55,7 @@ def _plain_swish():
 def _frozen_batch_normalization():
     """The stand-in's class, made on first use (Keras is imported late)."""
     import keras
-    import tensorflow as tf
+    from keras import ops
 
     class FrozenBatchNormalization(keras.layers.Layer):
         """``x * scale + offset`` per channel: a BatchNormalization's inference, with constants."""
@@ -67,17 +66,19 @@ def _frozen_batch_normalization():
 
         @classmethod
         def of(cls, layer):
-            mean = tf.convert_to_tensor(layer.moving_mean)
-            inverse = tf.math.rsqrt(tf.convert_to_tensor(layer.moving_variance) + layer.epsilon)
+            mean = ops.convert_to_tensor(layer.moving_mean)
+            inverse = ops.rsqrt(ops.convert_to_tensor(layer.moving_variance) + layer.epsilon)
             if layer.scale:
-                inverse = inverse * tf.convert_to_tensor(layer.gamma)
-            offset = tf.convert_to_tensor(layer.beta) - mean * inverse if layer.center else -mean * inverse
-            return cls(inverse.numpy(), offset.numpy(), layer.axis, name=f"{layer.name}_frozen")
+                inverse = inverse * ops.convert_to_tensor(layer.gamma)
+            offset = ops.convert_to_tensor(layer.beta) - mean * inverse if layer.center else -mean * inverse
+            return cls(ops.convert_to_numpy(inverse), ops.convert_to_numpy(offset), layer.axis,
+                       name=f"{layer.name}_frozen")
 
         def call(self, inputs, training=None, mask=None):
             shape = [1] * len(inputs.shape)
             shape[self.axis] = self.scale.shape[0]
-            return inputs * self.scale.reshape(shape) + self.offset.reshape(shape)
+            scale = ops.convert_to_tensor(self.scale.reshape(shape), inputs.dtype)
+            return inputs * scale + ops.convert_to_tensor(self.offset.reshape(shape), inputs.dtype)
 
         def compute_output_shape(self, input_shape):
             return input_shape

@@ -94,6 +94,7 @@ def _settings_view(report: Report) -> list[tuple[str, str]]:
         ("Unit", "response: after the BatchNormalization and activation layers that follow each conv alone"
          if s["unit"] == "response" else "raw: each conv layer's own output"),
         ("Gradient ascent", ascent),
+        *([("Backend", f"Keras on {s['backend']}")] if s.get("backend") else []),
         ("Input size", "×".join(map(str, s["input_size"])) if s["input_size"] else "the model's own"),
         ("Preprocessing", ("auto: " if s["preprocess"] == "auto" else "") + preprocess_words(report.preprocess)
          + (f"; {report.preprocess_reason}" if report.preprocess_reason else "")),
