@@ -3,7 +3,8 @@
 Keras's ``safe_mode`` refuses lambdas when it deserialises, but by then the file has been
 opened by the full loader. This check runs first, on the JSON alone: a ``.keras`` zip's
 ``config.json`` or an ``.h5`` file's ``model_config`` attribute. It refuses, naming the layer:
-Lambda layers (anywhere, nested sub-models included), classes from modules outside Keras,
+Lambda layers (anywhere, nested sub-models included), classes from modules outside Keras (but
+the installed KerasHub's own, registered classes),
 TFSMLayer (it loads a SavedModel, which is code), lookup layers whose vocabulary is a file
 path, and declared shapes too large to be real.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from typing import Callable
 
 import h5py
 
@@ -102,11 +104,21 @@ def config_nodes(config):
             stack.extend(node.values())
 
 
-def check_config(path: str, config: dict) -> None:
-    """Raise ModelLoadError naming the first layer that could run code or is not plausible."""
+def library_classes(config: dict) -> set[str]:
+    """The registered names of a library's classes the configuration asks for (``keras_hub>...``)."""
+    return {node["registered_name"] for node in config_nodes(config)
+            if isinstance(node.get("registered_name"), str) and node["registered_name"].startswith("keras_hub>")}
+
+
+def check_config(path: str, config: dict, installed: Callable[[dict], bool] = lambda node: False) -> None:
+    """Raise ModelLoadError naming the first layer that could run code or is not plausible.
+
+    ``installed(node)``: the node names a class of an installed library Keras knows by that
+    registered name and module (KerasHub's models are functional graphs in registered classes):
+    such a class is taken from the installed package, never from the file."""
     for node in config_nodes(config):
         class_name = node.get("class_name")
-        if node is config and class_name not in MODEL_CLASSES:
+        if node is config and class_name not in MODEL_CLASSES and not installed(node):
             raise ModelLoadError(path, SUBCLASSED_HINT.format(class_name=class_name))
         if isinstance(class_name, str):
             subject = f"{path}: layer {_layer_name(node)!r}"
@@ -116,7 +128,8 @@ def check_config(path: str, config: dict) -> None:
             if class_name in REFUSED_CLASSES:
                 raise ModelLoadError(subject, f"{REFUSED_CLASSES[class_name]}; refusing to load it")
             module = node.get("module")
-            if isinstance(module, str) and not (module == "keras" or module.startswith("keras.")):
+            if isinstance(module, str) and not (module == "keras" or module.startswith("keras.")) \
+                    and not installed(node):
                 raise ModelLoadError(subject, f"class {class_name} comes from module {module!r}, outside Keras")
             inner = node.get("config")
             if isinstance(inner, dict):

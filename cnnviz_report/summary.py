@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 
@@ -115,23 +116,30 @@ def _decisions(report: Report) -> list[str]:
     return lines
 
 
+def _number(value: float, digits: int) -> float | None:
+    """``value`` rounded, or None (JSON's null) where a model with NaN weights gave no number."""
+    return round(float(value), digits) if math.isfinite(value) else None
+
+
 def attribution_data(report: Report) -> dict:
-    """attribution.json's content: per image its top classes, its Grad-CAM and its deciding units."""
+    """attribution.json's content: per image its top classes, its Grad-CAM and its deciding units
+    (a number the model did not give, NaN, is null)."""
     images = []
     for image in report.images:
         entry = {"image": image.name,
-                 "top": [{"class": p.index, "label": p.label, "probability": round(p.probability, 6)}
+                 "top": [{"class": p.index, "label": p.label, "probability": _number(p.probability, 6)}
                          for p in image.predictions]}
         found = image.attribution
         if found is not None:
             layer = next(layer.info.qualified_name for layer in report.layers
                          if layer.info.index == found.gradcam.layer_index)
             entry["gradcam"] = {"layer": layer, "class": found.class_index, "label": found.label,
-                                "center": [round(v, 4) for v in found.gradcam.center]}
+                                "center": [_number(v, 4) for v in found.gradcam.center]}
             if found.score:  # a one-unit binary classifier: the score explained, "logit" or "-logit"
                 entry["gradcam"]["score"] = found.score
             entry["units"] = [{"layer": unit.layer_name, "filter": unit.number,
-                               "contribution": float(f"{unit.contribution:.6g}"), "share": round(unit.share, 4)}
+                               "contribution": float(f"{unit.contribution:.6g}") if math.isfinite(unit.contribution)
+                               else None, "share": _number(unit.share, 4)}
                               for unit in found.units]
         elif image.attribution_note:
             entry["note"] = image.attribution_note

@@ -270,3 +270,18 @@ def test_the_quality_measure_tells_a_pixel_grid_pattern_from_a_feature(keras):
     assert high_frequency_share(checkerboard) > 0.9 and high_frequency_share(bright) == 0.0
     assert 0.7 < high_frequency_share(np.random.default_rng(0).normal(size=(96, 96))) < 0.85  # white noise
     assert kept_share(1.0, 0.0) is None and kept_share(float("nan"), 1.0) is None
+
+
+def test_a_gpu_plans_its_batches_from_its_total_memory_and_rate():
+    """On an accelerator the batch is bounded by a quarter of its total memory and its far higher
+    arithmetic rate; on this CPU the framework reports no accelerator, and the CPU plan holds."""
+    from cnnviz_report.analysis.ascent import ASSUMED_ACCELERATOR_GFLOPS, STEP_SECONDS
+    from cnnviz_report.analysis.framework import device_memory
+
+    assert device_memory() is None  # this machine has no GPU
+    cost, canvas = LayerCost(flops_per_pixel=2e6, bytes_per_pixel=4e3), (96, 96)
+    cpu = plan_batch(cost, canvas, 4096, AscentSettings(mode="balanced"))
+    gpu = plan_batch(cost, canvas, 4096, AscentSettings(mode="balanced", device_memory=80 << 30))
+    by_memory = (80 << 30) // 4 // (4e3 * 96 * 96)
+    by_time = STEP_SECONDS * ASSUMED_ACCELERATOR_GFLOPS * 1e9 / cost.step_flops(canvas)
+    assert gpu == int(min(4096, by_memory, by_time)) and gpu > 4 * cpu

@@ -204,3 +204,23 @@ def test_a_deciding_unit_past_max_filters_still_gets_its_ascent_picture(planted_
     assert 'href="../layers/001-detect.html#f2"' not in page  # no card to link to
     assert (out / picture).read_bytes() == (planted_site / picture).read_bytes()
     assert_valid_links(out)
+
+
+def test_a_model_that_predicts_nan_writes_null_not_a_crash(tmp_path, keras, photo_path, capsys):
+    """A BatchNormalization with a negative moving variance (a broken checkpoint) makes every score
+    NaN: the build finishes, attribution.json says null where there is no number, the console
+    holds nothing but the build's own lines."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    gamma, beta, mean, _ = model.get_layer("bn").get_weights()
+    model.get_layer("bn").set_weights([gamma, beta, mean, -np.ones_like(mean)])
+    model.save(tmp_path / "nan.keras")
+    out = tmp_path / "site"
+    assert main(["build", str(tmp_path / "nan.keras"), "--out", str(out), "--images", photo_path,
+                 "--ascent-steps", "1", "--max-filters", "2", "--quiet"]) == 0
+    top = json.loads((out / "attribution.json").read_text())["images"][0]["top"]
+    assert [entry["probability"] for entry in top] == [None, None, None]
+    assert capsys.readouterr().err == ""

@@ -58,6 +58,7 @@ from .framework import compile_function, trace, with_gradients, without_gradient
 from .quality import MEASURE_DRAWS, high_frequency_share, measurement_matrices
 
 ASSUMED_GFLOPS = 150.0  # a CPU rate to bound the time of one step (this 2-core AVX-512 machine: 190-590)
+ASSUMED_ACCELERATOR_GFLOPS = 20000.0  # a GPU's float32 rate, modest for an H100 (about 60 TFLOP/s)
 STEP_SECONDS = 2.0
 
 
@@ -101,6 +102,9 @@ class AscentSettings:
     batch_size: int | None = None  # None: planned from the memory budget and the step time
     noise_amplitude: float = 10.0  # fast: grey 128 +- this many pixel levels, as the seeds start
     adam_betas: tuple[float, float] | None = None  # None: the mode's own (MODE_BETAS)
+    # the accelerator's total memory, read once by the build's driver (framework.device_memory);
+    # None: the CPU. Total, not free: a rerun plans the same batches and finds them in the cache.
+    device_memory: int | None = None
 
     @property
     def step_count(self) -> int:
@@ -235,9 +239,14 @@ def plan_batch(cost: LayerCost, canvas_hw: tuple[int, int], filters: int, settin
     if settings.batch_size is not None:
         return max(1, min(filters, settings.batch_size))
     pixels = canvas_hw[0] * canvas_hw[1]
-    budget = settings.memory_budget or min(4 << 30, _physical_memory() // 6)
+    if settings.device_memory:  # a GPU: a quarter of its memory, and its arithmetic rate
+        budget = settings.memory_budget or settings.device_memory // 4
+        rate = ASSUMED_ACCELERATOR_GFLOPS
+    else:
+        budget = settings.memory_budget or min(4 << 30, _physical_memory() // 6)
+        rate = ASSUMED_GFLOPS
     by_memory = budget // max(1.0, cost.bytes_per_pixel * pixels)
-    by_time = STEP_SECONDS * ASSUMED_GFLOPS * 1e9 / max(1.0, cost.step_flops(canvas_hw))
+    by_time = STEP_SECONDS * rate * 1e9 / max(1.0, cost.step_flops(canvas_hw))
     return int(max(1, min(filters, by_memory, by_time)))
 
 

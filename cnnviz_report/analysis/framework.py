@@ -60,6 +60,34 @@ def device_name() -> str:
     return f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
 
 
+@functools.cache
+def device_memory() -> int | None:
+    """The total memory in bytes of the accelerator the backend computes on; None on a CPU (or
+    when the backend does not say: the CPU's plan then)."""
+    name = backend_name()
+    try:
+        if name == "torch":
+            import torch
+
+            return int(torch.cuda.get_device_properties(0).total_memory) if torch.cuda.is_available() else None
+        if name == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            if device.platform == "cpu":
+                return None
+            return int((device.memory_stats() or {}).get("bytes_limit", 0)) or None
+        if device_name() == "cpu":
+            return None
+        import subprocess  # TensorFlow says how much a GPU holds in use, not how much it has
+
+        found = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                               capture_output=True, text=True, timeout=30, check=True)
+        return int(found.stdout.split()[0]) << 20
+    except Exception:
+        return None
+
+
 def backend_and_device() -> str:
     """``tensorflow on cpu``: what the settings show and the cache keys hold."""
     return f"{backend_name()} on {device_name()}"

@@ -10,6 +10,7 @@ refuses to deserialise arbitrary Python code.
 from __future__ import annotations
 
 import json
+import importlib
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ import numpy as np
 from ..config import ReportConfig
 from ..errors import ModelLoadError, UsageError
 from ..loading import LoadedModel, demo_model_path, file_sha256, first_line
-from ..model_safety import check_config, config_nodes, read_config
+from ..model_safety import check_config, config_nodes, library_classes, read_config
 from .framework import keep_tensorflow_out
 
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -185,8 +186,55 @@ def _checked_model_file(path: str) -> tuple[bool, dict]:
         raise ModelLoadError(path, f"unknown model file type: neither a .keras archive nor an HDF5 file "
                                    f"(use {', '.join(MODEL_FILE_SUFFIXES)})")
     config = read_config(path, hdf5)
-    check_config(path, config)  # before Keras opens it: nothing in it may run
+    check_config(path, config, _installed_library_class(path, config))  # before Keras opens it: nothing may run
     return hdf5, config
+
+
+def _installed_library_class(path: str, config: dict) -> Callable[[dict], bool]:
+    """Whether a config node names a class the installed KerasHub registered, under that name and
+    from that module (its vision models are functional graphs inside registered subclasses); the
+    class comes from the installed package, never from the file. KerasHub is imported only for a
+    file that asks for it."""
+    wanted = library_classes(config)
+    if not wanted:
+        return lambda node: False
+    try:
+        importlib.import_module("keras_hub")  # registers its classes with Keras
+    except ImportError:
+        raise ModelLoadError(path, f"a KerasHub model ({sorted(wanted)[0]}); install keras-hub to read it") from None
+    import keras
+
+    def installed(node: dict) -> bool:
+        name = node.get("registered_name")
+        if name not in wanted:
+            return False
+        found = keras.saving.get_registered_object(name)
+        return isinstance(found, type) and found.__module__ == node.get("module")
+
+    return installed
+
+
+def hub_preprocess(model) -> tuple[Callable, str] | None:
+    """A KerasHub task's own image preprocessing (its ImageConverter's ``x * scale + offset``) and
+    its words; None for other models. A backbone saved alone carries none."""
+    converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+    if converter is None:
+        return None
+    scale = 1.0 if converter.scale is None else np.asarray(converter.scale, np.float32)
+    offset = 0.0 if converter.offset is None else np.asarray(converter.offset, np.float32)
+
+    def preprocess(x):
+        if isinstance(x, np.ndarray):
+            return x * scale + offset
+        from keras import ops  # a tensor of the backend's, inside the ascent's step
+
+        return x * ops.convert_to_tensor(scale, x.dtype) + ops.convert_to_tensor(offset, x.dtype)
+
+    def numbers(value) -> str:
+        values = [f"{v:.4g}" for v in np.ravel(value)]
+        return values[0] if len(values) == 1 else "(" + ", ".join(values) + ")"
+
+    return preprocess, f"the KerasHub model's ImageConverter: pixels x {numbers(scale)} + {numbers(offset)}"
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -393,7 +441,10 @@ def load_model(config: ReportConfig) -> LoadedModel:
 
     mode, reason = config.preprocess, ""
     if mode == "auto":
-        if app_preprocess is not None:
+        if (hub := hub_preprocess(model)) is not None:
+            preprocess, reason = hub
+            mode = "keras_hub"
+        elif app_preprocess is not None:
             mode, preprocess = application_mode(app_preprocess), app_preprocess
             reason = "the application's own preprocess_input"
         elif _starts_with_rescaling(model):

@@ -102,6 +102,9 @@ def _numpy(x) -> np.ndarray:
 
 
 def _saturated(values: list[np.ndarray]) -> bool:
+    """Both equal, within a millionth of their size (a NaN, from NaN weights, is never saturated)."""
+    if not (np.isfinite(values[0]).all() and np.isfinite(values[1]).all()):
+        return False
     return bool(np.allclose(values[0], values[1], rtol=0.0, atol=1e-6 * (1.0 + np.abs(values[0]).max())))
 
 

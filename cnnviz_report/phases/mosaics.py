@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 
 from .. import paths, render
+from ..analysis.framework import device_memory
 from ..analysis.ascent import (AscentSettings, AscentTrunk, BatchResult, plan_canvases, plan_groups, trace_cost,
                                upstream_cost)
 from ..cache import AscentCache, MosaicEntry, ResultCache, ascent_key
@@ -24,8 +25,11 @@ SCAN_DIVISOR = 4  # --select top first climbs every filter for a quarter of the 
 
 
 def ascent_settings(config: ReportConfig) -> AscentSettings:
+    """The ascent's settings, with the device's memory read here, once, by the build's driver:
+    every Ray worker then plans the same batches, whatever it runs on."""
     return AscentSettings(mode=config.ascent_mode, steps=config.ascent_steps,
-                          learning_rate=config.ascent_learning_rate, seed=config.seed)
+                          learning_rate=config.ascent_learning_rate, seed=config.seed,
+                          device_memory=device_memory())
 
 
 def mosaic_count(config: ReportConfig, info: LayerInfo) -> int:
@@ -54,10 +58,12 @@ def canvas_steps(config: ReportConfig, info: LayerInfo) -> float:
     return steps * count + ((info.filters or 0) * scan_steps(steps) if scanned else 0)
 
 
-def ascent_trunk(loaded: LoadedModel, model_info: ModelInfo, config: ReportConfig) -> AscentTrunk:
+def ascent_trunk(loaded: LoadedModel, model_info: ModelInfo, config: ReportConfig,
+                 settings: AscentSettings | None = None) -> AscentTrunk:
+    """The model's ascent engines (``settings``: the driver's, where a worker makes them)."""
     targets = ascent_targets(model_info)
     return loaded.run.ascent_trunk(list(model_info.conv_layers), loaded.input_hw, loaded.channels, loaded.preprocess,
-                                   ascent_settings(config), loaded.channels_first, targets,
+                                   settings or ascent_settings(config), loaded.channels_first, targets,
                                    {info.index: canvas_steps(config, info) for info in targets})
 
 
@@ -101,9 +107,10 @@ class AscentWork:
     loaded: LoadedModel
     model_info: ModelInfo
     config: ReportConfig
+    settings: AscentSettings  # the driver's, device memory and all: every worker plans alike
 
     def setup(self) -> AscentTrunk:
-        return ascent_trunk(self.loaded, self.model_info, self.config)
+        return ascent_trunk(self.loaded, self.model_info, self.config, self.settings)
 
     def run(self, trunk: AscentTrunk, unit: "AscentUnit") -> BatchResult:
         info = next(layer for layer in self.model_info.layers if layer.index == unit.layer)
@@ -123,9 +130,10 @@ class AscentUnit:
 
 def ascent_work(loaded: LoadedModel, model_info: ModelInfo, config: ReportConfig, model_digest: str) -> AscentWork:
     """The model's ``AscentWork``, keyed by its weights and every setting that shapes the engines."""
-    key = hashlib.sha256(json.dumps({"weights": model_digest, "settings": config.settings,
+    settings = ascent_settings(config)
+    key = hashlib.sha256(json.dumps({"weights": model_digest, "settings": config.settings, "ascent": asdict(settings),
                                      "geometry": loaded.geometry}, sort_keys=True, default=str).encode()).hexdigest()
-    return AscentWork(key, loaded, model_info, config)
+    return AscentWork(key, loaded, model_info, config, settings)
 
 
 class MosaicClimber:

@@ -1,0 +1,144 @@
+"""KerasHub's vision models through the whole report: backbones of several families and an
+ImageClassifier, built from their configs with random weights and saved as ``.keras`` files, as a
+user of KerasHub has them. Their classes come from the installed keras_hub (safe mode stays on);
+a class the file names under a KerasHub name but from another module is still refused.
+
+Skipped without keras-hub, except when ``CNNVIZ_REQUIRE_BACKENDS=1`` (``.ci/run``). Each file is
+built on TensorFlow here, and the classifier on every other backend installed too.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnviz_report.cli import main
+
+pytestmark = pytest.mark.zoo
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def keras_hub():
+    if importlib.util.find_spec("keras_hub") is None:
+        if os.environ.get("CNNVIZ_REQUIRE_BACKENDS") == "1":
+            pytest.fail("keras-hub is required here (CNNVIZ_REQUIRE_BACKENDS=1) but not installed")
+        pytest.skip("keras-hub is not installed")
+    import keras_hub as module
+
+    return module
+
+
+def _backbones(hub) -> dict:
+    """family -> a small backbone of it (the presets' architectures, fewer and narrower blocks)."""
+    shape = (48, 48, 3)
+    return {
+        "resnet": lambda: hub.models.ResNetBackbone(
+            input_conv_filters=[16], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 32],
+            stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="bottleneck_block",
+            use_pre_activation=True, image_shape=shape),
+        "densenet": lambda: hub.models.DenseNetBackbone(stackwise_num_repeats=[2, 2], growth_rate=8,
+                                                         image_shape=shape),
+        "vgg": lambda: hub.models.VGGBackbone(stackwise_num_repeats=[1, 2], stackwise_num_filters=[8, 16],
+                                              image_shape=shape),
+        "cspnet": lambda: hub.models.CSPNetBackbone(
+            stem_filters=16, stem_kernel_size=3, stem_strides=2, stackwise_depth=[1, 1], stackwise_strides=[1, 2],
+            stackwise_num_filters=[32, 64], block_type="dark_block", stage_type="dark", image_shape=shape),
+    }
+
+
+def _seeded(model):
+    """Random weights, with the BatchNormalizations' variances kept positive (as trained ones are)."""
+    rng = np.random.default_rng(2)
+    for layer in model._flatten_layers(include_self=False):
+        if layer.weights and not list(layer._flatten_layers(include_self=False)):  # a leaf layer
+            weights = [rng.normal(0, 0.2, w.shape).astype("float32") for w in layer.get_weights()]
+            if type(layer).__name__ == "BatchNormalization":
+                weights[-1] = np.abs(weights[-1]) + 0.5
+            layer.set_weights(weights)
+    return model
+
+
+def _conv_rows(site: Path) -> list[dict]:
+    with open(site / "health.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("family", ["resnet", "densenet", "vgg", "cspnet"])
+def test_a_keras_hub_backbone_file_builds_whole(keras_hub, family, photo_path, tmp_path):
+    path = tmp_path / f"{family}.keras"
+    _seeded(_backbones(keras_hub)[family]()).save(path)
+    out = tmp_path / "site"
+    assert main(["build", str(path), "--out", str(out), "--images", photo_path, "--ascent-steps", "2",
+                 "--max-filters", "2", "--quiet", "--no-cache"]) == 0
+    rows = _conv_rows(out)
+    layers = {row["layer"] for row in rows}
+    climbed = {row["layer"] for row in rows if row["ascent_activation"]}
+    assert len(layers) >= 3 and climbed == layers  # every conv layer reached, and climbed
+    assert (out / "index.html").is_file() and len(list((out / "layers").glob("*.html"))) >= len(layers)
+
+
+@pytest.fixture(scope="module")
+def classifier_file(keras_hub, tmp_path_factory):
+    hub = keras_hub
+    backbone = _backbones(hub)["resnet"]()
+    converter = hub.layers.ResNetImageConverter(image_size=(48, 48), scale=[1 / 58.4, 1 / 57.1, 1 / 57.4],
+                                                offset=[-2.12, -2.04, -1.80])
+    preprocessor = hub.models.ResNetImageClassifierPreprocessor(image_converter=converter)
+    model = _seeded(hub.models.ResNetImageClassifier(backbone=backbone, num_classes=5, preprocessor=preprocessor,
+                                                     activation="softmax"))
+    path = tmp_path_factory.mktemp("hub") / "classifier.keras"
+    model.save(path)
+    return path
+
+
+def test_an_image_classifier_takes_its_converters_preprocessing_and_explains(classifier_file, photo_path, tmp_path):
+    out = tmp_path / "site"
+    assert main(["build", str(classifier_file), "--out", str(out), "--images", photo_path, "--ascent-steps", "2",
+                 "--max-filters", "2", "--quiet", "--no-cache"]) == 0
+    index = (out / "index.html").read_text()
+    assert "ImageConverter: pixels x (0.01712, 0.01751, 0.01742) + (-2.12, -2.04, -1.8)" in index
+    explained = json.loads((out / "attribution.json").read_text())["images"][0]
+    assert len(explained["top"]) == 5 and explained["gradcam"]["layer"]
+
+
+def test_a_keras_hub_name_from_another_module_is_refused(classifier_file, tmp_path, capsys):
+    """The registered name is KerasHub's, the module is not: the file asks for code of its own."""
+    forged = tmp_path / "forged.keras"
+    with zipfile.ZipFile(classifier_file) as source, zipfile.ZipFile(forged, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                data = data.replace(b'"module": "keras_hub.src.models.resnet.resnet_backbone"',
+                                    b'"module": "evil.backbone"')
+            target.writestr(item, data)
+    assert main(["build", str(forged), "--out", str(tmp_path / "site"), "--quiet"]) != 0
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "evil.backbone" in error[0] and "outside Keras" in error[0]
+    assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_an_image_classifier_builds_on_every_backend(classifier_file, photo_path, tmp_path, backend):
+    if importlib.util.find_spec(backend) is None:
+        if os.environ.get("CNNVIZ_REQUIRE_BACKENDS") == "1":
+            pytest.fail(f"the {backend} backend is required here but not installed")
+        pytest.skip(f"{backend} is not installed")
+    out = tmp_path / "site"
+    result = subprocess.run([sys.executable, "-m", "cnnviz_report", "build", str(classifier_file), "--out", str(out),
+                             "--images", photo_path, "--ascent-steps", "2", "--max-filters", "2", "--quiet",
+                             "--no-cache", "--backend", backend], capture_output=True, text=True, cwd=ROOT,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = _conv_rows(out)
+    assert rows and {row["layer"] for row in rows if row["ascent_activation"]} == {row["layer"] for row in rows}
+    assert json.loads((out / "manifest.json").read_text())["versions"]["backend"] == backend
