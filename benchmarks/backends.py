@@ -35,7 +35,8 @@ def run_once(checkout: Path, backend: str, args, out: Path) -> tuple[float, floa
         command += ["--images", *args.images]
     env = dict(os.environ, PYTHONPATH=str(checkout), KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     start = time.perf_counter()
-    subprocess.run(command, check=True, env=env, cwd=tempfile.gettempdir())
+    if subprocess.run(command, env=env, cwd=tempfile.gettempdir(), stderr=subprocess.DEVNULL).returncode != 0:
+        return float("nan"), float("nan")  # e.g. a checkout from before the other backends
     wall = time.perf_counter() - start
     timings = json.loads((out / "manifest.json").read_text())["seconds_per_phase"]
     return wall, float(timings.get("gradient ascent", 0.0))

@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "model", nargs="?", metavar="MODEL",
         help="a keras.applications name (vgg16, resnet50v2, mobilenetv2, efficientnetb0, convnext_tiny, "
-        "...; any case) or a .keras/.h5 model file; omit it for the bundled demo model",
+        "...; any case), a .keras/.h5 model file (KerasHub models too, with keras-hub installed), or a "
+        "KerasHub preset from its local cache (keras_hub:resnet_50_imagenet); omit it for the bundled demo model",
     )
     build.add_argument("--out", default="cnnviz-site", metavar="DIR",
                        help="folder for the site (default: %(default)s); an existing site made by this "

@@ -174,7 +174,7 @@ def test_the_demo_builds_with_ascent_responses_within_one_percent(sites, backend
     assert manifest["versions"]["backend"] == backend and backend in manifest["versions"]
     assert "tensorflow" not in manifest["versions"]
     index = (sites[backend][1] / "index.html").read_text()
-    assert f"Keras on {backend} on cpu" in index  # the settings say what ran the report
+    assert f"Keras's {backend} backend, on cpu" in index  # the settings say what ran the report
 
 
 def _ranked(page: str) -> list[str]:

@@ -142,3 +142,37 @@ def test_an_image_classifier_builds_on_every_backend(classifier_file, photo_path
     rows = _conv_rows(out)
     assert rows and {row["layer"] for row in rows if row["ascent_activation"]} == {row["layer"] for row in rows}
     assert json.loads((out / "manifest.json").read_text())["versions"]["backend"] == backend
+
+
+def test_a_preset_is_read_from_the_local_cache_and_a_missing_one_is_one_line(keras_hub, photo_path, tmp_path,
+                                                                            monkeypatch, capsys):
+    """``keras_hub:NAME`` reads the preset KerasHub's cache holds (never downloads), with its image
+    size, its converter's preprocessing and ImageNet's class names; not cached, one line naming the
+    preset and where it looked, and nothing written."""
+    from kagglehub.cache import get_cached_path
+    from kagglehub.handle import parse_model_handle
+
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    out = tmp_path / "site"
+    assert main(["build", "keras_hub:resnet_18_imagenet", "--out", str(out), "--quiet"]) != 0
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "keras_hub:resnet_18_imagenet" in error[0] and "local KerasHub cache" in error[0]
+    assert str(tmp_path / "kagglehub") in error[0] and not out.exists()
+
+    handle = keras_hub.models.ImageClassifier.presets["resnet_18_imagenet"]["kaggle_handle"]
+    folder = get_cached_path(parse_model_handle(handle.removeprefix("kaggle://")))
+    converter = keras_hub.layers.ResNetImageConverter(image_size=(40, 40), scale=1 / 255.0)
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[16], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 32], stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2], block_type="bottleneck_block", use_pre_activation=True, image_shape=(None, None, 3))
+    classifier = keras_hub.models.ResNetImageClassifier(
+        backbone=backbone, num_classes=1000, activation="softmax",
+        preprocessor=keras_hub.models.ResNetImageClassifierPreprocessor(image_converter=converter))
+    _seeded(classifier).save_to_preset(folder)
+    for weights in ([], ["--weights", "none"]):
+        assert main(["build", "keras_hub:resnet_18_imagenet", *weights, "--out", str(out), "--images", photo_path,
+                     "--ascent-steps", "1", "--max-filters", "2", "--quiet", "--no-cache"]) == 0
+        index = (out / "index.html").read_text()
+        assert "40 × 40 pixels" in index and "ImageConverter: pixels x 0.003922 + 0" in index
+        top = json.loads((out / "attribution.json").read_text())["images"][0]["top"][0]
+        assert not top["label"].startswith("class ")  # an ImageNet class name

@@ -9,8 +9,9 @@ refuses to deserialise arbitrary Python code.
 
 from __future__ import annotations
 
-import json
+import difflib
 import importlib
+import json
 import os
 import re
 import shutil
@@ -97,7 +98,9 @@ def check_model_argument(model: str | None) -> None:
     its models so, before it builds any."""
     if model is None:
         return
-    if is_model_file_argument(model):
+    if is_keras_hub_preset(model):
+        keras_hub_preset_folder(model)
+    elif is_model_file_argument(model):
         _checked_model_file(model)
     else:
         _application_constructor(model)
@@ -212,6 +215,73 @@ def _installed_library_class(path: str, config: dict) -> Callable[[dict], bool]:
         return isinstance(found, type) and found.__module__ == node.get("module")
 
     return installed
+
+
+KERAS_HUB_PREFIX = "keras_hub:"
+
+
+def is_keras_hub_preset(model: str | None) -> bool:
+    return bool(model) and model.startswith(KERAS_HUB_PREFIX)
+
+
+def keras_hub_preset_folder(model: str) -> tuple[str, str]:
+    """(the preset's name, its folder in the local KerasHub cache) of ``keras_hub:NAME``: a KerasHub
+    image classifier's or backbone's preset; one-line errors for an unknown name or no KerasHub."""
+    name = model[len(KERAS_HUB_PREFIX):]
+    try:
+        hub = importlib.import_module("keras_hub")
+    except ImportError:
+        raise UsageError(model, "KerasHub presets need keras-hub: pip install keras-hub") from None
+    presets = {**hub.models.Backbone.presets, **hub.models.ImageClassifier.presets}
+    if name not in presets:
+        close = difflib.get_close_matches(name, list(hub.models.ImageClassifier.presets), n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise UsageError(model, f"no KerasHub preset of that name{hint}")
+    from kagglehub.cache import get_cached_path
+    from kagglehub.handle import parse_model_handle
+
+    handle = presets[name]["kaggle_handle"].removeprefix("kaggle://")
+    return name, get_cached_path(parse_model_handle(handle))
+
+
+def _load_keras_hub_preset(model: str, weights: str | None, seed: int):
+    """A KerasHub preset from the local cache (never downloaded here: the report works offline):
+    its task (an ImageClassifier, with its ImageConverter) where the preset has one, else its
+    backbone; ``--weights none``: the same architecture with seeded random weights. Its config is
+    checked as a model file's is before KerasHub reads it."""
+    import keras
+
+    name, folder = keras_hub_preset_folder(model)
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise ModelLoadError(model, f"not in the local KerasHub cache ({folder}); download it once where there "
+                                    f"is a network (keras_hub.models.ImageClassifier.from_preset({name!r})), or "
+                                    "save the model as a .keras file and pass that")
+    for part in ("config.json", "task.json"):
+        if os.path.isfile(os.path.join(folder, part)):
+            with open(os.path.join(folder, part), "rb") as handle:
+                config = json.loads(handle.read())
+            config = config.get("config", config) if part == "task.json" and "class_name" not in config else config
+            check_config(os.path.join(folder, part), config, _installed_library_class(folder, config))
+    hub = importlib.import_module("keras_hub")
+    task = os.path.isfile(os.path.join(folder, "task.json"))
+    random_weights = weights is not None and weights.lower() == "none"
+    if weights is not None and weights.lower() not in ("none", "imagenet"):
+        raise UsageError("--weights", f"'{weights}' does not apply to a KerasHub preset: its own weights, or none")
+    if random_weights:
+        keras.utils.set_random_seed(seed)
+    try:
+        loaded = (hub.models.ImageClassifier if task else hub.models.Backbone).from_preset(
+            folder, load_weights=not random_weights)
+    except Exception as exc:
+        raise ModelLoadError(model, f"cannot load the preset: {first_line(exc)}") from exc
+    return loaded, "random (seeded)" if random_weights else f"the preset's ({name})"
+
+
+def hub_image_size(model) -> tuple[int, int] | None:
+    """The image size a KerasHub task's ImageConverter resizes to (a preset's training size)."""
+    converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+    size = getattr(converter, "image_size", None)
+    return (int(size[0]), int(size[1])) if size else None
 
 
 def hub_preprocess(model) -> tuple[Callable, str] | None:
@@ -421,6 +491,10 @@ def load_model(config: ReportConfig) -> LoadedModel:
         path = demo_model_path()
         model, source, name, label = _load_model_file(path), "demo", "cnnviz demo CNN", "bundled"
         app_preprocess = None
+    elif is_keras_hub_preset(config.model):
+        path = None
+        model, label = _load_keras_hub_preset(config.model, weights, config.seed)
+        source, name, app_preprocess, weights = "keras_hub", config.model, None, None
     elif is_model_file_argument(config.model):
         path = config.model
         model, source, label = _load_model_file(path), "file", "from the model file"
@@ -430,7 +504,7 @@ def load_model(config: ReportConfig) -> LoadedModel:
         model, label, app_preprocess = _load_application(config.model, weights, config.seed)
         source, name = "application", model.name
 
-    if source != "application" and weights is not None:
+    if source not in ("application", "keras_hub") and weights is not None:
         if weights.lower() in ("none", "imagenet"):
             raise UsageError("--weights", f"'{weights}' applies only to keras.applications names")
         try:
@@ -459,8 +533,9 @@ def load_model(config: ReportConfig) -> LoadedModel:
     else:
         preprocess = _preprocess_for_mode(mode)
 
-    input_hw, channels, channels_first = _input_geometry(model, config.model or name, config.input_size,
-                                                         config.input_size_if_free)
+    own_size = hub_image_size(model) if config.input_size is None else None  # a KerasHub task's converter
+    input_hw, channels, channels_first = _input_geometry(model, config.model or name, config.input_size or own_size,
+                                                         config.input_size_if_free or own_size is not None)
     free_size = _accepts_any_size(model)
     return LoadedModel(
         model=model,

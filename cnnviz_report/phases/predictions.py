@@ -74,7 +74,7 @@ def class_names(loaded: LoadedModel, output: ClassOutput, labels: str | None = N
     classes = output.classes
     if labels is not None:
         return read_labels(labels, classes, bool(output.binary))
-    if loaded.source == "application" and classes == IMAGENET_CLASSES:
+    if loaded.source in ("application", "keras_hub") and classes == IMAGENET_CLASSES:
         return _names("cnnviz_report.data", "imagenet_classes.txt")
     if loaded.source == "demo":  # the generator's classes (examples/train_demo_model.py CLASSES)
         return _names("cnnviz_report.demo", "demo_classes.txt")

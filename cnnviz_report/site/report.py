@@ -94,7 +94,7 @@ def _settings_view(report: Report) -> list[tuple[str, str]]:
         ("Unit", "response: after the BatchNormalization and activation layers that follow each conv alone"
          if s["unit"] == "response" else "raw: each conv layer's own output"),
         ("Gradient ascent", ascent),
-        *([("Backend", f"Keras on {s['backend']}")] if s.get("backend") else []),
+        *([("Backend", _backend_words(s["backend"]))] if s.get("backend") else []),
         ("Input size", "×".join(map(str, s["input_size"])) if s["input_size"] else "the model's own"),
         ("Preprocessing", ("auto: " if s["preprocess"] == "auto" else "") + preprocess_words(report.preprocess)
          + (f"; {report.preprocess_reason}" if report.preprocess_reason else "")),
@@ -102,6 +102,12 @@ def _settings_view(report: Report) -> list[tuple[str, str]]:
         ("Reviewer's notes", s["notes"] or "none"),
         ("Single-file report", s["single_file"] or "none"),
     ]
+
+
+def _backend_words(backend: str) -> str:
+    """"tensorflow on cpu" -> "Keras's tensorflow backend, on cpu"."""
+    name, _, device = backend.partition(" on ")
+    return f"Keras's {name} backend, on {device}" if device else f"Keras's {name} backend"
 
 
 def _channels_note(channels: int | None) -> str:
