@@ -80,7 +80,7 @@ def test_the_cache_key_holds_every_ascent_setting_and_the_input_geometry():
     keys = {ascent_key("w", info, base, geometry, selection)}
     changed = {"mode": "robust", "steps": 7, "learning_rate": 0.5, "seed": 1, "rescue_stuck": False, "min_canvas": 16,
                "max_canvas": 64, "fixed_canvas": (40, 40), "memory_budget": 1 << 20, "batch_size": 3,
-               "noise_amplitude": 20.0, "adam_betas": (0.8, 0.99)}
+               "noise_amplitude": 20.0, "adam_betas": (0.8, 0.99), "device_memory": 80 << 30}
     assert set(changed) == {f.name for f in dataclasses.fields(AscentSettings)}  # a new field needs a case here
     for name, value in changed.items():
         keys.add(ascent_key("w", info, dataclasses.replace(base, **{name: value}), geometry, selection))
@@ -89,6 +89,15 @@ def test_the_cache_key_holds_every_ascent_setting_and_the_input_geometry():
     keys.add(ascent_key("w2", info, base, geometry, selection))
     keys.add(ascent_key("w", dataclasses.replace(info, unit_layers=("relu",)), base, geometry, selection))
     assert len(keys) == len(changed) + 5  # every change makes a new key
+    # the backend and device that climb are in the key: a picture climbed on JAX is not TensorFlow's
+    from cnnviz_report import cache
+
+    original = cache.backend_and_device
+    try:
+        cache.backend_and_device = lambda: "jax on cpu"
+        assert ascent_key("w", info, base, geometry, selection) not in keys
+    finally:
+        cache.backend_and_device = original
     # the default balanced recipe and the one before issue 30 (30 steps of Adam 0.15, Adam's betas) differ
     before = AscentSettings(**BALANCED_30)
     assert ascent_key("w", info, AscentSettings(mode="balanced"), geometry, selection) != \

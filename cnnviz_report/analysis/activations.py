@@ -83,9 +83,8 @@ def compiled_forward(model, finish=None):
 
 
 def _reduce_to_peaks(outputs, slots: list[tuple[int, bool]]) -> list:
-    """``outputs`` with each wanted map (position, channels first?) replaced by (maxima, where,
-    map size):
-    inside the compiled pass, where it is multithreaded and the maps never reach numpy.
+    """``outputs`` with each wanted map (position, channels first?) replaced by (maxima, where, map
+    size): inside the compiled pass, where it is multithreaded and the maps never reach numpy.
 
     One read of each map: the arg-max, then its values gathered (3x faster than a max and an
     arg-max over a NaN-cleaned copy). Arg-max passes over NaN on TensorFlow's CPU kernels but

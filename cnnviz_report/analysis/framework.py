@@ -1,6 +1,7 @@
 """The framework itself: which Keras backend runs the report (TensorFlow, JAX or PyTorch),
-importing it quietly, the versions a manifest records, and the few things the analyses need that
-differ between backends: compiling a function, a gradient, a 2-D inverse real FFT.
+its device, importing it quietly, the versions a manifest records, and the few things the analyses
+need that differ between backends: compiling a function, a gradient, a 2-D inverse real FFT, a
+resize to a size the inputs decide.
 
 Everything else in ``analysis/`` is written once with ``keras.ops``.
 """
