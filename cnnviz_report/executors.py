@@ -20,8 +20,8 @@ import socket
 from collections import OrderedDict
 from typing import Callable
 
-from .errors import UsageError
 from .analysis.framework import backend_name
+from .errors import UsageError
 
 STATES_KEPT = 2  # a gallery builds its models one after the other: keep the current and the last
 TASK_RETRIES = 3  # a task whose worker dies (killed, out of memory) runs again elsewhere
@@ -56,7 +56,7 @@ def run_unit(work_holder: list, key: str, unit):
 def warm_up() -> None:
     """A Ray worker's first task: the imports every unit needs, done before the first unit (the
     backend is the driver's: its tasks set KERAS_BACKEND)."""
-    from .analysis.framework import backend_name, keep_tensorflow_out
+    from .analysis.framework import keep_tensorflow_out
 
     importlib.import_module("keras")
     keep_tensorflow_out()

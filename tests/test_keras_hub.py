@@ -4,7 +4,7 @@ user of KerasHub has them. Their classes come from the installed keras_hub (safe
 a class the file names under a KerasHub name but from another module is still refused.
 
 Skipped without keras-hub, except when ``CNNVIZ_REQUIRE_BACKENDS=1`` (``.ci/run``). Each file is
-built on TensorFlow here, and the classifier on every other backend installed too.
+built on TensorFlow here, and all of them, as one gallery, on every other backend installed.
 """
 
 from __future__ import annotations
@@ -127,21 +127,35 @@ def test_a_keras_hub_name_from_another_module_is_refused(classifier_file, tmp_pa
     assert not (tmp_path / "site").exists()
 
 
+@pytest.fixture(scope="module")
+def backbone_files(keras_hub, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("backbones")
+    for family, make in _backbones(keras_hub).items():
+        _seeded(make()).save(folder / f"{family}.keras")
+    return sorted(folder.glob("*.keras"))
+
+
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_an_image_classifier_builds_on_every_backend(classifier_file, photo_path, tmp_path, backend):
+def test_every_family_and_the_classifier_build_on_every_backend(backbone_files, classifier_file, photo_path,
+                                                                tmp_path, backend):
+    """One gallery of the four backbones and the classifier, in one process on the backend."""
     if importlib.util.find_spec(backend) is None:
         if os.environ.get("CNNVIZ_REQUIRE_BACKENDS") == "1":
             pytest.fail(f"the {backend} backend is required here but not installed")
         pytest.skip(f"{backend} is not installed")
-    out = tmp_path / "site"
-    result = subprocess.run([sys.executable, "-m", "cnnviz_report", "build", str(classifier_file), "--out", str(out),
+    out = tmp_path / "gallery"
+    models = [str(path) for path in [*backbone_files, classifier_file]]
+    result = subprocess.run([sys.executable, "-m", "cnnviz_report", "gallery", *models, "--out", str(out),
                              "--images", photo_path, "--ascent-steps", "2", "--max-filters", "2", "--quiet",
                              "--no-cache", "--backend", backend], capture_output=True, text=True, cwd=ROOT,
                             timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = _conv_rows(out)
-    assert rows and {row["layer"] for row in rows if row["ascent_activation"]} == {row["layer"] for row in rows}
-    assert json.loads((out / "manifest.json").read_text())["versions"]["backend"] == backend
+    sites = sorted(path.parent for path in out.glob("*/health.csv"))
+    assert len(sites) == len(models)
+    for site in sites:
+        rows = _conv_rows(site)
+        assert rows and {row["layer"] for row in rows if row["ascent_activation"]} == {row["layer"] for row in rows}
+        assert json.loads((site / "manifest.json").read_text())["versions"]["backend"] == backend
 
 
 def test_a_preset_is_read_from_the_local_cache_and_a_missing_one_is_one_line(keras_hub, photo_path, tmp_path,
