@@ -8,6 +8,7 @@ Everything else in ``analysis/`` is written once with ``keras.ops``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -114,11 +115,8 @@ def quiet_framework_start() -> None:
     call to cuInit: ... UNKNOWN ERROR (303)" when the first op runs), unless the user set
     TF_CPP_MIN_LOG_LEVEL. With another backend, TensorFlow is not imported at all."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
+        with _stderr_silenced():
             import keras
 
             keep_tensorflow_out()
@@ -129,6 +127,29 @@ def quiet_framework_start() -> None:
                 tensorflow.get_logger().setLevel("ERROR")
     except ImportError:
         pass  # reported properly when the build needs it
+
+
+def quiet_import(name: str):
+    """``importlib.import_module(name)`` for a library that imports TensorFlow itself (KerasHub,
+    on any backend), with TensorFlow's C++ start-up lines kept off the console as at the start,
+    when TF_CPP_MIN_LOG_LEVEL says so (the CLI sets it, except with --debug)."""
+    import importlib
+
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        return importlib.import_module(name)
+    with _stderr_silenced():
+        return importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """File descriptor 2 pointed at /dev/null (C++ libraries write there, not to sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)

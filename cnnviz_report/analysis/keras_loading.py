@@ -10,7 +10,6 @@ refuses to deserialise arbitrary Python code.
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
 import os
 import re
@@ -27,7 +26,7 @@ from ..config import ReportConfig
 from ..errors import ModelLoadError, UsageError
 from ..loading import LoadedModel, demo_model_path, file_sha256, first_line
 from ..model_safety import check_config, config_nodes, library_classes, read_config
-from .framework import keep_tensorflow_out
+from .framework import keep_tensorflow_out, quiet_import
 
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 DEFAULT_FREE_SIZE = 224  # used when a model accepts any spatial size
@@ -202,7 +201,7 @@ def _installed_library_class(path: str, config: dict) -> Callable[[dict], bool]:
     if not wanted:
         return lambda node: False
     try:
-        importlib.import_module("keras_hub")  # registers its classes with Keras
+        quiet_import("keras_hub")  # registers its classes with Keras
     except ImportError:
         raise ModelLoadError(path, f"a KerasHub model ({sorted(wanted)[0]}); install keras-hub to read it") from None
     import keras
@@ -229,7 +228,7 @@ def keras_hub_preset_folder(model: str) -> tuple[str, str]:
     image classifier's or backbone's preset; one-line errors for an unknown name or no KerasHub."""
     name = model[len(KERAS_HUB_PREFIX):]
     try:
-        hub = importlib.import_module("keras_hub")
+        hub = quiet_import("keras_hub")
     except ImportError:
         raise UsageError(model, "KerasHub presets need keras-hub: pip install keras-hub") from None
     presets = {**hub.models.Backbone.presets, **hub.models.ImageClassifier.presets}
@@ -262,7 +261,7 @@ def _load_keras_hub_preset(model: str, weights: str | None, seed: int):
                 config = json.loads(handle.read())
             config = config.get("config", config) if part == "task.json" and "class_name" not in config else config
             check_config(os.path.join(folder, part), config, _installed_library_class(folder, config))
-    hub = importlib.import_module("keras_hub")
+    hub = quiet_import("keras_hub")
     task = os.path.isfile(os.path.join(folder, "task.json"))
     random_weights = weights is not None and weights.lower() == "none"
     if weights is not None and weights.lower() not in ("none", "imagenet"):
