@@ -211,3 +211,30 @@ def test_ray_workers_run_the_drivers_backend(inputs, tmp_path):
     different = [str(p) for p in local if p.name != "manifest.json"
                  and (tmp_path / "local" / p).read_bytes() != (tmp_path / "ray" / p).read_bytes()]
     assert different == []
+
+
+def _robust_arguments(inputs) -> tuple[str, ...]:
+    return ("--images", str(inputs["photo"]), "--ascent", "robust", "--ascent-steps", "3", "--max-filters", "4",
+            "--layers", "conv2", "conv4")
+
+
+@pytest.fixture(scope="module")
+def robust_reference(inputs, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("robust") / "tensorflow"
+    _build("tensorflow", out, *_robust_arguments(inputs))
+    return _health(out)
+
+
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_the_robust_recipe_climbs_on_every_backend(inputs, robust_reference, tmp_path, backend):
+    """lucid's recipe (Fourier image, random pad, jitter, scale and rotation: a canvas whose shape
+    changes every step, run eagerly on JAX) gives TensorFlow's verdicts."""
+    if not _available(backend):
+        pytest.skip(f"{backend} is not installed")
+    _build(backend, tmp_path / backend, *_robust_arguments(inputs))
+    reference, other = robust_reference, _health(tmp_path / backend)
+    climbed = [key for key, row in reference.items() if row["ascent_activation"]]
+    assert len(climbed) == 8 and all(other[key]["ascent_activation"] for key in climbed)
+    for key in climbed:
+        for verdict in VERDICTS:
+            assert other[key][verdict] == reference[key][verdict], (backend, key, verdict)

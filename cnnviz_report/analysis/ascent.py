@@ -620,8 +620,8 @@ class LayerAscent:
 
     def prepare(self, batch_size: int) -> None:
         """Trace the step and the measurement for batches of ``batch_size`` on this canvas,
-        without running them (``AscentTrunk.trace_ahead``; a backend that cannot trace without
-        running, JAX or PyTorch, traces on the first climb)."""
+        without running them (``AscentTrunk.trace_ahead``; on PyTorch, eager, there is nothing to
+        trace)."""
         from keras import ops
 
         if not self.group.compiles or (self.canvas_hw, batch_size) in self.group.traced:
