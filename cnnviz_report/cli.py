@@ -13,7 +13,7 @@ import time
 import warnings
 
 from . import __version__
-from .analysis.framework import BACKENDS, choose_backend, quiet_framework_start
+from .analysis.framework import BACKENDS, backend_problem, choose_backend, quiet_framework_start
 from .config import (ALL_FILTERS, ASCENT_MODES, EXECUTORS, PER_STAGE_MODES, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES,
                      ReportConfig)
 from .errors import CnnvizError, UsageError
@@ -213,6 +213,12 @@ def _per_stage_option(parser: argparse.ArgumentParser) -> None:
                         "conv layer with a kernel larger than 1x1, as the ResNet post draws them")
 
 
+def _backend_name(text: str) -> str:
+    """A backend in any case, with the names people also use (tf, pytorch)."""
+    name = text.strip().lower()
+    return {"tf": "tensorflow", "pytorch": "torch"}.get(name, name)
+
+
 def _console_options(parser: argparse.ArgumentParser) -> None:
     _backend_option(parser)
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -220,7 +226,7 @@ def _console_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _backend_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=BACKENDS, metavar="|".join(BACKENDS),
+    parser.add_argument("--backend", choices=BACKENDS, metavar="|".join(BACKENDS), type=_backend_name,
                         help="the Keras backend to run on (default: KERAS_BACKEND, else ~/.keras/keras.json, "
                         "else tensorflow); any GPU it sees is used")
 
@@ -377,11 +383,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         choose_backend(args.backend)
-    except ValueError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        if not args.debug:
+            quiet_framework_start()
+    except ValueError as error:  # also Keras's own, for a backend KERAS_BACKEND or keras.json names
+        print(f"{PROG}: error: {backend_problem(error)}", file=sys.stderr)
         return 2
-    if not args.debug:
-        quiet_framework_start()
         # Keras's and TensorFlow's Python warnings (default input sizes, deprecations) are noise
         # on a report's console; --debug shows them.
         for module in ("keras", "tensorflow", "absl"):

@@ -238,3 +238,20 @@ def test_the_robust_recipe_climbs_on_every_backend(inputs, robust_reference, tmp
     for key in climbed:
         for verdict in VERDICTS:
             assert other[key][verdict] == reference[key][verdict], (backend, key, verdict)
+
+
+@pytest.mark.parametrize("setting", ["environment", "keras.json"])
+def test_a_backend_keras_cannot_start_is_one_line_naming_where_it_came_from(tmp_path, setting):
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    if setting == "environment":
+        env["KERAS_BACKEND"] = "JAX"  # Keras's names are lower case (--backend takes any case)
+    else:
+        (tmp_path / "home").mkdir()
+        (tmp_path / "home" / "keras.json").write_text(json.dumps({"backend": "nonsense"}))
+        env["KERAS_HOME"] = str(tmp_path / "home")
+    result = subprocess.run([sys.executable, "-m", "cnnviz_report", "build", "--out", str(tmp_path / "site")],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and ("KERAS_BACKEND=JAX" if setting == "environment" else "keras.json") in lines[0]
+    assert "tensorflow, jax, torch" in lines[0] and not (tmp_path / "site").exists()

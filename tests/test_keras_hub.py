@@ -85,6 +85,7 @@ def test_a_keras_hub_backbone_file_builds_whole(keras_hub, family, photo_path, t
     climbed = {row["layer"] for row in rows if row["ascent_activation"]}
     assert len(layers) >= 3 and climbed == layers  # every conv layer reached, and climbed
     assert (out / "index.html").is_file() and len(list((out / "layers").glob("*.html"))) >= len(layers)
+    assert json.loads((out / "manifest.json").read_text())["versions"]["keras_hub"] == keras_hub.__version__
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +192,15 @@ def test_a_preset_is_read_from_the_local_cache_and_a_missing_one_is_one_line(ker
         assert "40 × 40 pixels" in index and "ImageConverter: pixels x 0.003922 + 0" in index
         top = json.loads((out / "attribution.json").read_text())["images"][0]["top"][0]
         assert not top["label"].startswith("class ")  # an ImageNet class name
+
+
+def test_a_pre_activation_resnets_fields_and_stages_survive_its_padded_stem(keras_hub, keras):
+    """KerasHub's ResNetV2 pads with ``ops.pad(..., -inf)`` before its stem's pooling: an op in the
+    graph, not a layer. The walk takes it as padding, so every conv keeps its receptive field and
+    the stages follow the resolutions (24, 12 px), not one stage for all."""
+    from cnnviz_report.analysis.keras_walk import inspect_model
+    from cnnviz_report.stages import find_stages
+
+    info = inspect_model(_backbones(keras_hub)["resnet"]())
+    assert all(layer.receptive_field for layer in info.conv_layers)
+    assert len(find_stages(info).stages) >= 2

@@ -37,6 +37,17 @@ def choose_backend(name: str | None) -> None:
     os.environ["KERAS_BACKEND"] = name
 
 
+def backend_problem(error: ValueError) -> str:
+    """One line for a backend Keras cannot start: --backend's own words, or, for Keras's "Unable
+    to import backend", where the name came from and the names that work."""
+    words = " ".join(str(error).split())
+    if "Unable to import backend" not in words:
+        return words
+    source = f"KERAS_BACKEND={os.environ['KERAS_BACKEND']}" if os.environ.get("KERAS_BACKEND") \
+        else "the backend named in keras.json (~/.keras, or KERAS_HOME)"
+    return f"{source}: Keras cannot run on it; use one of {', '.join(BACKENDS)} (--backend, or KERAS_BACKEND)"
+
+
 def backend_name() -> str:
     import keras
 
@@ -295,5 +306,8 @@ def versions() -> dict:
 
     backend = backend_name()
     framework = importlib.import_module(backend)
-    return {"python": platform.python_version(), backend: framework.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "pillow": PIL.__version__, "backend": backend, "device": device_name()}
+    found = {"python": platform.python_version(), backend: framework.__version__, "keras": keras.__version__,
+             "numpy": np.__version__, "pillow": PIL.__version__, "backend": backend, "device": device_name()}
+    if "keras_hub" in sys.modules:  # a KerasHub model's classes came from it
+        found["keras_hub"] = sys.modules["keras_hub"].__version__
+    return found

@@ -78,7 +78,9 @@ def _rf_step(layer, states: list, node) -> tuple | None:
     if name.startswith("UpSampling"):
         size = layer.size if isinstance(layer.size, tuple) else (layer.size,) * rank
         return rf, tuple(j / s for j, s in zip(jump, size))
-    if name.startswith(("ZeroPadding", "Cropping")) or _spatial(in_shape) == _spatial(out_shape):
+    # Pad: keras.ops.pad called in a functional graph (KerasHub pads with -inf before its stem's
+    # pooling): like ZeroPadding, it moves the field's origin, not its size
+    if name.startswith(("ZeroPadding", "Cropping")) or name == "Pad" or _spatial(in_shape) == _spatial(out_shape):
         return rf, jump
     return None
 
