@@ -110,7 +110,7 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
         write_text(root, paths.HEALTH_FILE, health_csv(report))
         write_text(root, paths.ATTRIBUTION_FILE, attribution_json(report))
         if report.state is not None:  # the whole report's manifest is written last, with every phase's time
-            write_manifest(report, loaded.file_sha256, root, clock.seconds)
+            write_manifest(report, loaded.file_sha256, root, clock.seconds, loaded.libraries)
 
     site = PublishedSite(config.out, config.outside_files, config.stream, write)
     latest: list[Report] = []  # the state last published, for the words a stopped build leaves
@@ -172,7 +172,7 @@ def _build(config: ReportConfig, progress: Callable[[Progress], None] | None, ex
         with clock.phase("pages"):
             report = report_of(drawing, image_reports, None)
             site.finish(report)
-        site.seal(lambda root: write_manifest(report, loaded.file_sha256, root, clock.seconds))
+        site.seal(lambda root: write_manifest(report, loaded.file_sha256, root, clock.seconds, loaded.libraries))
     except BaseException as error:
         site.abandon(replace(latest[0], state=replace(latest[0].state, stopped=_stop_reason(error)))
                      if latest else None)

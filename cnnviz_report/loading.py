@@ -32,7 +32,7 @@ class LoadedModel:
 
     model: object  # keras.Model; typed loosely so this module's users need not import keras
     name: str
-    source: str  # "demo", "application" or "file"
+    source: str  # "demo", "application", "file" or "keras_hub" (a preset)
     weights_label: str
     preprocess_mode: str
     preprocess: Callable  # float pixels (N, H, W, C) in 0..255 -> model input; numpy or tensor
@@ -42,6 +42,7 @@ class LoadedModel:
     free_size: bool = False  # the model accepts any height and width; input_hw is the size chosen
     file_sha256: str | None = None
     preprocess_reason: str = ""  # why --preprocess auto chose the mode, for the pages
+    libraries: tuple[str, ...] = ()  # packages the model's classes came from ("keras_hub"), for the manifest
 
     def model_input(self, pixels: np.ndarray) -> np.ndarray:
         """(N, H, W, C) pixels in 0..255 -> what the model takes: preprocessed, in its layout."""

@@ -15,11 +15,13 @@ from .records import Report
 from .staging import replace_file
 
 
-def write_manifest(report: Report, model_sha256: str | None, root: str, phase_seconds: dict) -> None:
+def write_manifest(report: Report, model_sha256: str | None, root: str, phase_seconds: dict,
+                   libraries: tuple[str, ...] = ()) -> None:
+    """``libraries``: packages the model's classes came from (KerasHub), whose versions are kept."""
     manifest = {
         "tool": "cnnviz_report",
         "version": report.version,
-        "versions": {"cnnviz_report": report_version, **versions()},
+        "versions": {"cnnviz_report": report_version, **versions(libraries)},
         "model": {"name": report.model_name, "source": report.model_source, "weights": report.weights,
                   "file_sha256": model_sha256},
         "images": [{"name": i.name, "sha256": i.sha256, "page": paths.image_page(i.slug)} for i in report.images],

@@ -204,3 +204,11 @@ def test_a_pre_activation_resnets_fields_and_stages_survive_its_padded_stem(kera
     info = inspect_model(_backbones(keras_hub)["resnet"]())
     assert all(layer.receptive_field for layer in info.conv_layers)
     assert len(find_stages(info).stages) >= 2
+
+
+def test_only_a_keras_hub_model_records_keras_hubs_version(keras_hub, tmp_path):
+    """With keras_hub imported in the process (as here), a plain model's manifest is the same as
+    in any other process: the version is recorded for a model made of KerasHub's classes only."""
+    assert main(["build", "--out", str(tmp_path / "site"), "--ascent-steps", "1", "--max-filters", "2",
+                 "--quiet"]) == 0
+    assert "keras_hub" not in json.loads((tmp_path / "site" / "manifest.json").read_text())["versions"]

@@ -297,7 +297,7 @@ def irfft2d(real, imaginary, shape: tuple[int, int]):
     return torch.fft.irfft2(torch.complex(real, imaginary), s=shape)
 
 
-def versions() -> dict:
+def versions(libraries: tuple[str, ...] = ()) -> dict:
     """The versions that decide a site's numbers (the tool's own is added by the manifest): the
     backend's framework under its own name, and the device it ran on."""
     import importlib
@@ -308,6 +308,6 @@ def versions() -> dict:
     framework = importlib.import_module(backend)
     found = {"python": platform.python_version(), backend: framework.__version__, "keras": keras.__version__,
              "numpy": np.__version__, "pillow": PIL.__version__, "backend": backend, "device": device_name()}
-    if "keras_hub" in sys.modules:  # a KerasHub model's classes came from it
-        found["keras_hub"] = sys.modules["keras_hub"].__version__
+    for library in libraries:  # where the model's classes came from (KerasHub)
+        found[library] = importlib.import_module(library).__version__
     return found

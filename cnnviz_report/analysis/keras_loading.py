@@ -549,4 +549,12 @@ def load_model(config: ReportConfig) -> LoadedModel:
         free_size=free_size,
         file_sha256=file_sha256(path) if path else None,
         preprocess_reason=reason,
+        libraries=("keras_hub",) if _from_keras_hub(model) else (),
     )
+
+
+def _from_keras_hub(model) -> bool:
+    """The model, or a layer in it, is a class of KerasHub's (the same model on every run: not
+    whether keras_hub happens to be imported in this process)."""
+    return any(type(layer).__module__.startswith("keras_hub.")
+               for layer in [model, *model._flatten_layers(include_self=False)])
