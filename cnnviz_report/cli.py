@@ -213,6 +213,10 @@ def _per_stage_option(parser: argparse.ArgumentParser) -> None:
                         "conv layer with a kernel larger than 1x1, as the ResNet post draws them")
 
 
+def _pages(count: int) -> str:
+    return f"{count} conv-layer page" + ("" if count == 1 else "s")
+
+
 def _backend_name(text: str) -> str:
     """A backend in any case, with the names people also use (tf, pytorch)."""
     name = text.strip().lower()
@@ -365,7 +369,7 @@ def _run_gallery(args: argparse.Namespace) -> int:
     if not args.quiet:
         for entry in result.entries:
             build = entry.build
-            print(f"  {entry.slug}: {len(build.report.layers)} conv-layer pages in {build.seconds:.1f} s "
+            print(f"  {entry.slug}: {_pages(len(build.report.layers))} in {build.seconds:.1f} s "
                   f"(mosaic cache: {build.cache_hits} reused, {build.cache_misses} computed)")
         print(f"Gallery of {len(result.entries)} models in {result.seconds:.1f} s: "
               f"{os.path.join(result.out_dir, 'index.html')} ({_size(result.site_bytes)})")
@@ -446,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         index = os.path.join(result.out_dir, "index.html")
         phases = ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in result.phase_seconds.items())
-        print(f"Built {len(result.report.layers)} conv-layer pages in {result.seconds:.1f} s ({phases}; "
+        print(f"Built {_pages(len(result.report.layers))} in {result.seconds:.1f} s ({phases}; "
               f"mosaic cache: {result.cache_hits} reused, {result.cache_misses} computed): {index} "
               f"({_size(result.site_bytes)})")
         if result.cache_write_errors:

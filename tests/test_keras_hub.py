@@ -107,6 +107,7 @@ def test_an_image_classifier_takes_its_converters_preprocessing_and_explains(cla
     assert main(["build", str(classifier_file), "--out", str(out), "--images", photo_path, "--ascent-steps", "2",
                  "--max-filters", "2", "--quiet", "--no-cache"]) == 0
     index = (out / "index.html").read_text()
+    assert "classifier.keras (KerasHub ResNetImageClassifier)" in index
     assert "ImageConverter: pixels x (0.01712, 0.01751, 0.01742) + (-2.12, -2.04, -1.8)" in index
     explained = json.loads((out / "attribution.json").read_text())["images"][0]
     assert len(explained["top"]) == 5 and explained["gradcam"]["layer"]

@@ -498,6 +498,8 @@ def load_model(config: ReportConfig) -> LoadedModel:
         path = config.model
         model, source, label = _load_model_file(path), "file", "from the model file"
         name, app_preprocess = os.path.basename(path), None
+        if _from_keras_hub(model):  # the title says what the file holds
+            name = f"{name} (KerasHub {type(model).__name__})"
     else:
         path = None
         model, label, app_preprocess = _load_application(config.model, weights, config.seed)
