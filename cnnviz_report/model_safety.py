@@ -55,7 +55,7 @@ def _keras_zip_config(path: str) -> dict:
         raise ModelLoadError(path, f"not a .keras file (a zip archive): {exc}") from exc
     except OSError as exc:
         raise ModelLoadError(path, f"cannot read: {exc}") from exc
-    return _parse(path, text)
+    return parse_config(path, text)
 
 
 def _h5_config(path: str) -> dict:
@@ -66,10 +66,10 @@ def _h5_config(path: str) -> dict:
         raise ModelLoadError(path, f"not an HDF5 model file: {' '.join(str(exc).split())[:200]}") from exc
     if text is None:
         raise ModelLoadError(path, "holds no model_config (a weights-only file? pass it with --weights)")
-    return _parse(path, text.encode() if isinstance(text, str) else bytes(text))
+    return parse_config(path, text.encode() if isinstance(text, str) else bytes(text))
 
 
-def _parse(path: str, text: bytes) -> dict:
+def parse_config(path: str, text: bytes) -> dict:
     try:
         config = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:

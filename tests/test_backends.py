@@ -83,6 +83,13 @@ def _health(site: Path) -> dict:
         return {(row["layer"], row["filter"]): row for row in csv.DictReader(handle)}
 
 
+def _assert_same_verdicts(reference: dict, other: dict, backend: str) -> None:
+    """Every verdict of every filter in ``reference`` (health.csv rows) is the same in ``other``."""
+    for key, row in reference.items():
+        for verdict in VERDICTS:
+            assert other[key][verdict] == row[verdict], (backend, key, verdict)
+
+
 def _explanations(site: Path) -> list:
     data = json.loads((site / "attribution.json").read_text())
     return [([top["class"] for top in image["top"]], image["gradcam"]["center"]) for image in data["images"]]
@@ -136,9 +143,7 @@ def test_planted_units_get_the_same_verdicts_classes_and_explanations(sites, bac
     plant = {row["filter"]: row for (layer, _), row in reference.items() if layer == "plant"}
     assert plant["0"]["dead_on_images"] == "1" and plant["1"]["constant_on_images"] == "1"
     assert plant["3"]["duplicate_of"] == "2"  # what is planted is found, then the same on every backend
-    for key, row in reference.items():
-        for verdict in VERDICTS:
-            assert other[key][verdict] == row[verdict], (backend, key, verdict)
+    _assert_same_verdicts(reference, other, backend)
     for (classes, centre), (other_classes, other_centre) in zip(_explanations(sites["tensorflow"][0]),
                                                                 _explanations(sites[backend][0])):
         assert classes == other_classes
@@ -167,9 +172,7 @@ def test_the_demo_builds_with_ascent_responses_within_one_percent(sites, backend
                 if row["ascent_activation"]]
     assert len(relative) > 100
     assert float(np.median(relative)) <= 0.01
-    for key, row in reference.items():
-        for verdict in VERDICTS:
-            assert other[key][verdict] == row[verdict], (backend, key, verdict)
+    _assert_same_verdicts(reference, other, backend)
     assert _explanations(sites["tensorflow"][1])[0][0] == _explanations(sites[backend][1])[0][0]
     manifest = json.loads((sites[backend][1] / "manifest.json").read_text())
     assert manifest["versions"]["backend"] == backend and backend in manifest["versions"]
@@ -235,9 +238,7 @@ def test_the_robust_recipe_climbs_on_every_backend(inputs, robust_reference, tmp
     reference, other = robust_reference, _health(tmp_path / backend)
     climbed = [key for key, row in reference.items() if row["ascent_activation"]]
     assert len(climbed) == 8 and all(other[key]["ascent_activation"] for key in climbed)
-    for key in climbed:
-        for verdict in VERDICTS:
-            assert other[key][verdict] == reference[key][verdict], (backend, key, verdict)
+    _assert_same_verdicts({key: reference[key] for key in climbed}, other, backend)
 
 
 @pytest.mark.parametrize("setting", ["environment", "keras.json"])

@@ -175,6 +175,10 @@ def test_a_preset_is_read_from_the_local_cache_and_a_missing_one_is_one_line(ker
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "keras_hub:resnet_18_imagenet" in error[0] and "local KerasHub cache" in error[0]
     assert str(tmp_path / "kagglehub") in error[0] and not out.exists()
+    assert main(["build", "keras_hub:resnet_18_imagenett", "--out", str(out), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "no KerasHub preset" in error[0] and "resnet_18_imagenet" in error[0]
+    assert not out.exists()
 
     handle = keras_hub.models.ImageClassifier.presets["resnet_18_imagenet"]["kaggle_handle"]
     folder = get_cached_path(parse_model_handle(handle.removeprefix("kaggle://")))

@@ -25,7 +25,7 @@ import numpy as np
 from ..config import ReportConfig
 from ..errors import ModelLoadError, UsageError
 from ..loading import LoadedModel, demo_model_path, file_sha256, first_line
-from ..model_safety import check_config, config_nodes, library_classes, read_config
+from ..model_safety import check_config, config_nodes, library_classes, parse_config, read_config
 from .framework import keep_tensorflow_out, quiet_import
 
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -255,17 +255,16 @@ def _load_keras_hub_preset(model: str, weights: str | None, seed: int):
         raise ModelLoadError(model, f"not in the local KerasHub cache ({folder}); download it once where there "
                                     f"is a network (keras_hub.models.ImageClassifier.from_preset({name!r})), or "
                                     "save the model as a .keras file and pass that")
-    for part in ("config.json", "task.json"):
-        if os.path.isfile(os.path.join(folder, part)):
-            with open(os.path.join(folder, part), "rb") as handle:
-                config = json.loads(handle.read())
-            config = config.get("config", config) if part == "task.json" and "class_name" not in config else config
-            check_config(os.path.join(folder, part), config, _installed_library_class(folder, config))
+    if weights is not None and weights.lower() not in ("none", "imagenet"):
+        raise UsageError("--weights", f"'{weights}' does not apply to a KerasHub preset: its own weights, or none")
+    for part in ("config.json", "task.json"):  # both are serialised Keras objects, checked as a model file's
+        path = os.path.join(folder, part)
+        if os.path.isfile(path):
+            config = parse_config(path, Path(path).read_bytes())
+            check_config(path, config, _installed_library_class(folder, config))
     hub = quiet_import("keras_hub")
     task = os.path.isfile(os.path.join(folder, "task.json"))
     random_weights = weights is not None and weights.lower() == "none"
-    if weights is not None and weights.lower() not in ("none", "imagenet"):
-        raise UsageError("--weights", f"'{weights}' does not apply to a KerasHub preset: its own weights, or none")
     if random_weights:
         keras.utils.set_random_seed(seed)
     try:
@@ -276,9 +275,14 @@ def _load_keras_hub_preset(model: str, weights: str | None, seed: int):
     return loaded, "random (seeded)" if random_weights else f"the preset's ({name})"
 
 
+def _hub_converter(model):
+    """A KerasHub task's ImageConverter (None for other models, and for a backbone saved alone)."""
+    return getattr(getattr(model, "preprocessor", None), "image_converter", None)
+
+
 def hub_image_size(model) -> tuple[int, int] | None:
     """The image size a KerasHub task's ImageConverter resizes to (a preset's training size)."""
-    converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+    converter = _hub_converter(model)
     size = getattr(converter, "image_size", None)
     return (int(size[0]), int(size[1])) if size else None
 
@@ -286,7 +290,7 @@ def hub_image_size(model) -> tuple[int, int] | None:
 def hub_preprocess(model) -> tuple[Callable, str] | None:
     """A KerasHub task's own image preprocessing (its ImageConverter's ``x * scale + offset``) and
     its words; None for other models. A backbone saved alone carries none."""
-    converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
+    converter = _hub_converter(model)
     if converter is None:
         return None
     scale = 1.0 if converter.scale is None else np.asarray(converter.scale, np.float32)
