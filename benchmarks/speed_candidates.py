@@ -146,6 +146,7 @@ class Candidate:
 CANDIDATES = {c.name: c for c in [
     Candidate("today"),  # balanced before issue 30: 30 steps of Adam 0.15, Adam's betas (ascent.BALANCED_30)
     Candidate("default"),  # the engine's balanced default now (LayerAscent.run)
+    Candidate("bf16"),  # the default's steps in bfloat16 (AscentSettings.precision), measured in float32
     Candidate("same-loop"),  # today's schedule through this benchmark's loop: checks the loop
     Candidate("c2f-24/6", coarse=24, full=6),
     Candidate("c2f-20/4", coarse=20, full=4),
@@ -282,11 +283,14 @@ def _stopped(curve: list[float], window: int = 4, gain: float = 0.02) -> bool:
 # --------------------------------------------------------------------------- running
 
 
+ENGINE_CANDIDATES = ("today", "default", "bf16")  # climbed by LayerAscent itself, with its own measure
+
+
 def run_candidate(engine, yardstick: Yardstick, candidate: Candidate, filters: list[int]) -> dict:
     import tensorflow as tf
 
     batches = engine.batches(filters)
-    if candidate.name in ("today", "default"):
+    if candidate.name in ENGINE_CANDIDATES:
         engine.climb_batch(batches[0], 1, steps=1)  # traces
         started = time.perf_counter()
         parts, done = [], 0
@@ -318,11 +322,11 @@ def run_candidate(engine, yardstick: Yardstick, candidate: Candidate, filters: l
         transformed += list(seen[:count])
         images += [engine.recipe.display(picture) for picture in np.asarray(final)[:count]]
     yard_seconds = time.perf_counter() - started
-    seconds = climbed_seconds + (0.0 if candidate.name in ("today", "default") else yard_seconds)
+    seconds = climbed_seconds + (0.0 if candidate.name in ENGINE_CANDIDATES else yard_seconds)
     activations, transformed = np.asarray(activations), np.asarray(transformed)
     kept = [t / a for t, a in zip(transformed, activations) if a > 0]
     return {"candidate": candidate.name, "seconds": seconds, "steps": steps,
-            "cost": 3 * steps + 1 + YARD_DRAWS if candidate.name in ("today", "default")
+            "cost": 3 * steps + 1 + YARD_DRAWS if candidate.name in ENGINE_CANDIDATES
             else candidate.cost() + 1 + YARD_DRAWS,
             "activation": float(activations.mean()), "transformed": float(transformed.mean()),
             "kept": float(np.mean(kept)) if kept else float("nan"),
@@ -379,16 +383,17 @@ def model_and_layers(name: str, downloads: Path):
     return (loaded.model, loaded.input_hw, loaded.channels, loaded.preprocess), conv, picks, 8
 
 
-def measure_model(name: str, candidates: list[str], downloads: Path, out: Path) -> list[dict]:
+def measure_model(name: str, candidates: list[str], downloads: Path, out: Path, count: int | None = None) -> list[dict]:
     from cnnviz_report.analysis.ascent import BALANCED_30, AscentSettings, AscentTrunk
 
-    (model, input_hw, channels, preprocess), conv, picks, count = model_and_layers(name, downloads)
+    (model, input_hw, channels, preprocess), conv, picks, planned = model_and_layers(name, downloads)
+    count = count if planned is not None and count is not None else planned
     rows = []
     for info in picks:
         trunk = AscentTrunk(model, conv, input_hw, channels, preprocess, AscentSettings(**BALANCED_30, seed=0),
                             targets=[info])
         engine = trunk.engine(info)
-        default = None
+        engines = {}
         if count is None:  # VGG16: one planned batch of the layer's first 64 filters
             filters = list(engine.batches(list(range(64)))[0])
         else:
@@ -396,10 +401,12 @@ def measure_model(name: str, candidates: list[str], downloads: Path, out: Path) 
         yardstick = Yardstick(engine)
         for candidate in candidates:
             runs = engine
-            if candidate == "default":
-                default = default or AscentTrunk(model, conv, input_hw, channels, preprocess,
-                                                 AscentSettings(mode="balanced", seed=0), targets=[info]).engine(info)
-                runs = default
+            if candidate in ("default", "bf16"):
+                precision = "bfloat16" if candidate == "bf16" else "float32"
+                engines[candidate] = engines.get(candidate) or AscentTrunk(
+                    model, conv, input_hw, channels, preprocess,
+                    AscentSettings(mode="balanced", seed=0, precision=precision), targets=[info]).engine(info)
+                runs = engines[candidate]
             row = dict(run_candidate(runs, yardstick, CANDIDATES[candidate], filters), model=name, layer=info.name,
                        canvas=engine.canvas_hw[0], filters=len(filters))
             rows.append(row)
@@ -433,13 +440,15 @@ def main() -> None:
                         help="where the picture sheets go")
     parser.add_argument("--depths", nargs="+", type=float, default=list(DEPTHS),
                         help="the trained models' layers, as shares of their conv layers")
+    parser.add_argument("--filters", type=int, default=None,
+                        help="filters a trained model's layer climbs (default 8, evenly spread)")
     args = parser.parse_args()
     DEPTHS[:] = args.depths
     if "today" not in args.candidates:
         args.candidates = ["today", *args.candidates]
     rows = []
     for name in args.models:
-        rows += measure_model(name, args.candidates, args.downloads, args.out)
+        rows += measure_model(name, args.candidates, args.downloads, args.out, args.filters)
     print()
     print(table(rows))
     print(f"\nsheets: {args.out}")

@@ -207,10 +207,11 @@ def _stop_reason(error: BaseException) -> str:
 
 def _settings(config: ReportConfig) -> dict:
     """The config's settings, with the ascent's steps and step size as used (not None for default),
-    and the backend and device that ran the report (the process's: Keras fixes it per process)."""
+    the precision the steps computed in, and the backend and device that ran the report (the
+    process's: Keras fixes it per process)."""
     ascent = ascent_settings(config)
     return dict(config.settings, ascent_steps=ascent.step_count if config.ascent_steps != 0 else 0,
-                ascent_learning_rate=ascent.rate, backend=backend_and_device())
+                ascent_learning_rate=ascent.rate, ascent_precision=ascent.precision, backend=backend_and_device())
 
 
 def _check_request(config: ReportConfig) -> Dataset | None:

@@ -14,8 +14,8 @@ import warnings
 
 from . import __version__
 from .analysis.framework import BACKENDS, backend_problem, choose_backend, quiet_framework_start
-from .config import (ALL_FILTERS, ASCENT_MODES, EXECUTORS, PER_STAGE_MODES, PREPROCESS_MODES, SELECT_MODES, UNIT_MODES,
-                     ReportConfig)
+from .config import (ALL_FILTERS, ASCENT_MODES, EXECUTORS, PER_STAGE_MODES, PRECISIONS, PREPROCESS_MODES, SELECT_MODES,
+                     UNIT_MODES, ReportConfig)
 from .errors import CnnvizError, UsageError
 
 PROG = "cnnviz_report"
@@ -123,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--seed", type=int, default=0, metavar="N")
     diff.add_argument("--preprocess", choices=PREPROCESS_MODES, default="auto")
     diff.add_argument("--ascent-steps", type=int, metavar="N")
+    _precision_option(diff)
     diff.add_argument("--cache-dir", metavar="DIR")
     diff.add_argument("--no-cache", action="store_true")
     _console_options(diff)
@@ -179,6 +180,7 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ascent-lr", type=float, metavar="LR",
                         help="step size (default: Adam 0.25 for balanced, 10 on the keras.io scale for fast, Adam "
                         "0.05 for robust)")
+    _precision_option(parser)
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where finished mosaics are kept between builds (default: ~/.cache/cnnviz_report)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the mosaic cache")
@@ -205,6 +207,13 @@ def _report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-going", action="store_true",
                         help="skip images that cannot be read, and layers that fail to draw, instead of "
                         "stopping; they are listed in the report and on the console, and the exit code is 2")
+
+
+def _precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="what the gradient-ascent steps compute in: auto (default: bfloat16 for the layers "
+                        "whose convolutions gain from a CPU's bfloat16 matrix units (AMX), float32 elsewhere), "
+                        "float32, or bfloat16 everywhere; responses and verdicts are always measured in float32")
 
 
 def _per_stage_option(parser: argparse.ArgumentParser) -> None:
@@ -257,7 +266,8 @@ def _input_size(text: str) -> tuple[int, int]:
 def _diff_configs(args: argparse.Namespace) -> tuple[ReportConfig, ReportConfig]:
     common = dict(images=tuple(args.images), layers=tuple(args.layers), per_stage=args.per_stage,
                   max_filters=args.max_filters, seed=args.seed,
-                  preprocess=args.preprocess, ascent_steps=args.ascent_steps, cache_dir=args.cache_dir,
+                  preprocess=args.preprocess, ascent_steps=args.ascent_steps, precision=args.precision,
+                  cache_dir=args.cache_dir,
                   use_cache=not args.no_cache)
     config_a = ReportConfig(model=args.model_a, weights=args.weights_a, **common)
     if args.model_b.lower().endswith(".weights.h5"):
@@ -282,6 +292,7 @@ def _report_settings(args: argparse.Namespace) -> dict:
         input_size=args.input_size,
         ascent_steps=args.ascent_steps,
         ascent_learning_rate=args.ascent_lr,
+        precision=args.precision,
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,
         keep_going=args.keep_going,

@@ -14,6 +14,7 @@ SELECT_MODES = ("first", "top")
 UNIT_MODES = ("response", "raw")
 PER_STAGE_MODES = ("all", "last")
 EXECUTORS = ("local", "ray")
+PRECISIONS = ("auto", "float32", "bfloat16")  # what the ascent steps compute in (--precision)
 MOSAIC_FILTERS = 64  # a mosaic's filters, unless --max-filters all
 ALL_FILTERS = 2 ** 31 - 1  # --max-filters all: every filter of every layer (grids, mosaics, cards)
 DATASET_TOP_MAX = 16  # the stylesheet places this many dataset-example tiles a card
@@ -42,6 +43,7 @@ class ReportConfig:
     unit: str = "response"  # "response": after the conv's BN/activation chain; "raw": the conv's own output
     ascent_steps: int | None = None  # None: the mode's own (balanced 20, fast 30, robust 128)
     ascent_learning_rate: float | None = None  # None: the mode's own
+    precision: str = "auto"  # the ascent steps' arithmetic; auto: bfloat16 where this CPU's matrix units gain
     cache_dir: str | None = None  # None: ~/.cache/cnnviz_report (XDG_CACHE_HOME honoured)
     use_cache: bool = True
     keep_going: bool = False  # skip unreadable images (listed in the report) instead of stopping
@@ -93,6 +95,8 @@ class ReportConfig:
             problems.append(f"--ascent-steps must be 0 or more, got {self.ascent_steps}")
         if self.ascent_learning_rate is not None and not self.ascent_learning_rate > 0:
             problems.append(f"--ascent-lr must be positive, got {self.ascent_learning_rate}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.ascent_mode not in ASCENT_MODES:
             problems.append(f"--ascent must be one of {', '.join(ASCENT_MODES)}, got {self.ascent_mode!r}")
         if self.select not in SELECT_MODES:

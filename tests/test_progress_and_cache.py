@@ -80,7 +80,8 @@ def test_the_cache_key_holds_every_ascent_setting_and_the_input_geometry():
     keys = {ascent_key("w", info, base, geometry, selection)}
     changed = {"mode": "robust", "steps": 7, "learning_rate": 0.5, "seed": 1, "rescue_stuck": False, "min_canvas": 16,
                "max_canvas": 64, "fixed_canvas": (40, 40), "memory_budget": 1 << 20, "batch_size": 3,
-               "noise_amplitude": 20.0, "adam_betas": (0.8, 0.99), "device_memory": 80 << 30}
+               "noise_amplitude": 20.0, "adam_betas": (0.8, 0.99), "device_memory": 80 << 30,
+               "precision": "mixed"}
     assert set(changed) == {f.name for f in dataclasses.fields(AscentSettings)}  # a new field needs a case here
     for name, value in changed.items():
         keys.add(ascent_key("w", info, dataclasses.replace(base, **{name: value}), geometry, selection))

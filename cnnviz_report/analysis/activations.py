@@ -17,7 +17,7 @@ import numpy as np
 from ..layers import LayerInfo
 from .framework import backend_name, compile_function, without_gradients
 from .keras_graph import functional_graph, graph_nodes, nested_layers, resolve_layer
-from .stand_ins import inference_stand_in
+from .stand_ins import BFLOAT16_POLICY, bfloat16_twin, inference_stand_in
 
 # TensorFlow graph mode only accepts these characters in name scopes, and Keras opens one per
 # layer; layer names are user data and may hold anything else.
@@ -226,8 +226,9 @@ def _single_input(holder):
     return holder.inputs[0]
 
 
-def linear_copy_of(layer):
-    """The same layer with activation 'linear' and the same weights; None if it has none to drop."""
+def linear_copy_of(layer, dtype=None):
+    """The same layer with activation 'linear' and the same weights (computing in ``dtype``, a
+    dtype policy's name, if given); None if it has none to drop."""
     import keras
 
     activation = getattr(layer, "activation", None)
@@ -235,6 +236,8 @@ def linear_copy_of(layer):
         return None
     try:
         config = dict(layer.get_config(), activation="linear", name=f"{layer.name}_pre_activation")
+        if dtype is not None:
+            config["dtype"] = dtype
         copy = type(layer).from_config(config)
         copy.build(layer._inbound_nodes[0].input_tensors[0].shape)
         copy.set_weights(layer.get_weights())
@@ -243,9 +246,15 @@ def linear_copy_of(layer):
     return copy
 
 
-def _call_frozen(operation, args, kwargs):
-    """``operation``'s inference stand-in called on the arguments, or ``operation`` itself."""
-    stand_in = inference_stand_in(operation)
+def _call_frozen(operation, args, kwargs, twins: dict | None = None):
+    """``operation``'s inference stand-in called on the arguments, or ``operation`` itself;
+    ``twins``: its bfloat16 twin instead, made once and kept there by the operation's id."""
+    if twins is not None:
+        if id(operation) not in twins:
+            twins[id(operation)] = bfloat16_twin(operation)
+        stand_in = twins[id(operation)]
+    else:
+        stand_in = inference_stand_in(operation)
     if stand_in is not None:
         try:
             return stand_in(*args, **kwargs)
@@ -255,12 +264,16 @@ def _call_frozen(operation, args, kwargs):
 
 
 def replay_graph(holder, inputs: list, calls: dict, watched: set, frozen: bool = False,
-                 deltas: dict | None = None) -> list:
+                 deltas: dict | None = None, twins: dict | None = None, until_watched: bool = False) -> list:
     """Call ``holder``'s layers again on ``inputs``, as Functional.call does, recording the first
     call of each layer whose id is in ``watched`` as ``calls[id] = (first input, output)``.
     ``frozen``: call each layer's ``inference_stand_in`` where it has one (the replay then only
     serves inference). ``deltas``: for each watched layer whose id is a key, a new model input
     (stored there) added to that first call's output, the output the rest of the graph sees.
+    ``twins`` (with ``frozen``): every layer, watched ones included, replaced by its bfloat16 twin
+    (``stand_ins.bfloat16_twin``), kept in ``twins`` by the layer's id. ``until_watched``: stop
+    once every watched layer is called (only ``calls`` is wanted; VGG16's classifier alone holds
+    three quarters of its weights, which a twin would copy).
 
     Nested models are replayed node by node too: called whole, a Functional model checks its
     inputs against the shapes it was built with. A layer that fails on the new input (a Dense
@@ -272,6 +285,8 @@ def replay_graph(holder, inputs: list, calls: dict, watched: set, frozen: bool =
     graph = functional_graph(holder)
     values = {id(t): v for t, v in zip(graph.inputs, inputs)}
     for node in graph_nodes(holder):
+        if until_watched and watched.issubset(calls):
+            break
         operation = node.operation
         if operation is None or any(id(x) not in values for x in node.input_tensors):
             continue
@@ -279,10 +294,11 @@ def replay_graph(holder, inputs: list, calls: dict, watched: set, frozen: bool =
         try:
             if isinstance(operation, keras.Model):
                 outputs = replay_graph(operation, [values[id(x)] for x in node.input_tensors], calls, watched,
-                                       frozen, deltas)
+                                       frozen, deltas, twins, until_watched)
+            elif frozen and (twins is not None or id(operation) not in watched):
+                outputs = _call_frozen(operation, args, kwargs, twins)
             else:
-                outputs = _call_frozen(operation, args, kwargs) if frozen and id(operation) not in watched \
-                    else operation(*args, **kwargs)
+                outputs = operation(*args, **kwargs)
         except Exception:  # not on the way to a watched layer (or the replay fails below)
             continue
         outputs = tree.flatten(outputs)
@@ -296,9 +312,11 @@ def replay_graph(holder, inputs: list, calls: dict, watched: set, frozen: bool =
     return [values.get(id(t)) for t in graph.outputs]
 
 
-def free_size_values(model, layers: list[LayerInfo], channels_first: bool = False) -> tuple[object, dict]:
+def free_size_values(model, layers: list[LayerInfo], channels_first: bool = False,
+                     precision: str = "float32") -> tuple[object, dict]:
     """(an input of any height and width, {layer index: (value, activation)}) from one replay of
-    the model, for every layer of ``layers`` the replay reaches.
+    the model, for every layer of ``layers`` the replay reaches; ``precision`` "bfloat16": a
+    replay whose layers compute in bfloat16 (their twins).
 
     The value is the pre-activation (a linear copy of the layer) when the layer has its own
     activation, which is then returned separately; otherwise the layer's output and None.
@@ -309,13 +327,14 @@ def free_size_values(model, layers: list[LayerInfo], channels_first: bool = Fals
     channels = model.inputs[0].shape[1 if channels_first else -1]
     new_input = keras.Input((channels, None, None) if channels_first else (None, None, channels))
     calls: dict = {}
+    twins = {} if precision == "bfloat16" else None
     try:
-        replay_graph(model, [new_input], calls, set(targets), frozen=True)
+        replay_graph(model, [new_input], calls, set(targets), frozen=True, twins=twins, until_watched=True)
     except Exception:
         return new_input, {}
     values = {}
     for layer_id, (layer_input, output) in calls.items():
         info, layer = targets[layer_id]
-        linear_copy = linear_copy_of(layer)
+        linear_copy = linear_copy_of(layer, BFLOAT16_POLICY if twins is not None else None)
         values[info.index] = (linear_copy(layer_input), layer.activation) if linear_copy is not None else (output, None)
     return new_input, values

@@ -105,6 +105,11 @@ class AscentSettings:
     # the accelerator's total memory, read once by the build's driver (framework.device_memory);
     # None: the CPU. Total, not free: a rerun plans the same batches and finds them in the cache.
     device_memory: int | None = None
+    # what the steps compute in (``climbing_precision``): "float32"; "bfloat16" (a replay of the
+    # model in bfloat16); "mixed": bfloat16 where a layer's convolutions are dense enough to gain
+    # from a CPU's bfloat16 matrix units, float32 elsewhere. The measure after the climb, and with
+    # it every number and verdict, is float32 in all three.
+    precision: str = "float32"
 
     @property
     def step_count(self) -> int:
@@ -185,10 +190,12 @@ def _outputs_per_pixel(layer: LayerInfo, pixels: float) -> float:
 
 @dataclass(frozen=True)
 class LayerCost:
-    """What one input pixel of a canvas costs up to the layer: FLOPs and bytes of activations."""
+    """What one input pixel of a canvas costs up to the layer: FLOPs, conv output values and
+    bytes of activations."""
 
     flops_per_pixel: float
     bytes_per_pixel: float
+    outputs_per_pixel: float = 1.0
 
     @classmethod
     def of(cls, upstream: list[LayerInfo], input_hw: tuple[int, int]) -> "LayerCost":
@@ -197,11 +204,31 @@ class LayerCost:
         flops = sum(layer.flops for layer in upstream) / pixels
         elements = sum(_outputs_per_pixel(layer, pixels) for layer in upstream)
         # forward value, pre-activation and gradient of every conv output, float32
-        return cls(flops_per_pixel=flops, bytes_per_pixel=3 * 4 * elements)
+        return cls(flops_per_pixel=flops, bytes_per_pixel=3 * 4 * elements, outputs_per_pixel=max(elements, 1e-9))
+
+    @property
+    def flops_per_output(self) -> float:
+        """The convolutions' density up to the layer: FLOPs per conv output value (VGG16's 3x3
+        convs: about 2,000; MobileNetV2's depthwise and narrow 1x1 convs: about 60)."""
+        return self.flops_per_pixel / self.outputs_per_pixel
 
     def step_flops(self, canvas_hw: tuple[int, int]) -> float:
         """One ascent step on one canvas: a forward and an input-gradient pass."""
         return 2.0 * self.flops_per_pixel * canvas_hw[0] * canvas_hw[1]
+
+
+# bfloat16 pays where the convolutions are dense: on this AMX CPU one VGG16, ResNet50(V2),
+# InceptionV3, DenseNet121 or Xception layer's default climb took 0.32-0.66 of its float32 time
+# (476-2,161 FLOPs an output value), a MobileNetV2 or EfficientNetB0 layer's 1.3-1.5 times
+# (51-99: memory-bound, and bfloat16 adds casts). benchmarks/bf16_models.py.
+BFLOAT16_MIN_DENSITY = 300.0
+
+
+def climbing_precision(settings: AscentSettings, cost: LayerCost) -> str:
+    """What a group's steps compute in: "mixed" settings resolved by the group's density."""
+    if settings.precision == "mixed":
+        return "bfloat16" if cost.flops_per_output >= BFLOAT16_MIN_DENSITY else "float32"
+    return settings.precision
 
 
 def plan_canvas(info: LayerInfo, input_hw: tuple[int, int], free_size: bool, settings: AscentSettings) -> tuple[int, int]:
@@ -308,24 +335,30 @@ class AscentGroup:
     """
 
     def __init__(self, members: list[_Member], forward_values: Callable, layers: list, free: bool, cost: LayerCost,
-                 preprocess, input_channels_first: bool, settings: AscentSettings, channels: int):
-        """``forward_values(model input)`` gives each member's value; ``layers`` are the Keras
-        models it calls (whether they compile, whether they need XLA); ``free``: any canvas size."""
+                 preprocess, input_channels_first: bool, settings: AscentSettings, channels: int,
+                 climbing_values: Callable | None = None):
+        """``forward_values(model input)`` gives each member's value; ``climbing_values`` the
+        same for the steps, where they compute in another precision; ``layers`` are the Keras
+        models they call (whether they compile, whether they need XLA); ``free``: any canvas size."""
         self.members, self.free, self.cost, self.settings, self.channels = members, free, cost, settings, channels
         self._forward_values, self._preprocess = forward_values, preprocess
+        self._climbing_values = climbing_values or forward_values
+        self.two_precisions = climbing_values is not None and climbing_values is not forward_values
         self._input_channels_first = input_channels_first
         xla = reads_channels_first(layers) or None  # TF's CPU kernels run NCHW convs only under XLA
         self.compiles = graph_safe(layers)
         self._compile = lambda f, fixed_shapes=True: compile_function(f, self.compiles, xla, fixed_shapes)
-        self._compiled: dict = {}  # canvas (h, w) -> (recipe, step, measure)
+        self._compiled: dict = {}  # canvas (h, w) -> (recipe, step, measure, measure_seen)
         self.traced: set = set()  # (canvas (h, w), batch size) the step has been traced for
 
     def position(self, info: LayerInfo) -> int:
         return next(i for i, member in enumerate(self.members) if member.info.index == info.index)
 
     def compiled(self, canvas_hw: tuple[int, int]):
-        """(recipe, step, measure) for canvases of ``canvas_hw``, made once: two traces, the
-        step (forward and gradient) and the measurement (forward only, any pixels of the size)."""
+        """(recipe, step, measure, measure_seen) for canvases of ``canvas_hw``, made once: the
+        step (forward and gradient), the measurement of the response (forward only, float32) and
+        of the transformed views (the same function, unless the steps compute in bfloat16: then
+        the steps' model, forward only)."""
         if canvas_hw not in self._compiled:
             settings = self.settings
             name = recipe_name(settings.mode, canvas_hw)
@@ -337,19 +370,21 @@ class AscentGroup:
                                                                                            one_hots, draw),
                                  fixed_shapes=not isinstance(parts.transforms, LucidTransforms))
             measure = self._compile(without_gradients(lambda pixels, one_hots: self._objective(pixels, one_hots)[1]))
-            self._compiled[canvas_hw] = (parts, step, measure)
+            measure_seen = measure if not self.two_precisions else self._compile(without_gradients(
+                lambda pixels, one_hots: self._objective(pixels, one_hots, climbing=True)[1]))
+            self._compiled[canvas_hw] = (parts, step, measure, measure_seen)
         return self._compiled[canvas_hw]
 
     # -- the objective ---------------------------------------------------------------
 
-    def _responses(self, pixels):
+    def _responses(self, pixels, forward_values):
         """Per member, (what the rescue climbs, the unit's response), float32 and channels last."""
         from keras import ops
 
         x = self._preprocess(pixels)
         if self._input_channels_first:
             x = ops.transpose(x, (0, 3, 1, 2))
-        for member, value in zip(self.members, self._forward_values(x)):
+        for member, value in zip(self.members, forward_values(x)):
             for function in member.before:
                 value = function(value)
             output = value
@@ -361,11 +396,12 @@ class AscentGroup:
                 value, output = ops.transpose(value, (0, 2, 3, 1)), ops.transpose(output, (0, 2, 3, 1))
             yield member, value, output
 
-    def _objective(self, pixels, one_hots):
+    def _objective(self, pixels, one_hots, climbing: bool = False):
         """(what is climbed, the unit's real mean response) per canvas, summed over the members
-        (only the climbing member's mask is non-zero)."""
+        (only the climbing member's mask is non-zero); ``climbing``: through the steps' replay."""
         climbed_total, output_total = 0.0, 0.0
-        for (member, pre, output), one_hot in zip(self._responses(pixels), one_hots):
+        forward_values = self._climbing_values if climbing else self._forward_values
+        for (member, pre, output), one_hot in zip(self._responses(pixels, forward_values), one_hots):
             output_means = _filter_means(output, one_hot)
             climbed = output_means
             if member.after and member.floor is not None and self.settings.rescue_stuck:
@@ -377,7 +413,7 @@ class AscentGroup:
         """One step of the recipe: its image seen through its transforms, its optimiser's update."""
 
         def climbed(params):
-            return self._objective(parts.transforms.apply(parts.image.pixels(params), draw), one_hots)[0]
+            return self._objective(parts.transforms.apply(parts.image.pixels(params), draw), one_hots, climbing=True)[0]
 
         _, (gradient,) = with_gradients(climbed)(params)
         return parts.optimiser.step(params, gradient, state, t)
@@ -469,11 +505,18 @@ class AscentTrunk:
         self._engines_lock = threading.Lock()  # the trace-ahead thread makes engines too
         self._tracer: tuple[threading.Thread, threading.Event] | None = None
         reached = [info for info in targets if info.index in values]
+        bfloat16_replay = None
         for infos in plan_groups(self._conv_layers, reached, input_hw, self._canvases, work):
             multi = keras.Model(new_input, [values[info.index][0] for info in infos])
+            climber = multi
+            if climbing_precision(settings, self._cost(infos[-1])) == "bfloat16":
+                bfloat16_replay = bfloat16_replay or free_size_values(model, targets, input_channels_first, "bfloat16")
+                twin_input, twin_values = bfloat16_replay
+                if all(info.index in twin_values for info in infos):
+                    climber = keras.Model(twin_input, [twin_values[info.index][0] for info in infos])
             members = [_member(model, info, values[info.index][1]) for info in infos]
-            group = AscentGroup(members, _as_list(multi), [multi], True, self._cost(infos[-1]), preprocess,
-                                input_channels_first, settings, channels)
+            group = AscentGroup(members, _as_list(multi), [multi, climber], True, self._cost(infos[-1]), preprocess,
+                                input_channels_first, settings, channels, _as_list(climber))
             self._groups.update((info.index, group) for info in infos)
 
     def _cost(self, info: LayerInfo) -> LayerCost:
@@ -556,7 +599,7 @@ class LayerAscent:
         self.canvas_hw = canvas_hw
         self.cost = group.cost
         self.flops_per_canvas_step = self.cost.step_flops(self.canvas_hw)
-        self.recipe, self._step, self._measure = group.compiled(self.canvas_hw)
+        self.recipe, self._step, self._measure, self._measure_seen = group.compiled(self.canvas_hw)
         self._matrices = measurement_matrices(self.canvas_hw)
 
     @classmethod
@@ -632,12 +675,17 @@ class LayerAscent:
         trace(self._step, params, state, ops.convert_to_tensor(1.0, "float32"), one_hots,
               None if draw is None else ops.convert_to_tensor(draw))
         trace(self._measure, self.recipe.image.pixels(params), one_hots)
+        if self._measure_seen is not self._measure:
+            trace(self._measure_seen, self.recipe.image.pixels(params), one_hots)
 
     def _measured(self, pixels, one_hots) -> tuple[np.ndarray, np.ndarray]:
+        """(the response to ``pixels``, in float32: the numbers verdicts rest on; its mean under
+        the quality measure's transforms, a picture's robustness, in the steps' precision:
+        in float32 these four passes took a third of a bfloat16 layer's time)."""
         from keras import ops
 
         response = ops.convert_to_numpy(self._measure(pixels, one_hots))
-        transformed = np.mean([ops.convert_to_numpy(self._measure(resample(pixels, matrix), one_hots))
+        transformed = np.mean([ops.convert_to_numpy(self._measure_seen(resample(pixels, matrix), one_hots))
                                for matrix in self._matrices], axis=0)
         return response, transformed
 

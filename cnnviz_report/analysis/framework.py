@@ -101,6 +101,21 @@ def device_memory() -> int | None:
         return None
 
 
+@functools.cache
+def bfloat16_matrix_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the backend has bfloat16 convolutions several times faster than float32 here:
+    TensorFlow on a CPU with AMX (Intel Sapphire Rapids and later: oneDNN runs them on its tile
+    units; benchmarks/bf16_step.py, 4.8x). A CPU without them emulates bfloat16 more slowly than
+    float32; GPUs and the other backends are not measured, so not assumed."""
+    if backend_name() != "tensorflow" or device_name() != "cpu":
+        return False
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as lines:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in lines)
+    except OSError:  # not Linux
+        return False
+
+
 def backend_and_device() -> str:
     """``tensorflow on cpu``: what the settings show and the cache keys hold."""
     return f"{backend_name()} on {device_name()}"

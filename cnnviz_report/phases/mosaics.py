@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from .. import paths, render
-from ..analysis.framework import device_memory
+from ..analysis.framework import bfloat16_matrix_units, device_memory
 from ..analysis.ascent import (AscentSettings, AscentTrunk, BatchResult, plan_canvases, plan_groups, trace_cost,
                                upstream_cost)
 from ..cache import AscentCache, MosaicEntry, ResultCache, ascent_key
@@ -25,11 +25,20 @@ SCAN_DIVISOR = 4  # --select top first climbs every filter for a quarter of the 
 
 
 def ascent_settings(config: ReportConfig) -> AscentSettings:
-    """The ascent's settings, with the device's memory read here, once, by the build's driver:
-    every Ray worker then plans the same batches, whatever it runs on."""
+    """The ascent's settings, with the device's memory and whether it climbs faster in bfloat16
+    read here, once, by the build's driver: every Ray worker then plans the same batches in the
+    same precision, whatever it runs on."""
     return AscentSettings(mode=config.ascent_mode, steps=config.ascent_steps,
                           learning_rate=config.ascent_learning_rate, seed=config.seed,
-                          device_memory=device_memory())
+                          device_memory=device_memory(), precision=ascent_precision(config))
+
+
+def ascent_precision(config: ReportConfig) -> str:
+    """``--precision`` as the engine takes it: auto is "mixed" (bfloat16 for the dense layers)
+    where the device has bfloat16 matrix units, float32 elsewhere."""
+    if config.precision == "auto":
+        return "mixed" if bfloat16_matrix_units() else "float32"
+    return config.precision
 
 
 def mosaic_count(config: ReportConfig, info: LayerInfo) -> int:

@@ -77,12 +77,20 @@ def _dataset_words(dataset) -> str:
     return words
 
 
+PRECISION_WORDS = {  # what the ascent steps computed in (mosaics.ascent_precision); float32 goes without saying
+    "mixed": "; steps in bfloat16 for the layers whose convolutions gain from this CPU's bfloat16 matrix units "
+             "(AMX), float32 for the others; responses and verdicts measured in float32",
+    "bfloat16": "; steps in bfloat16 (--precision bfloat16); responses and verdicts measured in float32",
+}
+
+
 def _settings_view(report: Report) -> list[tuple[str, str]]:
     """The build's settings in words, with the values actually used (not ``None`` for defaults)."""
     s = report.settings
     ascent = "off (--ascent-steps 0)" if not s["ascent_steps"] else (
         f"{s['ascent_mode']} mode, {s['ascent_steps']} steps, step size {s['ascent_learning_rate']:g}, seed {s['seed']}; "
-        + ("the most activated filters" if s["select"] == "top" else "the first filters"))
+        + ("the most activated filters" if s["select"] == "top" else "the first filters")
+        + PRECISION_WORDS.get(s.get("ascent_precision"), ""))
     return [
         ("Model", s["model"] or "the bundled demo model"),
         ("Weights", s["weights"] or report.weights),
