@@ -8,7 +8,9 @@ quality measure's transforms.
 
 Measured 2026-12-04 (medians over the layer's filters, float32 -> bfloat16 climb): conv3
 response 8.77 -> 9.13, under transforms 7.62 -> 8.04; conv4 134.9 -> 132.1, 118.0 -> 115.6.
-A first look only: the demo is small, the trained ImageNet backbones are the real test.
+A first look only: the demo is small (and its layers are too thin for ``--precision auto`` to
+climb them in bfloat16); the trained ImageNet backbones are the real test:
+``benchmarks/speed_candidates.py --candidates default bf16``.
 """
 
 from __future__ import annotations

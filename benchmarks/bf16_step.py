@@ -5,9 +5,8 @@ block4_conv3, 16 canvases of 96 px, in float32 and in bfloat16, side by side in 
 
 CPUs with AMX (this machine's Sapphire-Rapids-class cores report AMX_BF16) run bfloat16
 convolutions on their matrix units. Measured here 2026-12-04: float32 0.47 s a step, bfloat16
-0.104 s (4.6x). Not used by the report yet: a climb in bfloat16 must first keep the pictures'
-response under the frozen quality measure on trained models (judged in float32), and the
-verdicts must be measured in float32.
+0.104 s (4.6x). The report's default climbs in bfloat16 where this pays (``--precision auto``;
+docs/ascent.md, benchmarks/bf16_models.py), its responses and verdicts measured in float32.
 """
 
 from __future__ import annotations
