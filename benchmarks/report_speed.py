@@ -3,7 +3,8 @@ block4_conv3 against the seeds' one-filter loop, and (with --full) the whole def
 against the report as it was when the issue was filed.
 
     python benchmarks/report_speed.py           # one layer (~6 min)
-    python benchmarks/report_speed.py --full    # and the whole report, twice (~25 min)
+    python benchmarks/report_speed.py --full    # and the whole report, twice (~15 min)
+    python benchmarks/report_speed.py --model resnet50v2 --variants "issue 30" default   # whole reports only
 
 * The seeds' loop: keras.io's "Visualizing what convnets learn" (ascent_benchmark.Baseline),
   one filter a call, 180x180 canvas, 30 steps; timed on a few filters of the layer and counted
@@ -62,10 +63,10 @@ def seeds_loop_seconds(filters: int) -> float:
     return (time.perf_counter() - started) / len(sample)
 
 
-def build_seconds(options: list[str], folder: Path, photo: str) -> tuple[float, str]:
+def build_seconds(options: list[str], folder: Path, photo: str, model: str = "vgg16") -> tuple[float, str]:
     """Wall seconds of one build with an empty cache, and its summary line."""
     folder.mkdir(parents=True)
-    command = [sys.executable, "-m", "cnnviz_report", "build", "vgg16", "--weights", "none", "--images", photo,
+    command = [sys.executable, "-m", "cnnviz_report", "build", model, "--weights", "none", "--images", photo,
                "--out", str(folder / "site"), "--cache-dir", str(folder / "cache"), *options]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True, check=True,
@@ -79,7 +80,12 @@ def main() -> None:
     parser.add_argument("--seed-filters", type=int, default=3, help="filters the seeds' loop is timed on")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="the one-layer builds to run (default: all three)")
+    parser.add_argument("--model", default="vgg16",
+                        help="another application (e.g. resnet50v2): its whole reports only, no one-layer build")
     args = parser.parse_args()
+    if args.model != "vgg16":
+        whole_reports(args.model, [name for name in VARIANTS if name in args.variants])
+        return
 
     from cnnviz_report.loading import demo_image_path
 
@@ -107,6 +113,20 @@ def main() -> None:
         whole = f"{full[name]:.0f} | {full['issue 30'] / full[name]:.2f}x" if name in full and "issue 30" in full \
             else " | "
         print(f"| {name} | {seconds:.0f} | {seeds / seconds:.1f}x | {whole} |")
+
+
+def whole_reports(model: str, variants: list[str]) -> None:
+    """``model``'s whole default report in each variant, side by side."""
+    from cnnviz_report.loading import demo_image_path
+
+    work, seconds = Path(tempfile.mkdtemp(prefix="cnnviz-report-speed-")), {}
+    for number, name in enumerate(variants):
+        seconds[name], summary = build_seconds(VARIANTS[name], work / f"full-{number}", demo_image_path(), model)
+        print(json.dumps({"full": name, "model": model, "seconds": seconds[name], "summary": summary}), flush=True)
+    print(f"\n| {model} build | whole report s | vs issue 30 |\n|---|---|---|")
+    for name, value in seconds.items():
+        ratio = f"{seconds['issue 30'] / value:.2f}x" if "issue 30" in seconds else ""
+        print(f"| {name} | {value:.0f} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from cnnviz_report.analysis.ascent import (BFLOAT16_MIN_DENSITY, AscentSettings, AscentTrunk, climbing_precision)
-from cnnviz_report.analysis.framework import bfloat16_matrix_units
 from cnnviz_report.analysis.keras_loading import _preprocess_for_mode
 from cnnviz_report.analysis.keras_walk import inspect_model
 from cnnviz_report.config import ReportConfig

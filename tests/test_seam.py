@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cnnviz_report"
-FRAMEWORKS = ("tensorflow", "keras", "tf_keras")
+FRAMEWORKS = ("tensorflow", "keras", "tf_keras", "torch", "torchvision", "timm")
 
 
 def _module_name(path: Path) -> str:

@@ -1,0 +1,256 @@
+"""Issue 33, the walk: a PyTorch nn.Module becomes the same records as a Keras model (module
+paths, output shapes, conv kinds, kernels in Keras's layout, receptive fields, unit chains)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+import pytest
+
+if os.environ.get("CNNVIZ_REQUIRE_BACKENDS") == "1":
+    import torch  # CI installs the torch extra: its absence is a failure there
+else:
+    torch = pytest.importorskip("torch")
+nn, F = torch.nn, torch.nn.functional
+
+from cnnviz_report.analysis.torch_walk import inspect_module  # noqa: E402
+
+
+class Block(nn.Module):
+    """conv -> BN -> F.relu (a function in forward), a pooled conv, a branch and a residual add."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(2)
+        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.branch = nn.Conv2d(8, 8, 1)
+        self.depthwise = nn.Conv2d(8, 16, 3, padding=1, groups=8)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.bn(self.stem(x))))
+        y = self.branch(x)
+        x = self.body(x) + y + torch.sigmoid(y)  # the branch conv's output has two consumers
+        x = self.depthwise(x)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def test_a_traced_module_gives_rows_shapes_kinds_kernels_fields_and_units():
+    info = inspect_module(Block(), (3, 32, 32))
+    rows = {row.name: row for row in info.layers}
+    assert [row.name for row in info.conv_layers] == ["stem", "branch", "body.0", "depthwise"]  # call order
+    stem, branch, body, depthwise = (rows[name] for name in ("stem", "branch", "body.0", "depthwise"))
+    # the unit follows the conv through its BatchNorm2d and the F.relu written in forward
+    assert stem.unit_layers == ("bn", "relu") and rows["relu"].type_name == "relu (function)"
+    assert body.unit_layers == ("body.1",)
+    assert branch.unit_layers == ()  # two consumers: its raw output is what the next layers see
+    assert stem.output_shape == (None, 8, 32, 32) and stem.data_format == "channels_first"
+    assert stem.kernel_shape == (3, 3, 3, 8) and stem.filters == 8 and stem.params == 8 * 27 + 8
+    assert depthwise.conv_kind == "depthwise" and depthwise.kernel_shape == (3, 3, 8, 2)
+    assert stem.receptive_field == (3, 3) and stem.effective_stride == (1, 1)
+    assert body.receptive_field == (8, 8) and body.effective_stride == (2, 2)  # 3, pooled to 4, then 4 + 2 x 2
+    assert depthwise.receptive_field == (12, 12)
+    assert rows["head"].kernel_shape == (16, 5) and rows["head"].receptive_field is None
+    assert info.input_shape == (None, 3, 32, 32) and info.output_shape == (None, 5)
+    assert info.total_params == sum(p.numel() for p in Block().parameters())
+
+
+class DataDependent(nn.Module):
+    """A forward that branches on a value: torch.fx cannot trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        x = self.act(self.conv(x))
+        return x * 2 if x.sum() > 0 else x
+
+
+def test_an_untraceable_module_is_walked_through_hooks_with_raw_units():
+    info = inspect_module(DataDependent(), (3, 16, 16))
+    assert [(row.name, row.output_shape) for row in info.layers] == [("conv", (None, 4, 14, 14)),
+                                                                     ("act", (None, 4, 14, 14))]
+    conv = info.layers[0]
+    assert conv.conv_kind == "conv2d" and conv.unit_layers == () and conv.receptive_field is None
+
+
+def test_a_shared_module_is_one_row_and_transposed_and_1d_convs_get_their_kinds():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+            self.up = nn.ConvTranspose2d(4, 2, 2, stride=2)
+
+        def forward(self, x):
+            return self.up(self.conv(self.conv(x)))
+
+    info = inspect_module(Shared(), (4, 8, 8))
+    assert [row.name for row in info.layers] == ["conv", "up"]
+    up = info.layers[1]
+    assert up.conv_kind == "transpose" and up.kernel_shape == (2, 2, 2, 4) and up.output_shape == (None, 2, 16, 16)
+    line = inspect_module(nn.Sequential(nn.Conv1d(2, 3, 5), nn.ReLU()), (2, 20))
+    assert line.layers[0].conv_kind == "conv1d" and line.layers[0].not_drawn_reason and \
+        line.layers[0].unit_layers == ("1",)
+
+
+# --------------------------------------------------------------------------- behind the seam
+
+def planted(module, **weights):
+    """``module`` with the named parameters and buffers set, the rest seeded."""
+    torch.manual_seed(0)
+    state = module.state_dict()
+    for name, value in weights.items():
+        state[name] = torch.as_tensor(value, dtype=torch.float32)
+    module.load_state_dict(state)
+    return module.eval()
+
+
+class Units(nn.Module):
+    """Planted units: conv -> BN -> F.relu; conv -> ReLU -> BN with a negative shift (its floor is
+    the shift); conv -> PReLU (no floor); a linear conv feeding an add."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.a_bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+        self.b, self.b_act, self.b_bn = nn.Conv2d(4, 4, 3), nn.ReLU(), nn.BatchNorm2d(4)
+        self.c, self.c_act = nn.Conv2d(4, 4, 3), nn.PReLU(4)
+        self.d = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        x = F.relu(self.a_bn(self.a(x)))
+        x = self.b_bn(self.b_act(self.b(x)))
+        x = self.c_act(self.c(x))
+        return x + self.d(x)
+
+
+def findings(walked, info, batch):
+    from cnnviz_report.health import activation_findings
+
+    maps = walked.feature_probe([info])(batch)[info.index]  # (N, H, W, C): channels last, as for Keras
+    channel_min, channel_max = maps.min(axis=(1, 2)), maps.max(axis=(1, 2))
+    return activation_findings(channel_min, channel_max, walked.unit_floor(info))
+
+
+def test_planted_units_get_the_exact_dead_and_constant_filters_and_the_probes_agree():
+    from cnnviz_report.analysis.torch_model import TorchModel
+
+    torch.manual_seed(1)
+    zero = torch.zeros(4, 3, 3, 3)
+    silent = torch.zeros(4, 4, 3, 3)
+    module = planted(Units(), **{
+        # a: filter 0 sits below zero (dead after F.relu), filter 1 is lifted by BN's shift (constant)
+        "a.weight": torch.cat([zero[:2], torch.randn(2, 3, 3, 3)]), "a.bias": [-50.0, -50.0, 0.1, 0.2],
+        "a_bn.bias": [0.0, 60.0, 0.0, 0.0],
+        # b: filter 2 is off: its ReLU gives 0 and the BN maps 0 to its shift -3, the unit's floor
+        "b.weight": torch.cat([torch.randn(2, 4, 3, 3), silent[:1], torch.randn(1, 4, 3, 3)]),
+        "b.bias": [1.0, 1.0, -50.0, 1.0], "b_bn.bias": [-3.0] * 4,
+        # c: PReLU has no floor: filter 3's silent kernel is constant, never dead
+        "c.weight": torch.cat([torch.randn(3, 4, 3, 3), silent[:1]]), "c.bias": [0.0, 0.0, 0.0, -5.0],
+    })
+    walked = TorchModel(module, (3, 16, 16))
+    conv = {info.name: info for info in walked.inspect().conv_layers}
+    assert conv["a"].unit_layers == ("a_bn", "relu") and conv["b"].unit_layers == ("b_act", "b_bn")
+    assert conv["c"].unit_layers == ("c_act",) and conv["d"].unit_layers == ()
+    batch = np.random.default_rng(0).normal(size=(2, 3, 16, 16)).astype(np.float32)
+    assert findings(walked, conv["a"], batch) == ((0,), (1,))
+    np.testing.assert_allclose(walked.unit_floor(conv["b"]), [-3.0] * 4)
+    assert findings(walked, conv["b"], batch) == ((2,), ())
+    assert walked.unit_floor(conv["c"]) is None and findings(walked, conv["c"], batch) == ((), (3,))
+    assert walked.unit_floor(conv["d"]) is None
+    # the peaks are the maps' maxima; the class scores are the module's own output
+    maps = walked.feature_probe([conv["b"]])(batch)[conv["b"].index]
+    peaks = walked.peak_probe([conv["b"]])(batch)[conv["b"].index]
+    np.testing.assert_allclose(peaks.values, maps.max(axis=(1, 2)), rtol=1e-6)
+    assert peaks.map_hw == maps.shape[1:3]
+    with torch.no_grad():
+        np.testing.assert_allclose(walked.class_scores()(batch), module(torch.as_tensor(batch)).numpy(), rtol=1e-6)
+
+
+def test_a_module_has_the_seams_walk_and_all_of_its_runs_but_the_explanations():
+    from cnnviz_report.analysis.seam import ModelRun, ModelWalk
+    from cnnviz_report.analysis.torch_model import TorchModel
+
+    def methods(protocol):
+        return {name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_")}
+
+    assert methods(ModelWalk) <= set(dir(TorchModel))
+    assert methods(ModelRun) - set(dir(TorchModel)) == {"attribution_probe"}  # issue 33's next step
+
+
+def test_kernels_in_keras_layout_and_digests_that_follow_the_weights():
+    from cnnviz_report.analysis.torch_model import TorchModel
+
+    module = planted(nn.Sequential(nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6), nn.Conv2d(6, 6, 3, groups=3),
+                                   nn.Conv2d(6, 12, 3, groups=6)))
+    walked = TorchModel(module, (3, 16, 16))
+    stem, grouped, depthwise = walked.inspect().conv_layers
+    view = walked.kernel(stem)
+    np.testing.assert_array_equal(view.kernel[:, :, 1, 4], module[0].weight[4, 1].detach().numpy())
+    assert view.kernel.shape == (3, 3, 3, 6) and view.input_sets is None
+    assert walked.kernel(grouped).input_sets.tolist() == [0, 0, 1, 1, 2, 2]
+    assert depthwise.conv_kind == "depthwise" and walked.kernel(depthwise).input_sets.tolist() == [0, 0, 1, 1, 2, 2,
+                                                                                                    3, 3, 4, 4, 5, 5]
+    layers = walked.inspect().layers
+    before = walked.weights_digests(layers)
+    with torch.no_grad():
+        module[1].running_mean += 1.0  # a BatchNorm statistic is a weight: its digest and every later one change
+    after = walked.weights_digests(layers)
+    assert before[0] == after[0] and before[1] != after[1] and before[3] != after[3]
+
+
+CLIMB = r"""
+import json, sys
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+from test_torch_walk import Units, planted
+from cnnviz_report.analysis.ascent import AscentSettings
+from cnnviz_report.analysis.keras_loading import _preprocess_for_mode
+from cnnviz_report.analysis.torch_model import TorchModel
+
+walked = TorchModel(planted(Units()), (3, 32, 32))
+conv = {info.name: info for info in walked.inspect().conv_layers}
+trunk = walked.ascent_trunk(list(conv.values()), (32, 32), 3, _preprocess_for_mode("unit"),
+                            AscentSettings(mode="balanced", seed=0), True, list(conv.values()), {})
+engine = trunk.engine(conv["b"])
+short, long = engine.run([0, 1, 3], steps=1), engine.run([0, 1, 3], steps=12)
+again = engine.run([0, 1, 3], steps=12)
+from cnnviz_report.analysis.ascent import plan_canvas
+assert engine.canvas_hw == plan_canvas(conv["b"], (32, 32), True, AscentSettings(mode="balanced"))
+print(json.dumps({"short": short.activations.tolist(), "long": long.activations.tolist(),
+                  "same": bool(np.array_equal(long.images, again.images)), "shape": list(long.images.shape),
+                  "canvas": list(engine.canvas_hw)}))
+"""
+
+
+def test_a_module_climbs_on_kerass_torch_backend_with_the_keras_engine(tmp_path):
+    """The engine's steps and measure run on torch tensors: responses rise with the steps, the
+    same seed draws the same pictures, canvases come from the module's receptive fields."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    done = subprocess.run([sys.executable, "-c", CLIMB, str(tests)], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, KERAS_BACKEND="torch", PYTHONPATH=str(tests.parent)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    side = found["shape"][1]  # the picture shown: the canvas, its border (left out of the objective) cropped
+    assert found["same"] and found["shape"] == [3, side, side, 3] and side <= found["canvas"][0]
+    assert all(long > short for short, long in zip(found["short"], found["long"]))
+
+
+def test_a_module_refuses_to_climb_on_another_backend():
+    from cnnviz_report.analysis.ascent import AscentSettings
+    from cnnviz_report.analysis.torch_model import TorchModel
+
+    walked = TorchModel(planted(Units()), (3, 32, 32))
+    conv = list(walked.inspect().conv_layers)
+    with pytest.raises(ValueError, match="climbs on Keras's torch backend, not tensorflow"):
+        walked.ascent_trunk(conv, (32, 32), 3, lambda x: x, AscentSettings(), True, conv, {})
