@@ -29,7 +29,7 @@ from .errors import CnnvizError, LayerError, SiteWriteError, UsageError
 from .executors import make_executor, process_state
 from .layers import LayerInfo, ModelInfo
 from .loading import InputImage, LoadedModel, demo_image_path, load_images
-from .analysis.keras_loading import load_model
+from .analysis.model_loading import load_model
 from .manifest import write_manifest
 from .notes import read_notes
 from .phases.combine import layer_report

@@ -14,6 +14,7 @@ import warnings
 
 from . import __version__
 from .analysis.framework import BACKENDS, backend_problem, choose_backend, quiet_framework_start
+from .analysis.torch_loading import is_torch_model
 from .config import (ALL_FILTERS, ASCENT_MODES, EXECUTORS, PER_STAGE_MODES, PRECISIONS, PREPROCESS_MODES, SELECT_MODES,
                      UNIT_MODES, ReportConfig)
 from .errors import CnnvizError, UsageError
@@ -49,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         "model", nargs="?", metavar="MODEL",
         help="a keras.applications name (vgg16, resnet50v2, mobilenetv2, efficientnetb0, convnext_tiny, "
         "...; any case), a .keras/.h5 model file (KerasHub models too, with keras-hub installed), or a "
-        "KerasHub preset from its local cache (keras_hub:resnet_50_imagenet); omit it for the bundled demo model",
+        "KerasHub preset from its local cache (keras_hub:resnet_50_imagenet), or a function of your own code "
+        "that returns a PyTorch nn.Module (net.py:make_net or package.module:make_net: your code is run, as "
+        "python would run it; the build then runs on the torch backend); omit it for the bundled demo model",
     )
     build.add_argument("--out", default="cnnviz-site", metavar="DIR",
                        help="folder for the site (default: %(default)s); an existing site made by this "
@@ -226,6 +229,16 @@ def _pages(count: int) -> str:
     return f"{count} conv-layer page" + ("" if count == 1 else "s")
 
 
+def _backend_for(args: argparse.Namespace) -> str | None:
+    """--backend, except that a PyTorch model runs on Keras's torch backend (its ascent climbs
+    through keras.ops on torch tensors): another backend asked for it is an error."""
+    if args.command != "build" or not is_torch_model(args.model):
+        return args.backend
+    if args.backend not in (None, "torch"):
+        raise ValueError(f"{args.model} is a PyTorch model: it runs on the torch backend, not --backend {args.backend}")
+    return "torch"
+
+
 def _backend_name(text: str) -> str:
     """A backend in any case, with the names people also use (tf, pytorch)."""
     name = text.strip().lower()
@@ -397,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        choose_backend(args.backend)
+        choose_backend(_backend_for(args))
         if not args.debug:
             quiet_framework_start()
     except ValueError as error:  # also Keras's own, for a backend KERAS_BACKEND or keras.json names

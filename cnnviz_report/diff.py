@@ -24,7 +24,7 @@ from .diff_records import RANKED_FILTERS, DecisionChange, DiffReport, FilterChan
 from .errors import UsageError
 from .layers import LayerInfo
 from .loading import LoadedModel, load_images
-from .analysis.keras_loading import load_model
+from .analysis.model_loading import load_model
 from .phases.differences import draw_filter_pictures, draw_image_diffs, draw_kernel_grids
 from .records import LayerReport, Report
 from .site import write_diff_site

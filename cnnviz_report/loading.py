@@ -5,6 +5,7 @@ model in ``analysis.keras_loading``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -43,6 +44,7 @@ class LoadedModel:
     file_sha256: str | None = None
     preprocess_reason: str = ""  # why --preprocess auto chose the mode, for the pages
     libraries: tuple[str, ...] = ()  # packages the model's classes came from ("keras_hub"), for the manifest
+    framework: str = "keras"  # "torch": a PyTorch nn.Module (analysis.torch_model), its factory file in file_sha256
 
     def model_input(self, pixels: np.ndarray) -> np.ndarray:
         """(N, H, W, C) pixels in 0..255 -> what the model takes: preprocessed, in its layout."""
@@ -52,13 +54,20 @@ class LoadedModel:
     @property
     def walk(self) -> ModelWalk:
         """The model's layers, kernels and units, read through the seam (``analysis.seam``)."""
-        from .analysis.keras_model import KerasModel
-
-        return KerasModel(self.model)
+        return self._behind_the_seam
 
     @property
     def run(self) -> ModelRun:
         """The model run through the seam: probes, class scores, attribution, the ascent."""
+        return self._behind_the_seam
+
+    @functools.cached_property
+    def _behind_the_seam(self):
+        """Made once: a PyTorch module's graph is traced when it is put behind the seam."""
+        if self.framework == "torch":
+            from .analysis.torch_model import TorchModel
+
+            return TorchModel(self.model, (self.channels, *self.input_hw), self.file_sha256)
         from .analysis.keras_model import KerasModel
 
         return KerasModel(self.model)

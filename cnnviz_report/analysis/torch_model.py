@@ -10,7 +10,7 @@ is probed with forward hooks on its convs (their units are their raw outputs the
 
 The gradient ascent is the Keras engine's (``ascent``), run on Keras's PyTorch backend, where
 ``keras.ops`` compute on torch tensors: the module gives each layer's conv output, its unit
-functions the response. Not yet here: the explanations (``attribution_probe``).
+functions the response. The explanations are plain PyTorch autograd, on any backend.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 
 from ..layers import LayerInfo, ModelInfo
 from .activations import Peaks
+from .attribution import LayerEvidence
 from .ascent import AscentGroup, AscentSettings, LayerAscent, _Member, plan_canvases, upstream_cost
 from .torch_walk import conv_kind, inspect_module, trace
 from .units import _VERY_NEGATIVE, _saturated, rescue_split
@@ -29,10 +30,11 @@ from .weights import KernelView
 
 
 class TorchModel:
-    """``module`` (an ``nn.Module``) taking inputs of ``input_shape`` (C, H, W)."""
+    """``module`` (an ``nn.Module``) taking inputs of ``input_shape`` (C, H, W); ``code``: the
+    digest of the file its ``forward`` comes from (part of every weights digest)."""
 
-    def __init__(self, module, input_shape: tuple):
-        self.module, self.input_shape = module.eval(), tuple(input_shape)
+    def __init__(self, module, input_shape: tuple, code: str | None = None):
+        self.module, self.input_shape, self.code = module.eval(), tuple(input_shape), code
         self.graph_module = trace(module)
         self._info: ModelInfo | None = None
 
@@ -47,9 +49,9 @@ class TorchModel:
         return self.module.get_submodule(info.name)
 
     def weights_digests(self, layers: tuple[LayerInfo, ...]) -> dict[int, str]:
-        """layer index -> digest of every module up to it: its class, its own parameters and
-        buffers (BatchNorm's running statistics are weights too)."""
-        running, digests = hashlib.sha256(), {}
+        """layer index -> digest of the module's code file and of every module up to it: its
+        class, its own parameters and buffers (BatchNorm's running statistics are weights too)."""
+        running, digests = hashlib.sha256(f"code:{self.code}".encode()), {}
         for info in layers:
             running.update(f"{info.name}:{info.type_name}".encode())
             if info.params or info.type_name.startswith("BatchNorm"):
@@ -146,9 +148,10 @@ class TorchModel:
 
     # ------------------------------------------------------------------ the runs
 
-    def _response_nodes(self, layers: list[LayerInfo], raw: bool = False):
+    def _response_nodes(self, layers: list[LayerInfo], raw: bool = False, scores: bool = False):
         """A module from the input to each layer's unit response (its last unit node; ``raw``:
-        the conv's own output), as a tuple, and the layers' indices in its order."""
+        the conv's own output), as a tuple, and the layers' indices in its order; ``scores``: the
+        class scores before a final softmax or sigmoid last in the tuple."""
         import torch.fx
 
         wanted = {}
@@ -162,7 +165,10 @@ class TorchModel:
             if node.op == "output":
                 continue
             copies[node] = graph.node_copy(node, lambda argument: copies[argument])
-        graph.output(tuple(copies[node] for node in wanted.values()))
+        ends = [copies[node] for node in wanted.values()]
+        if scores:
+            ends.append(copies[self._scores_node()])
+        graph.output(tuple(ends))
         probe = torch.fx.GraphModule(self.graph_module, graph)
         probe.graph.eliminate_dead_code()
         probe.recompile()
@@ -194,6 +200,50 @@ class TorchModel:
                     handle.remove()
             return found
         return hooked
+
+    def _scores_node(self):
+        """The node of the class scores before the softmax or sigmoid ``forward`` may end in."""
+        output = next(node for node in self.graph_module.graph.nodes if node.op == "output")
+        last = output.args[0]
+        if isinstance(last, (tuple, list)):
+            last = last[0]
+        squash = type(self.graph_module.get_submodule(last.target)).__name__ in ("Softmax", "Sigmoid") \
+            if last.op == "call_module" else getattr(last.target, "__name__", last.target) in ("softmax", "sigmoid")
+        return last.args[0] if squash else last
+
+    def attribution_probe(self, layers: list[LayerInfo], decision: list[LayerInfo], binary: bool) -> Callable:
+        """Per image, per layer, Grad-CAM and each unit's activation x gradient toward its class's
+        score before the softmax (``attribution``'s recipe, by PyTorch's autograd: the gradient of
+        the score with respect to each unit's response, an inner tensor of the graph)."""
+        import torch
+
+        if self.graph_module is None:
+            raise ValueError(f"{self.inspect().name}: torch.fx cannot trace its forward, so no unit's gradient "
+                             "can be read")
+        probe, order = self._response_nodes(layers, scores=True)
+        decision_indices = {info.index for info in decision}
+
+        def evidence(batch: np.ndarray, classes: list[int]) -> list[dict[int, LayerEvidence]]:
+            x = torch.as_tensor(batch, dtype=torch.float32).requires_grad_(True)
+            with torch.enable_grad():
+                *units, scores = probe(x)
+                scores = scores.float().reshape(scores.shape[0], -1)
+                if binary:
+                    scores = torch.cat([-scores, scores], dim=1)
+                chosen = scores.gather(1, torch.as_tensor(classes, dtype=torch.long)[:, None]).sum()
+                gradients = torch.autograd.grad(chosen, units, allow_unused=True)
+            per_image: list[dict[int, LayerEvidence]] = [{} for _ in classes]
+            for index, value, gradient in zip(order, units, gradients):
+                value = value.detach().float()
+                gradient = torch.zeros_like(value) if gradient is None else gradient.float()
+                cam = torch.relu(torch.einsum("bchw,bc->bhw", value, gradient.mean(dim=(2, 3)))).numpy()
+                product = value * gradient
+                contributions = product.sum(dim=(2, 3)).numpy()
+                where = product.permute(0, 2, 3, 1).numpy() if index in decision_indices else None
+                for i, found in enumerate(per_image):
+                    found[index] = LayerEvidence(cam[i], contributions[i], where[i] if where is not None else None)
+            return per_image
+        return evidence
 
     def feature_probe(self, layers: list[LayerInfo]) -> Callable[[np.ndarray], dict[int, np.ndarray]]:
         forward = self._forward_maps(layers)

@@ -38,6 +38,10 @@ POINTWISE_FUNCTIONS = {
 }
 
 
+# Pooling written as functions in forward: they move a receptive field as their modules do.
+POOLING_FUNCTIONS = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d"}
+
+
 def conv_kind(module) -> str | None:
     """The conv kind of a torch.nn conv module (a depthwise Conv2d: one input channel a group)."""
     for cls in type(module).__mro__:
@@ -122,6 +126,18 @@ def _field_after(node, modules: dict, fields: dict) -> tuple | None:
         return None  # adaptive pooling, Flatten, Linear, anything that mixes positions
     if node.op in ("call_function", "call_method"):
         name = _function_name(node)
+        if name in POOLING_FUNCTIONS:  # F.max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1)
+            def argument(position, keyword, default=None):
+                return node.args[position] if len(node.args) > position else node.kwargs.get(keyword, default)
+            kernel = argument(1, "kernel_size")
+            stride, dilation = argument(2, "stride") or kernel, argument(4, "dilation", 1)
+            if not all(isinstance(value, (int, tuple, list)) for value in (kernel, stride, dilation)):
+                return None
+            def per_axis(value):
+                return tuple(value) if isinstance(value, (tuple, list)) else (value,) * rank
+            kernel, stride, dilation = per_axis(kernel), per_axis(stride), per_axis(dilation)
+            return (tuple(r + d * (k - 1) * j for r, k, d, j in zip(rf, kernel, dilation, jump)),
+                    tuple(j * s for j, s in zip(jump, stride)))
         if name in POINTWISE_FUNCTIONS or name in ("add", "mul", "sub", "truediv", "cat", "iadd", "pad",
                                                    "contiguous", "clone"):
             return rf, jump

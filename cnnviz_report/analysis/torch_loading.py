@@ -1,0 +1,154 @@
+"""A PyTorch model from a MODEL argument (issue 33): a function of the user's own code that returns
+an ``nn.Module`` (``path/to/net.py:make_net`` or ``package.module:make_net``), with random seeded
+weights or a state dict read without running code; ``torchvision:NAME`` and ``timm:NAME`` are
+reserved for the libraries' models.
+
+The user's factory is their code, run as they would run it (``python net.py`` puts the file's
+folder first on the import path; so does this). Its file's bytes are part of every cache key, so
+an edited ``forward()`` never gets stale pictures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import sys
+
+from ..errors import ModelLoadError, UsageError
+from ..loading import LoadedModel, file_sha256, first_line
+from .keras_loading import _preprocess_for_mode
+
+LIBRARY_PREFIXES = ("torchvision:", "timm:")
+DEFAULT_SIDE = 224
+# Formats that run code or unpickle objects to load: refused, with what to save instead.
+CODE_FORMATS = {".pt2": "a torch.export program", ".ptl": "a TorchScript lite program"}
+STATE_DICT_HINT = "save the weights with torch.save(model.state_dict(), 'net.pth') or safetensors instead"
+
+
+def factory_parts(model: str | None) -> tuple[str, str] | None:
+    """(source, function) of ``file.py:function`` or ``package.module:function``; None otherwise
+    (an existing path, an application name, a reserved prefix)."""
+    if not model or os.path.exists(model) or model.startswith(("keras_hub:", *LIBRARY_PREFIXES)):
+        return None
+    source, colon, function = model.rpartition(":")
+    if not colon or not function.isidentifier():
+        return None
+    if source.endswith(".py") or re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", source):
+        return source, function
+    return None
+
+
+def is_torch_model(model: str | None) -> bool:
+    """A MODEL argument that names a PyTorch model."""
+    return bool(model) and (model.startswith(LIBRARY_PREFIXES) or factory_parts(model) is not None)
+
+
+def _call_factory(model: str, source: str, function: str, seed: int):
+    """The user's function called once, its result checked to be an ``nn.Module``."""
+    import torch
+
+    if source.endswith(".py"):
+        if not os.path.isfile(source):
+            raise ModelLoadError(model, f"no such file: {source}")
+        folder = os.path.dirname(os.path.abspath(source))
+        name = "cnnviz_user_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(source))[0])
+        sys.path.insert(0, folder)
+        try:
+            spec = importlib.util.spec_from_file_location(name, source)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ModelLoadError(model, f"importing {source} failed: {type(exc).__name__}: {first_line(exc)}") from exc
+        finally:
+            sys.path.remove(folder)
+    else:
+        try:
+            module = importlib.import_module(source)
+        except Exception as exc:
+            raise ModelLoadError(model, f"cannot import {source}: {type(exc).__name__}: {first_line(exc)}") from exc
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise ModelLoadError(model, f"{source} has no function {function}")
+    torch.manual_seed(seed)  # --weights none: random, seeded
+    try:
+        built = factory()
+    except Exception as exc:
+        raise ModelLoadError(model, f"{function}() raised {type(exc).__name__}: {first_line(exc)}") from exc
+    if not isinstance(built, torch.nn.Module):
+        raise ModelLoadError(model, f"{function}() returned a {type(built).__name__}, not a torch.nn.Module")
+    return built, module
+
+
+def load_state_dict(module, path: str, model: str) -> None:
+    """Weights from ``path`` into ``module``: a state dict read with ``weights_only=True`` (no
+    pickled object is ever built) or a safetensors file; anything else is one line and refused."""
+    import torch
+
+    extension = os.path.splitext(path)[1].lower()
+    if extension in CODE_FORMATS:
+        raise ModelLoadError(path, f"{CODE_FORMATS[extension]} runs code to load; {STATE_DICT_HINT}")
+    try:
+        if extension == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        words = first_line(exc)
+        if "weights_only" in words or "Unsupported global" in words or "TorchScript" in words:
+            raise ModelLoadError(path, f"not a plain state dict (a pickled object or a TorchScript file, "
+                                       f"which run code to load); {STATE_DICT_HINT}") from exc
+        raise ModelLoadError(path, f"cannot read weights: {words}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # a training checkpoint's weights
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise ModelLoadError(path, f"not a state dict of tensors; {STATE_DICT_HINT}")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(path, f"does not fit {model}: {first_line(exc)}") from exc
+
+
+def _channels(module) -> int:
+    """The channels the first conv reads (3 when the module has none first)."""
+    import torch
+
+    for child in module.modules():
+        if isinstance(child, torch.nn.modules.conv._ConvNd):
+            return int(child.in_channels)
+    return 3
+
+
+def load_torch_model(config) -> LoadedModel:
+    """``config.model`` (a PyTorch form) -> a LoadedModel whose walk and run are ``TorchModel``."""
+    model = config.model
+    if model.startswith(LIBRARY_PREFIXES):
+        library = model.split(":", 1)[0]
+        raise UsageError("MODEL", f"{model}: {library} models are not supported yet (issue 33); "
+                                  "wrap it in a function of your own: net.py:make_net")
+    source, function = factory_parts(model)
+    module, code = _call_factory(model, source, function, config.seed)
+    weights, label = config.weights, "random (seeded by --seed)"
+    if weights is not None and weights.lower() == "imagenet":
+        raise UsageError("--weights", f"{model}: a function of your own has no default weights; give a state dict "
+                                      "file, or none")
+    if weights is not None and weights.lower() != "none":
+        load_state_dict(module, weights, model)
+        label = os.path.basename(weights)
+    module.eval()
+    mode, reason = config.preprocess, ""
+    if mode == "auto":
+        mode, reason = "unit", "a PyTorch module with no preprocessing metadata: 0..1; say --preprocess if it " \
+                               "was trained otherwise (torch: ImageNet mean and std)"
+    side = config.input_size or (DEFAULT_SIDE, DEFAULT_SIDE)
+    code_file = getattr(code, "__file__", None)
+    return LoadedModel(
+        model=module, name=f"{function} ({os.path.basename(source)})", source="torch", weights_label=label,
+        preprocess_mode=mode, preprocess=_preprocess_for_mode(mode), input_hw=tuple(side),
+        channels=_channels(module), channels_first=True, free_size=True,
+        file_sha256=file_sha256(code_file) if code_file and os.path.isfile(code_file) else None,
+        preprocess_reason=reason, framework="torch")
