@@ -101,3 +101,13 @@ def test_a_bfloat16_build_says_so_and_a_float32_one_does_not(tmp_path):
     assert "steps in bfloat16 (--precision bfloat16); responses and verdicts measured in float32" in index
     build_site(ReportConfig(out=str(site), precision="float32", max_filters=4, layers=("conv4",)))
     assert "bfloat16" not in (site / "index.html").read_text()
+
+
+def test_a_float32_group_traces_one_measure_not_two(keras):
+    """Only a group whose steps run in bfloat16 has a second (bfloat16) measure to trace."""
+    dense, thin = dense_and_thin_models(keras)
+    exact, conv = trunk(thin, "mixed")
+    engine = exact.engine(conv[-1])
+    assert not engine.group.two_precisions and engine._measure_seen is engine._measure
+    fast, conv = trunk(dense, "mixed")
+    assert fast.engine(conv[-1]).group.two_precisions

@@ -516,7 +516,8 @@ class AscentTrunk:
                     climber = keras.Model(twin_input, [twin_values[info.index][0] for info in infos])
             members = [_member(model, info, values[info.index][1]) for info in infos]
             group = AscentGroup(members, _as_list(multi), [multi, climber], True, self._cost(infos[-1]), preprocess,
-                                input_channels_first, settings, channels, _as_list(climber))
+                                input_channels_first, settings, channels,
+                                _as_list(climber) if climber is not multi else None)
             self._groups.update((info.index, group) for info in infos)
 
     def _cost(self, info: LayerInfo) -> LayerCost:
