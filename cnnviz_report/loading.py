@@ -1,6 +1,6 @@
 """What a loaded model is to the report (``LoadedModel``: the model behind the seam and how pixels
-reach it) and image files -> arrays at the model's input size. Model names and files become a
-model in ``analysis.keras_loading``.
+reach it) and image files -> arrays at the model's input size. MODEL arguments become a model in
+``analysis.model_loading`` (Keras's in ``keras_loading``, PyTorch's in ``torch_loading``).
 """
 
 from __future__ import annotations
