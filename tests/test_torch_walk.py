@@ -268,3 +268,73 @@ def test_a_module_refuses_to_climb_on_another_backend():
     conv = list(walked.inspect().conv_layers)
     with pytest.raises(ValueError, match="climbs on Keras's torch backend, not tensorflow"):
         walked.ascent_trunk(conv, (32, 32), 3, lambda x: x, AscentSettings(), True, conv, {})
+
+
+def test_one_architecture_in_both_frameworks_gets_the_same_units_maps_verdicts_and_scores(keras):
+    """conv -> BN -> ReLU -> pool -> conv -> ReLU -> global pool -> dense, written once in Keras and
+    once in PyTorch with the same weights: the same unit chains' floors, feature maps within 1e-4,
+    the same dead and constant filters, the same class scores."""
+    from cnnviz_report.analysis.keras_model import KerasModel
+    from cnnviz_report.analysis.torch_model import TorchModel
+    from cnnviz_report.health import activation_findings
+
+    rng = np.random.default_rng(3)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="relu1")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    keras_model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    conv1_w = rng.normal(size=(3, 3, 3, 6)).astype(np.float32)
+    conv1_b = np.array([-50, 0, 0.1, 0, 0, 0], np.float32)
+    conv1_w[..., 0] = 0  # filter 0: dead after the ReLU
+    bn = [np.linspace(0.5, 1.5, 6), np.array([0, 0, 0, 0, 0, 30.0]), rng.normal(size=6), 1 + rng.random(6)]
+    bn = [np.asarray(value, np.float32) for value in bn]
+    conv1_w[..., 5] = 0  # filter 5: lifted by BN's shift, constant
+    conv2_w, conv2_b = rng.normal(size=(3, 3, 6, 4)).astype(np.float32), np.zeros(4, np.float32)
+    head_w, head_b = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    keras_model.get_layer("conv1").set_weights([conv1_w, conv1_b])
+    keras_model.get_layer("bn1").set_weights(bn)
+    keras_model.get_layer("conv2").set_weights([conv2_w, conv2_b])
+    keras_model.get_layer("head").set_weights([head_w, head_b])
+
+    class Same(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6, eps=1e-3)
+            self.conv2, self.head = nn.Conv2d(6, 4, 3, padding=1), nn.Linear(4, 3)
+
+        def forward(self, x):
+            x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+            return self.head(F.relu(self.conv2(x)).mean(dim=(2, 3)))
+
+    def oihw(kernel):
+        return torch.as_tensor(kernel.transpose(3, 2, 0, 1).copy())
+
+    module = planted(Same(), **{
+        "conv1.weight": oihw(conv1_w), "conv1.bias": conv1_b, "bn1.weight": bn[0], "bn1.bias": bn[1],
+        "bn1.running_mean": bn[2], "bn1.running_var": bn[3], "conv2.weight": oihw(conv2_w), "conv2.bias": conv2_b,
+        "head.weight": head_w.T.copy(), "head.bias": head_b})
+    in_keras, in_torch = KerasModel(keras_model), TorchModel(module, (3, 16, 16))
+    pixels = rng.uniform(-1, 1, size=(2, 16, 16, 3)).astype(np.float32)
+    channels_first = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
+    keras_conv = {info.name: info for info in in_keras.inspect().conv_layers}
+    torch_conv = {info.name: info for info in in_torch.inspect().conv_layers}
+    for name in ("conv1", "conv2"):
+        k_info, t_info = keras_conv[name], torch_conv[name]
+        assert k_info.receptive_field == t_info.receptive_field  # (Keras's conv2 holds its ReLU: no unit layers)
+        k_maps = in_keras.feature_probe([k_info])(pixels)[k_info.index]
+        t_maps = in_torch.feature_probe([t_info])(channels_first)[t_info.index]
+        np.testing.assert_allclose(t_maps, k_maps, atol=1e-4, rtol=1e-4)
+        k_floor, t_floor = in_keras.unit_floor(k_info), in_torch.unit_floor(t_info)
+        np.testing.assert_allclose(t_floor, k_floor, atol=1e-5)
+        verdicts = [activation_findings(maps.min(axis=(1, 2)), maps.max(axis=(1, 2)), floor)
+                    for maps, floor in ((k_maps, k_floor), (t_maps, t_floor))]
+        assert verdicts[0] == verdicts[1]
+    k1 = in_keras.feature_probe([keras_conv["conv1"]])(pixels)[keras_conv["conv1"].index]
+    assert activation_findings(k1.min(axis=(1, 2)), k1.max(axis=(1, 2)), in_keras.unit_floor(keras_conv["conv1"])) \
+        == ((0,), (5,))
+    np.testing.assert_allclose(in_torch.class_scores()(channels_first), in_keras.class_scores()(pixels),
+                               atol=1e-4, rtol=1e-4)
