@@ -14,7 +14,7 @@ import warnings
 
 from . import __version__
 from .analysis.framework import BACKENDS, backend_problem, choose_backend, quiet_framework_start
-from .analysis.torch_loading import is_torch_model
+from .analysis.torch_loading import STATE_DICT_EXTENSIONS, is_torch_model
 from .config import (ALL_FILTERS, ASCENT_MODES, EXECUTORS, PER_STAGE_MODES, PRECISIONS, PREPROCESS_MODES, SELECT_MODES,
                      UNIT_MODES, ReportConfig)
 from .errors import CnnvizError, UsageError
@@ -113,9 +113,10 @@ def _parser() -> argparse.ArgumentParser:
         "  python -m cnnviz_report diff vgg16 finetuned.weights.h5 --images bird.jpg   (B: A's architecture with these weights)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    diff.add_argument("model_a", metavar="A", help="a .keras/.h5 model file or an application name")
+    diff.add_argument("model_a", metavar="A", help="a .keras/.h5 model file, an application name, or a function "
+                      "that returns a PyTorch nn.Module (net.py:make_net, as in build)")
     diff.add_argument("model_b", metavar="B", help="a model file of the same architecture, or a .weights.h5 file "
-                      "to load into A's architecture")
+                      "to load into A's architecture (for a PyTorch A: a .pt/.pth/.safetensors state dict)")
     diff.add_argument("--weights-a", metavar="imagenet|none|PATH", help="weights for A (as build's --weights)")
     diff.add_argument("--images", nargs="+", default=[], metavar="IMG", help="images to compare the feature maps on")
     diff.add_argument("--out", default="cnnviz-diff", metavar="DIR", help="folder for the diff site (default: %(default)s)")
@@ -230,12 +231,13 @@ def _pages(count: int) -> str:
 
 
 def _backend_for(args: argparse.Namespace) -> str | None:
-    """--backend, except that a PyTorch model runs on Keras's torch backend (its ascent climbs
-    through keras.ops on torch tensors): another backend asked for it is an error."""
-    if args.command != "build" or not is_torch_model(args.model):
+    """--backend, except that a PyTorch model (build's MODEL, diff's A) runs on Keras's torch
+    backend (its ascent climbs through keras.ops on torch tensors): another backend is an error."""
+    model = args.model if args.command == "build" else args.model_a if args.command == "diff" else None
+    if not is_torch_model(model):
         return args.backend
     if args.backend not in (None, "torch"):
-        raise ValueError(f"{args.model} is a PyTorch model: it runs on the torch backend, not --backend {args.backend}")
+        raise ValueError(f"{model} is a PyTorch model: it runs on the torch backend, not --backend {args.backend}")
     return "torch"
 
 
@@ -283,7 +285,8 @@ def _diff_configs(args: argparse.Namespace) -> tuple[ReportConfig, ReportConfig]
                   cache_dir=args.cache_dir,
                   use_cache=not args.no_cache)
     config_a = ReportConfig(model=args.model_a, weights=args.weights_a, **common)
-    if args.model_b.lower().endswith(".weights.h5"):
+    state_dict = is_torch_model(args.model_a) and args.model_b.lower().endswith(STATE_DICT_EXTENSIONS)
+    if args.model_b.lower().endswith(".weights.h5") or state_dict:  # B: A's architecture, these weights
         config_b = ReportConfig(model=args.model_a, weights=args.model_b, **common)
     else:
         config_b = ReportConfig(model=args.model_b, **common)

@@ -128,3 +128,24 @@ def test_a_pytorch_model_refuses_another_backend(net_file, tmp_path):
     assert done.returncode == 2 and not (tmp_path / "site").exists()
     assert done.stderr.strip() == ("cnnviz_report: error: net.py:make_net is a PyTorch model: it runs on the torch "
                                    "backend, not --backend jax")
+
+
+def test_a_diff_of_two_state_dicts_of_one_module(net_file, tmp_path, photo_path):
+    """diff A B with a PyTorch A and a state dict B: B is A's architecture with B's weights."""
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import net as user_net
+    finally:
+        sys.path.remove(str(tmp_path))
+    torch.manual_seed(0)
+    before = user_net.make_net()
+    torch.save(before.state_dict(), tmp_path / "before.pth")
+    with torch.no_grad():
+        before.conv2.weight[1].mul_(-1.0)  # one filter of conv2 turned around
+    torch.save(before.state_dict(), tmp_path / "after.pth")
+    done = cnnviz("diff", "net.py:make_net", "after.pth", "--weights-a", "before.pth", "--images", photo_path,
+                  "--out", "review", "--max-filters", "4", "--ascent-steps", "1", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = (tmp_path / "review" / "summary.md").read_text()
+    assert "conv2" in summary and (tmp_path / "review" / "a" / "index.html").is_file()
+    assert (tmp_path / "review" / "b" / "index.html").is_file()

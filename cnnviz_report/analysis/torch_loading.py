@@ -24,6 +24,7 @@ LIBRARY_PREFIXES = ("torchvision:", "timm:")
 DEFAULT_SIDE = 224
 # Formats that run code or unpickle objects to load: refused, with what to save instead.
 CODE_FORMATS = {".pt2": "a torch.export program", ".ptl": "a TorchScript lite program"}
+STATE_DICT_EXTENSIONS = (".pt", ".pth", ".safetensors")  # diff's B: a state dict for A's architecture
 STATE_DICT_HINT = "save the weights with torch.save(model.state_dict(), 'net.pth') or safetensors instead"
 
 
