@@ -231,10 +231,13 @@ def _pages(count: int) -> str:
 
 
 def _backend_for(args: argparse.Namespace) -> str | None:
-    """--backend, except that a PyTorch model (build's MODEL, diff's A) runs on Keras's torch
-    backend (its ascent climbs through keras.ops on torch tensors): another backend is an error."""
-    model = args.model if args.command == "build" else args.model_a if args.command == "diff" else None
-    if not is_torch_model(model):
+    """--backend, except that a PyTorch model (build's MODEL, diff's A, any of a gallery's) runs
+    on Keras's torch backend (its ascent climbs through keras.ops on torch tensors): another
+    backend is an error. Keras fixes its backend per process, so a gallery that holds a PyTorch
+    model builds its Keras models on the torch backend too (the same verdicts: docs/backends.md)."""
+    models = [args.model] if args.command == "build" else [args.model_a] if args.command == "diff" else args.models
+    model = next((model for model in models if is_torch_model(model)), None)
+    if model is None:
         return args.backend
     if args.backend not in (None, "torch"):
         raise ValueError(f"{model} is a PyTorch model: it runs on the torch backend, not --backend {args.backend}")

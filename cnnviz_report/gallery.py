@@ -18,7 +18,8 @@ from . import paths
 from .build import build_site
 from .config import ReportConfig
 from .executors import make_executor
-from .analysis.keras_loading import check_model_argument
+from .analysis.model_loading import check_model_argument
+from .analysis.torch_loading import is_torch_model
 from .records import BuildResult
 from .site import write_gallery_site
 from .staging import check_output_folder, folder_bytes, staged_site, write_text
@@ -44,10 +45,11 @@ class GalleryResult:
 
 def gallery_configs(models: list[str], common: dict) -> list[ReportConfig]:
     """One build configuration a model; ``demo`` names the bundled demo model, and ``weights``
-    (imagenet, none or a file) applies to application names only: a model file keeps its own."""
+    (imagenet, none or a file) applies to application names only: a model file keeps its own, and
+    a PyTorch function of the user's (``net.py:make_net``) builds with its seeded random weights."""
     configs = []
     for model in models:
-        is_file = os.path.exists(model) or model.lower().endswith((".keras", ".h5"))
+        is_file = os.path.exists(model) or model.lower().endswith((".keras", ".h5")) or is_torch_model(model)
         changes = dict(common, model=None if model.lower() == "demo" else model)
         if is_file or model.lower() == "demo":
             changes["weights"] = None

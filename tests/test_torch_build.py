@@ -149,3 +149,16 @@ def test_a_diff_of_two_state_dicts_of_one_module(net_file, tmp_path, photo_path)
     summary = (tmp_path / "review" / "summary.md").read_text()
     assert "conv2" in summary and (tmp_path / "review" / "a" / "index.html").is_file()
     assert (tmp_path / "review" / "b" / "index.html").is_file()
+
+
+def test_a_gallery_mixes_a_keras_model_and_a_pytorch_module_on_the_torch_backend(net_file, tmp_path):
+    done = cnnviz("gallery", "demo", "net.py:make_net", "--out", "gallery", "--max-filters", "2",
+                  "--ascent-steps", "1", "--input-size", "32", "--no-explain", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sites = sorted(path.parent.name for path in (tmp_path / "gallery").glob("*/index.html"))
+    assert len(sites) == 2, sites
+    for site in sites:
+        manifest = json.loads((tmp_path / "gallery" / site / "manifest.json").read_text())
+        assert manifest["versions"]["backend"] == "torch", site
+    index = (tmp_path / "gallery" / "index.html").read_text()
+    assert "make_net (net.py)" in index and "cnnviz demo CNN" in index

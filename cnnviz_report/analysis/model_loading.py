@@ -8,6 +8,15 @@ from ..loading import LoadedModel
 from . import keras_loading, torch_loading
 
 
+def check_model_argument(model: str | None) -> None:
+    """Every check of a MODEL argument that loads nothing (a gallery checks all its models so,
+    before it builds any): a PyTorch form's file is there; Keras's, as ``keras_loading`` checks."""
+    if torch_loading.is_torch_model(model):
+        torch_loading.check_torch_argument(model)
+    else:
+        keras_loading.check_model_argument(model)
+
+
 def load_model(config) -> LoadedModel:
     if torch_loading.is_torch_model(config.model):
         return torch_loading.load_torch_model(config)

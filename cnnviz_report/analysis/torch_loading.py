@@ -46,6 +46,17 @@ def is_torch_model(model: str | None) -> bool:
     return bool(model) and (model.startswith(LIBRARY_PREFIXES) or factory_parts(model) is not None)
 
 
+def check_torch_argument(model: str) -> None:
+    """What can be told of a PyTorch MODEL argument without running its code."""
+    if model.startswith(LIBRARY_PREFIXES):
+        library = model.split(":", 1)[0]
+        raise UsageError("MODEL", f"{model}: {library} models are not supported yet (issue 33); "
+                                  "wrap it in a function of your own: net.py:make_net")
+    source, _ = factory_parts(model)
+    if source.endswith(".py") and not os.path.isfile(source):
+        raise ModelLoadError(model, f"no such file: {source}")
+
+
 def _call_factory(model: str, source: str, function: str, seed: int):
     """The user's function called once, its result checked to be an ``nn.Module``."""
     import torch
@@ -127,10 +138,7 @@ def _channels(module) -> int:
 def load_torch_model(config) -> LoadedModel:
     """``config.model`` (a PyTorch form) -> a LoadedModel whose walk and run are ``TorchModel``."""
     model = config.model
-    if model.startswith(LIBRARY_PREFIXES):
-        library = model.split(":", 1)[0]
-        raise UsageError("MODEL", f"{model}: {library} models are not supported yet (issue 33); "
-                                  "wrap it in a function of your own: net.py:make_net")
+    check_torch_argument(model)
     source, function = factory_parts(model)
     module, code = _call_factory(model, source, function, config.seed)
     weights, label = config.weights, "random (seeded by --seed)"
