@@ -134,7 +134,9 @@ def _load_all_images(page) -> list[str]:
         page.evaluate(f"window.scrollTo(0, {y})")
         page.wait_for_timeout(20)
     page.wait_for_load_state("networkidle")
-    _wait_until(page, "Array.from(document.images).every(i => i.complete)")
+    # a lazy picture the scroll passed before the page grew under it has not started: show each one
+    _wait_until(page, "Array.from(document.images).filter(i => !i.complete)"
+                      ".map(i => (i.scrollIntoView(), i)).length === 0", timeout=60.0)
     return page.evaluate("Array.from(document.images).filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
 
 

@@ -117,8 +117,12 @@ def test_a_shared_module_is_one_row_and_transposed_and_1d_convs_get_their_kinds(
 # --------------------------------------------------------------------------- behind the seam
 
 def planted(module, **weights):
-    """``module`` with the named parameters and buffers set, the rest seeded."""
+    """``module`` with the named parameters and buffers set, the rest seeded (the module is built
+    before this runs, so its layers are initialised again under the seed)."""
     torch.manual_seed(0)
+    for layer in module.modules():
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
     state = module.state_dict()
     for name, value in weights.items():
         state[name] = torch.as_tensor(value, dtype=torch.float32)
