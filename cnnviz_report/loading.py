@@ -45,6 +45,7 @@ class LoadedModel:
     preprocess_reason: str = ""  # why --preprocess auto chose the mode, for the pages
     libraries: tuple[str, ...] = ()  # packages the model's classes came from ("keras_hub"), for the manifest
     framework: str = "keras"  # "torch": a PyTorch nn.Module (analysis.torch_model), its factory file in file_sha256
+    class_names: tuple[str, ...] | None = None  # from the weights' own metadata (torchvision, timm)
 
     def model_input(self, pixels: np.ndarray) -> np.ndarray:
         """(N, H, W, C) pixels in 0..255 -> what the model takes: preprocessed, in its layout."""
@@ -67,10 +68,20 @@ class LoadedModel:
         if self.framework == "torch":
             from .analysis.torch_model import TorchModel
 
-            return TorchModel(self.model, (self.channels, *self.input_hw), self.file_sha256)
+            return TorchModel(self.model, (self.channels, *self.input_hw), self.code_digest)
         from .analysis.keras_model import KerasModel
 
         return KerasModel(self.model)
+
+    @property
+    def code_digest(self) -> str | None:
+        """What a PyTorch model's ``forward`` comes from, for the cache: the factory file's bytes,
+        or the library and its version (``torchvision:``, ``timm:``)."""
+        if self.file_sha256 or not self.libraries:
+            return self.file_sha256
+        from importlib.metadata import version
+
+        return " ".join(f"{library}=={version(library)}" for library in self.libraries)
 
     @property
     def geometry(self) -> dict:

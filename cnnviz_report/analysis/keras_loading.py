@@ -423,8 +423,9 @@ def _preprocess_for_mode(mode: str) -> Callable:
     def imagenet_mode(x):
         from keras.applications import imagenet_utils
 
-        if isinstance(x, np.ndarray):
-            x = x.copy()
+        # Keras divides in place: a copy, so that neither the caller's array nor an ascent's
+        # canvas (a leaf tensor on the torch backend, which refuses in-place writes) is changed.
+        x = x.copy() if isinstance(x, np.ndarray) else x + 0.0
         return imagenet_utils.preprocess_input(x, data_format="channels_last", mode=mode)
 
     return {"raw": raw, "unit": unit, "tf": tf_mode}.get(mode, imagenet_mode)

@@ -1,7 +1,7 @@
 """A PyTorch model from a MODEL argument (issue 33): a function of the user's own code that returns
-an ``nn.Module`` (``path/to/net.py:make_net`` or ``package.module:make_net``), with random seeded
-weights or a state dict read without running code; ``torchvision:NAME`` and ``timm:NAME`` are
-reserved for the libraries' models.
+an ``nn.Module`` (``path/to/net.py:make_net`` or ``package.module:make_net``) or a library's model
+(``torchvision:NAME``, ``timm:NAME``: ``torch_libraries``), with random seeded weights, the
+library's pretrained ones, or a state dict read without running code.
 
 The user's factory is their code, run as they would run it (``python net.py`` puts the file's
 folder first on the import path; so does this). Its file's bytes are part of every cache key, so
@@ -15,10 +15,14 @@ import importlib.util
 import os
 import re
 import sys
+from typing import Callable
+
+import numpy as np
 
 from ..errors import ModelLoadError, UsageError
 from ..loading import LoadedModel, file_sha256, first_line
 from .keras_loading import _preprocess_for_mode
+from .torch_libraries import HALF, IMAGENET_MEAN, IMAGENET_STD, check_library_name, library_model
 
 LIBRARY_PREFIXES = ("torchvision:", "timm:")
 DEFAULT_SIDE = 224
@@ -49,9 +53,8 @@ def is_torch_model(model: str | None) -> bool:
 def check_torch_argument(model: str) -> None:
     """What can be told of a PyTorch MODEL argument without running its code."""
     if model.startswith(LIBRARY_PREFIXES):
-        library = model.split(":", 1)[0]
-        raise UsageError("MODEL", f"{model}: {library} models are not supported yet (issue 33); "
-                                  "wrap it in a function of your own: net.py:make_net")
+        check_library_name(model)
+        return
     source, _ = factory_parts(model)
     if source.endswith(".py") and not os.path.isfile(source):
         raise ModelLoadError(model, f"no such file: {source}")
@@ -135,29 +138,64 @@ def _channels(module) -> int:
     return 3
 
 
+def mean_std_preprocess(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[str, Callable]:
+    """(mode, function) normalising 0..255 pixels as ``(x / 255 - mean) / std``: the named mode
+    when the numbers are ImageNet's (``torch``) or one half (``tf``), else a mode that says them."""
+    for mode, (known_mean, known_std) in {"torch": (IMAGENET_MEAN, IMAGENET_STD), "tf": (HALF, HALF)}.items():
+        if np.allclose(mean, known_mean, atol=1e-4) and np.allclose(std, known_std, atol=1e-4):
+            return mode, _preprocess_for_mode(mode)
+    mean_array, std_array = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+    def normalise(x):
+        if isinstance(x, np.ndarray):
+            return (x / 255.0 - mean_array) / std_array
+        from keras import ops
+
+        return (x / 255.0 - ops.convert_to_tensor(mean_array)) / ops.convert_to_tensor(std_array)
+
+    numbers = lambda values: ", ".join(f"{value:.3f}" for value in values)  # noqa: E731
+    return f"pixels / 255, then mean ({numbers(mean)}) and std ({numbers(std)})", normalise
+
+
+def _user_module(config) -> tuple[object, str, str | None]:
+    """(module, name, digest of its code file) from the user's factory."""
+    source, function = factory_parts(config.model)
+    module, code = _call_factory(config.model, source, function, config.seed)
+    if config.weights is not None and config.weights.lower() == "imagenet":
+        raise UsageError("--weights", f"{config.model}: a function of your own has no default weights; give a "
+                                      "state dict file, or none")
+    code_file = getattr(code, "__file__", None)
+    return module, f"{function} ({os.path.basename(source)})", \
+        file_sha256(code_file) if code_file and os.path.isfile(code_file) else None
+
+
 def load_torch_model(config) -> LoadedModel:
     """``config.model`` (a PyTorch form) -> a LoadedModel whose walk and run are ``TorchModel``."""
-    model = config.model
+    model, weights = config.model, config.weights
     check_torch_argument(model)
-    source, function = factory_parts(model)
-    module, code = _call_factory(model, source, function, config.seed)
-    weights, label = config.weights, "random (seeded by --seed)"
-    if weights is not None and weights.lower() == "imagenet":
-        raise UsageError("--weights", f"{model}: a function of your own has no default weights; give a state dict "
-                                      "file, or none")
-    if weights is not None and weights.lower() != "none":
+    state_dict = weights is not None and weights.lower() not in ("none", "imagenet")
+    if model.startswith(LIBRARY_PREFIXES):
+        built = library_model(model, "none" if state_dict else weights, config.seed)
+        module, name, digest, libraries = built.module, model, None, (built.library,)
+        label, side, names = built.weights_label, built.input_hw, built.class_names
+        known_mode, known_preprocess = mean_std_preprocess(built.mean, built.std)
+        reason = f"the size, mean and std of {built.metadata}"
+    else:
+        module, name, digest = _user_module(config)
+        libraries, label, side, names = (), "random (seeded by --seed)", (DEFAULT_SIDE, DEFAULT_SIDE), None
+        known_mode, known_preprocess = "unit", _preprocess_for_mode("unit")
+        reason = "a PyTorch module with no preprocessing metadata: 0..1; say --preprocess if it was trained " \
+                 "otherwise (torch: ImageNet mean and std)"
+    if state_dict:
         load_state_dict(module, weights, model)
         label = os.path.basename(weights)
     module.eval()
-    mode, reason = config.preprocess, ""
-    if mode == "auto":
-        mode, reason = "unit", "a PyTorch module with no preprocessing metadata: 0..1; say --preprocess if it " \
-                               "was trained otherwise (torch: ImageNet mean and std)"
-    side = config.input_size or (DEFAULT_SIDE, DEFAULT_SIDE)
-    code_file = getattr(code, "__file__", None)
+    if config.preprocess == "auto":
+        mode, preprocess = known_mode, known_preprocess
+    else:
+        mode, preprocess, reason = config.preprocess, _preprocess_for_mode(config.preprocess), ""
     return LoadedModel(
-        model=module, name=f"{function} ({os.path.basename(source)})", source="torch", weights_label=label,
-        preprocess_mode=mode, preprocess=_preprocess_for_mode(mode), input_hw=tuple(side),
-        channels=_channels(module), channels_first=True, free_size=True,
-        file_sha256=file_sha256(code_file) if code_file and os.path.isfile(code_file) else None,
-        preprocess_reason=reason, framework="torch")
+        model=module, name=name, source="torch", weights_label=label,
+        preprocess_mode=mode, preprocess=preprocess, input_hw=tuple(config.input_size or side),
+        channels=_channels(module), channels_first=True, free_size=True, file_sha256=digest,
+        preprocess_reason=reason, libraries=libraries, framework="torch", class_names=names)

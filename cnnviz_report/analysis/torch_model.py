@@ -24,7 +24,7 @@ from ..layers import LayerInfo, ModelInfo
 from .activations import Peaks
 from .attribution import LayerEvidence
 from .ascent import AscentGroup, AscentSettings, LayerAscent, _Member, plan_canvases, upstream_cost
-from .torch_walk import conv_kind, inspect_module, trace
+from .torch_walk import conv_kind, inspect_module, out_of_place, trace
 from .units import _VERY_NEGATIVE, _saturated, rescue_split
 from .weights import KernelView
 
@@ -34,7 +34,7 @@ class TorchModel:
     digest of the file its ``forward`` comes from (part of every weights digest)."""
 
     def __init__(self, module, input_shape: tuple, code: str | None = None):
-        self.module, self.input_shape, self.code = module.eval(), tuple(input_shape), code
+        self.module, self.input_shape, self.code = out_of_place(module.eval()), tuple(input_shape), code
         self.graph_module = trace(module)
         self._info: ModelInfo | None = None
 

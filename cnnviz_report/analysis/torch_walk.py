@@ -71,9 +71,24 @@ def trace(module):
     import torch.fx
 
     try:
-        return torch.fx.symbolic_trace(module)
+        graph_module = torch.fx.symbolic_trace(module)
     except Exception:  # data-dependent control flow, unsupported Python: the hooks' walk instead
         return None
+    for node in graph_module.graph.nodes:  # F.relu(x, inplace=True), as the modules below
+        if node.op == "call_function" and node.kwargs.get("inplace") is True:
+            node.kwargs = {**node.kwargs, "inplace": False}
+    graph_module.recompile()
+    return graph_module
+
+
+def out_of_place(module):
+    """``module`` with its activations computing new tensors (``nn.ReLU(inplace=True)`` and the
+    like, as torchvision and timm build them): the same values, and a gradient can flow through a
+    conv output that a unit's activation would otherwise overwrite."""
+    for child in module.modules():
+        if getattr(child, "inplace", None) is True:
+            child.inplace = False
+    return module
 
 
 def _function_name(node) -> str:

@@ -70,10 +70,13 @@ def read_labels(path: str, classes: int, binary: bool = False) -> tuple[str, ...
 
 
 def class_names(loaded: LoadedModel, output: ClassOutput, labels: str | None = None) -> tuple[str, ...] | None:
-    """The names of the model's classes: ``--labels``, ImageNet's, the demo's, or None."""
+    """The names of the model's classes: ``--labels``, the weights' metadata's, ImageNet's, the
+    demo's, or None."""
     classes = output.classes
     if labels is not None:
         return read_labels(labels, classes, bool(output.binary))
+    if loaded.class_names is not None and len(loaded.class_names) == classes:  # the weights' own metadata
+        return loaded.class_names
     if loaded.source in ("application", "keras_hub") and classes == IMAGENET_CLASSES:
         return _names("cnnviz_report.data", "imagenet_classes.txt")
     if loaded.source == "demo":  # the generator's classes (examples/train_demo_model.py CLASSES)
