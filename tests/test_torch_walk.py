@@ -276,7 +276,8 @@ def test_a_module_refuses_to_climb_on_another_backend():
 
 def test_one_architecture_in_both_frameworks_gets_the_same_units_maps_verdicts_and_scores(keras):
     """conv -> BN -> ReLU -> pool -> conv -> ReLU -> global pool -> dense, written once in Keras and
-    once in PyTorch with the same weights: the same unit chains' floors, feature maps within 1e-4,
+    once in PyTorch with the same weights, the last ReLU a function call in both (``keras.ops.relu``,
+    ``F.relu``): the same unit chains and their floors, feature maps within 1e-4,
     the same dead and constant filters, the same class scores."""
     from cnnviz_report.analysis.keras_model import KerasModel
     from cnnviz_report.analysis.torch_model import TorchModel
@@ -288,7 +289,7 @@ def test_one_architecture_in_both_frameworks_gets_the_same_units_maps_verdicts_a
     x = keras.layers.BatchNormalization(name="bn1")(x)
     x = keras.layers.ReLU(name="relu1")(x)
     x = keras.layers.MaxPooling2D(2, name="pool")(x)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv2")(x)
+    x = keras.ops.relu(keras.layers.Conv2D(4, 3, padding="same", name="conv2")(x))  # as F.relu in forward
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     keras_model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
     conv1_w = rng.normal(size=(3, 3, 3, 6)).astype(np.float32)
@@ -328,7 +329,8 @@ def test_one_architecture_in_both_frameworks_gets_the_same_units_maps_verdicts_a
     torch_conv = {info.name: info for info in in_torch.inspect().conv_layers}
     for name in ("conv1", "conv2"):
         k_info, t_info = keras_conv[name], torch_conv[name]
-        assert k_info.receptive_field == t_info.receptive_field  # (Keras's conv2 holds its ReLU: no unit layers)
+        assert k_info.receptive_field == t_info.receptive_field
+        assert len(k_info.unit_layers) == len(t_info.unit_layers) == (2 if name == "conv1" else 1)
         k_maps = in_keras.feature_probe([k_info])(pixels)[k_info.index]
         t_maps = in_torch.feature_probe([t_info])(channels_first)[t_info.index]
         np.testing.assert_allclose(t_maps, k_maps, atol=1e-4, rtol=1e-4)

@@ -91,6 +91,24 @@ def test_bn_then_activation_judges_the_response(keras, tmp_path, noise_images, a
     assert ("no floor" in page) == (not dead)
 
 
+def test_an_activation_written_as_a_keras_ops_call_joins_the_unit(keras, tmp_path, noise_images):
+    """conv -> BN -> keras.ops.relu: the call is an operation of the graph, not a layer, and is the
+    unit's end as an Activation layer would be (PyTorch's F.relu is, too): the same four dead.
+    A call that reads a second tensor (keras.ops.add of two convs) ends the chain."""
+    report = _build(_bn_model(keras, keras.ops.relu), tmp_path, noise_images)
+    found_dead, constant, drawn = _verdicts(report)
+    assert drawn.info.unit_layers == ("bn", "relu") and (found_dead, constant) == (set(POSITIVE_RAW), set())
+    assert "conv → bn → relu" in (tmp_path / "site" / "layers" / f"{drawn.slug}.html").read_text()
+
+    inputs = keras.Input((16, 16, 3))
+    a, b = _conv(keras, "a"), _conv(keras, "b")
+    x = keras.ops.relu(keras.ops.add(a(inputs), b(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    (tmp_path / "mixed").mkdir()
+    mixed = _build(model, tmp_path / "mixed", noise_images)
+    assert [r.info.unit_layers for r in mixed.layers] == [(), ()]
+
+
 def test_unit_raw_keeps_the_conv_output(keras, tmp_path, noise_images):
     """--unit raw: the conv is linear, so it has no floor and nothing is dead; the maps are raw."""
     report = _build(_bn_model(keras, keras.layers.Activation("relu", name="act")), tmp_path, noise_images,

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..layers import LayerInfo
 from .framework import backend_name, compile_function, without_gradients
-from .keras_graph import functional_graph, graph_nodes, nested_layers, resolve_layer
+from .keras_graph import functional_graph, graph_nodes, nested_layers, resolve_layer, unit_operation
 from .stand_ins import BFLOAT16_POLICY, bfloat16_twin, inference_stand_in
 
 # TensorFlow graph mode only accepts these characters in name scopes, and Keras opens one per
@@ -118,7 +118,8 @@ def _build_stage(holder, targets: list[LayerInfo], depth: int, peaks: bool = Fal
         if len(info.path) == depth:
             layer_slots.append((len(outputs), info))
             # the unit's response: the conv's output after the pointwise layers that follow it
-            outputs.append(layer_output_tensor(holder.get_layer(info.unit_layers[-1] if info.unit_layers else info.name)))
+            outputs.append(layer_output_tensor(unit_operation(holder, info.unit_layers[-1] if info.unit_layers
+                                                              else info.name)))
     child_names = sorted({info.path[depth] for info in targets if len(info.path) > depth})
     for child_name in child_names:
         child = holder.get_layer(child_name)

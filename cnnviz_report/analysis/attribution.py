@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .keras_graph import resolve_holder
+from .keras_graph import resolve_holder, unit_operation
 from ..layers import LayerInfo
 from .activations import linear_copy_of, replay_graph, graph_safe, reads_channels_first
 from .framework import compile_function, with_gradients
@@ -95,7 +95,7 @@ class AttributionProbe:
         ends = {}
         for info in self.layers:
             holder = resolve_holder(model, info)
-            ends[info.index] = holder.get_layer(info.unit_layers[-1] if info.unit_layers else info.name)
+            ends[info.index] = unit_operation(holder, info.unit_layers[-1] if info.unit_layers else info.name)
         output_layer = _output_layer(model)
         watched = {id(layer) for layer in ends.values()} | {id(output_layer)}
         new_input = keras.Input(tuple(model.inputs[0].shape[1:]))

@@ -62,6 +62,15 @@ def resolve_holder(model, info):
     return holder
 
 
+def unit_operation(holder, name: str):
+    """The layer of ``holder`` called ``name``, or the operation of a keras.ops call in its graph
+    (a unit's activation may be written either way)."""
+    for operation in getattr(holder, "operations", ()):
+        if operation.name == name:
+            return operation
+    return holder.get_layer(name)
+
+
 def resolve_layer(model, info):
     """The live Keras layer behind ``info``."""
     return resolve_holder(model, info).get_layer(info.name)

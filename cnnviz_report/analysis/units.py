@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .keras_graph import conv_kind, first_node, functional_graph, graph_nodes, is_model, resolve_holder
+from .keras_graph import conv_kind, first_node, functional_graph, graph_nodes, is_model, resolve_holder, \
+    unit_operation
 from .stand_ins import inference_stand_in
 
 # Layers that act on each value (or each channel) alone, so they belong to the unit.
@@ -24,6 +25,11 @@ POINTWISE_LAYERS = {
     "BatchNormalization", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU",
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
     "GaussianDropout", "AlphaDropout", "Rescaling",
+}
+# keras.ops activations (their operations' class names), as the functions torch_walk follows.
+POINTWISE_OPERATIONS = {
+    "Relu", "Relu6", "LeakyRelu", "Elu", "Celu", "Selu", "Gelu", "Silu", "HardSilu", "Mish", "HardSigmoid",
+    "Sigmoid", "Tanh", "Softplus", "HardTanh",
 }
 # Activation functions that mix channels (softmax over the channel axis): they end the chain.
 MIXING_ACTIVATIONS = ("softmax", "log_softmax")
@@ -35,7 +41,12 @@ def _activation_name(function) -> str:
 
 
 def _is_pointwise(layer) -> bool:
+    """``layer`` (a layer, or a keras.ops call's operation) acts on each value or channel alone."""
+    import keras
+
     name = type(layer).__name__
+    if not isinstance(layer, keras.layers.Layer):
+        return name in POINTWISE_OPERATIONS
     if name not in POINTWISE_LAYERS:
         return False
     if name == "Activation" and _activation_name(layer.activation) in MIXING_ACTIVATIONS:
@@ -68,7 +79,7 @@ def unit_chains(model) -> dict[int, tuple[str, ...]]:
             tensor = node.output_tensors[0]
             while id(tensor) not in outputs:
                 after = consumers.get(id(tensor), [])
-                if len(after) != 1 or not _is_pointwise(after[0].operation):
+                if len(after) != 1 or len(after[0].input_tensors) != 1 or not _is_pointwise(after[0].operation):
                     break
                 following.append(after[0].operation.name)
                 tensor = after[0].output_tensors[0]
@@ -78,14 +89,19 @@ def unit_chains(model) -> dict[int, tuple[str, ...]]:
 
 def unit_functions(model, info) -> list:
     """The callables that take the conv's pre-activation value to the unit's response: the conv's
-    own activation, then each layer of ``info.unit_layers``."""
+    own activation, then each layer (or keras.ops call) of ``info.unit_layers``."""
+    import keras
+
     holder = resolve_holder(model, info)
     activation = getattr(holder.get_layer(info.name), "activation", None)
     functions = [activation] if activation is not None else []
     for name in info.unit_layers:
-        layer = holder.get_layer(name)
-        layer = inference_stand_in(layer) or layer  # the same numbers, cheaper to trace
-        functions.append(lambda x, layer=layer: layer(x, training=False))
+        layer = unit_operation(holder, name)
+        if isinstance(layer, keras.layers.Layer):
+            layer = inference_stand_in(layer) or layer  # the same numbers, cheaper to trace
+            functions.append(lambda x, layer=layer: layer(x, training=False))
+        else:  # a keras.ops call: its operation, called again
+            functions.append(lambda x, operation=layer: operation(x))
     return functions
 
 

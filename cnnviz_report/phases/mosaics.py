@@ -77,11 +77,10 @@ def ascent_trunk(loaded: LoadedModel, model_info: ModelInfo, config: ReportConfi
 
 
 def unit_end(model_info: ModelInfo, info: LayerInfo) -> LayerInfo:
-    """The last layer of ``info``'s unit (the conv itself when the unit is its raw output)."""
-    if not info.unit_layers:
-        return info
-    return next(layer for layer in model_info.layers
-                if layer.path == info.path and layer.name == info.unit_layers[-1] and layer.index > info.index)
+    """The last layer of ``info``'s unit that is a row of the layer table (the conv itself when the
+    unit is its raw output; a Keras unit's keras.ops calls are no rows, and hold no weights)."""
+    rows = {layer.name: layer for layer in model_info.layers if layer.path == info.path and layer.index > info.index}
+    return next((rows[name] for name in reversed(info.unit_layers) if name in rows), info)
 
 
 def ascent_costs(model_info: ModelInfo, layers: list[LayerInfo], config: ReportConfig,
