@@ -18,6 +18,10 @@ class CnnvizError(Exception):
         self.reason = reason
         super().__init__(f"{subject}: {reason}")
 
+    def __reduce__(self):
+        """Rebuilt from its two parts (a Ray worker's error reaches the driver pickled)."""
+        return type(self), (self.subject, self.reason)
+
 
 class UsageError(CnnvizError):
     """Bad options or bad input files: the user's to fix (exit code 2)."""

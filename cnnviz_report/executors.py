@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import socket
 from collections import OrderedDict
 from typing import Callable
@@ -49,8 +50,22 @@ def run_unit(work_holder: list, key: str, unit):
     fetch the work for every task)."""
     import ray
 
-    work, state = process_state(key, lambda: ray.get(work_holder[0]))
+    work, state = process_state(key, lambda: _fetch_work(ray, work_holder[0]))
     return work.run(state, unit)
+
+
+def _fetch_work(ray, reference):
+    """The work from the object store; a model whose code this worker cannot import is one line."""
+    try:
+        return ray.get(reference)
+    except Exception as error:  # Ray wraps the unpickling's ModuleNotFoundError in its own error
+        missing = re.search(r"No module named '([^']+)'", str(error))
+        if missing is None:
+            raise
+        raise UsageError("--executor ray", f"a Ray worker cannot import {missing.group(1)}: a PyTorch model's code "
+                                           "must be importable on every node (install its package there, or name "
+                                           "it by file, path/to/net.py:make_net, whose code travels with the work)"
+                         ) from None
 
 
 def warm_up() -> None:
@@ -153,6 +168,7 @@ class RayExecutor:
 
     def submit(self, work, units: list, store: Callable[[int, object], None] | None = None) -> list[int]:
         if work.key not in self._work_refs:
+            self._ship_user_code()
             self._work_refs[work.key] = self._ray.put(work)  # once: every task of the work reads it
         tickets = []
         for position, unit in enumerate(units):
@@ -161,6 +177,16 @@ class RayExecutor:
             tickets.append(self._next)
             self._next += 1
         return tickets
+
+    def _ship_user_code(self) -> None:
+        """A PyTorch factory file's classes (and its neighbours') pickled by value: the workers
+        have the package installed, not the user's files."""
+        import sys
+
+        from .analysis.torch_loading import USER_CODE_MODULES
+
+        for name in sorted(USER_CODE_MODULES):
+            self._ray.cloudpickle.register_pickle_by_value(sys.modules[name])
 
     def results(self, tickets: list[int], on_each: Callable[[int, int], None] | None = None) -> list:
         """As ``LocalExecutor.results``; meanwhile every other finished task is stored too."""

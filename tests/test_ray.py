@@ -275,3 +275,48 @@ def test_a_killed_driver_leaves_a_whole_first_look_and_the_next_build_reuses_fin
     assert finished_units + finished_layers >= 1 and again.cache_misses == len(DEMO_LAYERS) - finished_layers
     assert not [p for p in tmp_path.iterdir() if ".cnnviz-staging" in p.name]  # the killed build's leftovers
     _assert_same_site(local_site, out)
+
+
+def test_a_pytorch_factory_file_builds_on_ray_as_in_this_process(ray_cluster, tmp_path, photo_path):
+    """Issue 33: the workers have the package installed, not the user's net.py nor the file it
+    imports beside it; their classes travel with the work, by value, and the site is the local one."""
+    if os.environ.get("CNNVIZ_REQUIRE_BACKENDS") != "1":
+        pytest.importorskip("torch")
+    from test_torch_build import NET
+
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "blocks.py").write_text(NET)  # the module and its factory
+    (user / "net.py").write_text("from blocks import make_net  # a neighbour file, imported as python would\n")
+    address, _ = ray_cluster
+    common = ["build", "user/net.py:make_net", "--input-size", "32", "--images", photo_path, "--max-filters", "4",
+              "--ascent-steps", "3", "--no-cache", "--no-stream", "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), RAY_AUTH_MODE="disabled")
+    for where in ([], ["--executor", "ray", "--ray-address", address]):
+        out = "ray" if where else "local"
+        done = subprocess.run([sys.executable, "-m", "cnnviz_report", *common, "--out", out, *where], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    _assert_same_site(tmp_path / "local", tmp_path / "ray")
+    assert (tmp_path / "ray" / "layers" / "003-conv2" / "mosaic.png").is_file()
+
+
+def test_a_worker_that_cannot_import_the_models_code_says_so_in_one_line():
+    """A ``package.module:make_net`` factory travels by reference: a node without the package
+    cannot unpickle the work (Ray wraps the ModuleNotFoundError in its own error); the build's
+    error then names the module, and survives the trip back to the driver (pickled)."""
+    import pickle
+
+    from cnnviz_report.errors import UsageError
+    from cnnviz_report.executors import _fetch_work
+
+    class UnpicklingRay:
+        @staticmethod
+        def get(reference):
+            raise RuntimeError("System error: No module named 'mypkg' traceback: Traceback (most recent call last)")
+
+    with pytest.raises(UsageError) as caught:
+        _fetch_work(UnpicklingRay, "a reference")
+    error = pickle.loads(pickle.dumps(caught.value))
+    assert type(error) is UsageError and error.subject == "--executor ray" and "\n" not in str(error)
+    assert error.reason.startswith("a Ray worker cannot import mypkg: a PyTorch model's code must be importable")

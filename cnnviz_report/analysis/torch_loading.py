@@ -32,6 +32,21 @@ STATE_DICT_EXTENSIONS = (".pt", ".pth", ".safetensors")  # diff's B: a state dic
 STATE_DICT_HINT = "save the weights with torch.save(model.state_dict(), 'net.pth') or safetensors instead"
 
 
+# Modules of the user's own files (a factory file and its neighbours): Ray's workers cannot import
+# them, so the executor ships them by value (``executors.RayExecutor``).
+USER_CODE_MODULES: set[str] = set()
+
+
+def _inside(path: str | None, folder: str) -> bool:
+    """``path`` is a file of the user's under ``folder`` (not an installed package, even when a
+    virtual environment sits in that folder)."""
+    if not path:
+        return False
+    path = os.path.abspath(path)
+    installed = {"site-packages", "dist-packages"} & set(path.split(os.sep))
+    return path.startswith(folder + os.sep) and not installed
+
+
 def factory_parts(model: str | None) -> tuple[str, str] | None:
     """(source, function) of ``file.py:function`` or ``package.module:function``; None otherwise
     (an existing path, an application name, a reserved prefix)."""
@@ -69,6 +84,7 @@ def _call_factory(model: str, source: str, function: str, seed: int):
             raise ModelLoadError(model, f"no such file: {source}")
         folder = os.path.dirname(os.path.abspath(source))
         name = "cnnviz_user_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(source))[0])
+        before = set(sys.modules)
         sys.path.insert(0, folder)
         try:
             spec = importlib.util.spec_from_file_location(name, source)
@@ -79,6 +95,9 @@ def _call_factory(model: str, source: str, function: str, seed: int):
             raise ModelLoadError(model, f"importing {source} failed: {type(exc).__name__}: {first_line(exc)}") from exc
         finally:
             sys.path.remove(folder)
+        # the file and the files beside it that it imported travel to Ray's workers by value
+        USER_CODE_MODULES.update(added for added in set(sys.modules) - before
+                                 if _inside(getattr(sys.modules[added], "__file__", None), folder))
     else:
         try:
             module = importlib.import_module(source)
