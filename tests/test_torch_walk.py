@@ -246,6 +246,39 @@ print(json.dumps({"short": short.activations.tolist(), "long": long.activations.
 """
 
 
+class Bottleneck(nn.Module):
+    """torchvision's ResNet block: one ReLU module called after each BN and after the residual add."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv3, self.bn3 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + x)
+
+
+def test_a_module_called_after_several_convs_ends_each_ones_unit_at_its_own_call():
+    from cnnviz_report.analysis.torch_model import TorchModel
+
+    block = planted(Bottleneck(), **{"bn2.bias": [-100.0, 0, 0, 0]})  # conv2's filter 0: dead after the ReLU
+    walked = TorchModel(block, (4, 8, 8))
+    rows = {row.name: row for row in walked.inspect().layers}
+    assert [row.name for row in walked.inspect().layers].count("relu") == 1  # one row for its three calls
+    assert rows["conv1"].unit_layers == ("bn1", "relu") and rows["conv2"].unit_layers == ("bn2", "relu")
+    assert rows["conv3"].unit_layers == ("bn3",)  # the residual add reads a second tensor: the unit ends
+    batch = np.random.default_rng(0).normal(size=(2, 4, 8, 8)).astype(np.float32)
+    maps = walked.feature_probe([rows["conv2"], rows["conv3"]])(batch)
+    with torch.no_grad():  # conv2's response is the second call's output, not the first's
+        expected = F.relu(block.bn2(block.conv2(F.relu(block.bn1(block.conv1(torch.as_tensor(batch)))))))
+    np.testing.assert_allclose(maps[rows["conv2"].index], expected.numpy().transpose(0, 2, 3, 1), atol=1e-5)
+    assert (maps[rows["conv2"].index][..., 0] == 0).all() and maps[rows["conv3"].index].min() < 0
+
+
 def test_a_module_climbs_on_kerass_torch_backend_with_the_keras_engine(tmp_path):
     """The engine's steps and measure run on torch tensors: responses rise with the steps, the
     same seed draws the same pictures, canvases come from the module's receptive fields."""

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # ResNet, MobileNetV3, EfficientNet, ConvNeXt, DenseNet, RegNet, GoogLeNet/Inception, SqueezeNet:
 # the smallest of each family, and timm's own blocks (a deep stem, squeeze-excite, ConvNeXt's atto).
 MODELS = [
-    "torchvision:resnet18", "torchvision:mobilenet_v3_small", "torchvision:efficientnet_b0",
+    "torchvision:resnet50", "torchvision:mobilenet_v3_small", "torchvision:efficientnet_b0",
     "torchvision:convnext_tiny", "torchvision:densenet121", "torchvision:regnet_y_400mf",
     "torchvision:googlenet", "torchvision:inception_v3", "torchvision:squeezenet1_1",
     "timm:resnet18d", "timm:mobilenetv3_small_100", "timm:convnext_atto",

@@ -156,9 +156,12 @@ class TorchModel:
 
         wanted = {}
         for info in layers:
-            name = info.unit_layers[-1] if info.unit_layers and not raw else info.name
+            # from the conv's (first) call along its unit: a module called again (one ReLU for a
+            # whole block) has one name but several nodes, and the unit's is the one after the conv
             node = next(node for node in self.graph_module.graph.nodes
-                        if node.name == name or (node.op == "call_module" and node.target == name))
+                        if node.op == "call_module" and node.target == info.name)
+            for _ in () if raw else info.unit_layers:
+                (node,) = node.users
             wanted[info.index] = node
         graph, copies = torch.fx.Graph(), {}
         for node in self.graph_module.graph.nodes:

@@ -172,7 +172,8 @@ def _traced_calls(module, graph_module, input_shape: tuple) -> list[_Call]:
     spatial = len(input_shape) - 1
     fields: dict = {}
     calls: list[_Call] = []
-    by_node: dict = {}
+    by_node: dict = {}  # graph node -> its row (every call of a module -> the module's one row)
+    first_calls: dict = {}  # module path -> its row
     for node in graph_module.graph.nodes:
         if node.op == "placeholder":
             fields[node] = ((1,) * spatial, (1,) * spatial)
@@ -180,8 +181,10 @@ def _traced_calls(module, graph_module, input_shape: tuple) -> list[_Call]:
         fields[node] = _field_after(node, modules, fields)
         meta = node.meta.get("tensor_meta")
         shape = (None, *tuple(meta.shape)[1:]) if meta is not None and hasattr(meta, "shape") else ()
-        if node.op == "call_module" and any(call.name == node.target for call in by_node.values()):
-            continue  # a module called again (shared weights): its row is its first call
+        if node.op == "call_module" and node.target in first_calls:
+            # a module called again (ResNet's one ReLU after each BN): one row, its first call's
+            by_node[node] = first_calls[node.target]
+            continue
         if node.op == "call_module":
             call = _Call(node.target, type(modules[node.target]).__name__, modules[node.target], shape, fields[node])
         elif node.op in ("call_function", "call_method") and _is_pointwise(node, modules):
@@ -190,8 +193,10 @@ def _traced_calls(module, graph_module, input_shape: tuple) -> list[_Call]:
             continue
         calls.append(call)
         by_node[node] = call
+        if node.op == "call_module":
+            first_calls[node.target] = call
     for node, call in by_node.items():
-        if call.module is not None and conv_kind(call.module) is not None:
+        if call.module is not None and conv_kind(call.module) is not None and not call.unit:
             chain, current = [], node
             while len(current.users) == 1:
                 (user,) = current.users
