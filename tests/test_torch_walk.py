@@ -377,3 +377,37 @@ def test_one_architecture_in_both_frameworks_gets_the_same_units_maps_verdicts_a
         == ((0,), (5,))
     np.testing.assert_allclose(in_torch.class_scores()(channels_first), in_keras.class_scores()(pixels),
                                atol=1e-4, rtol=1e-4)
+
+
+RESAMPLE = r"""
+import json
+import numpy as np
+from keras import ops
+from cnnviz_report.analysis.ascent_parts import random_affine
+from cnnviz_report.analysis.framework import affine_resample
+
+rng = np.random.default_rng(0)
+x = ops.convert_to_tensor(rng.uniform(0, 255, (3, 40, 36, 3)).astype("float32"))
+worst = 0.0
+for _ in range(5):  # shifts up to a fifth of the side: the mirrored edges are sampled too
+    matrix = random_affine((40, 36), rng, shift=0.2, scale=0.1, degrees=25)
+    keras_own = ops.image.affine_transform(x, np.tile(matrix[None], (3, 1)), interpolation="bilinear",
+                                           fill_mode="reflect")
+    worst = max(worst, float(np.abs(ops.convert_to_numpy(keras_own) - ops.convert_to_numpy(affine_resample(x, matrix))).max()))
+print(json.dumps({"worst": worst}))
+"""
+
+
+def test_the_ascents_resample_on_torch_is_kerass_affine_transform():
+    """The torch backend's resample is grid_sample (Keras's own is six times slower there): the
+    same pixels as keras.ops.image.affine_transform, mirrored edges included, to float rounding."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", RESAMPLE], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, KERAS_BACKEND="torch",
+                                   PYTHONPATH=str(Path(__file__).resolve().parent.parent)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["worst"] < 0.01  # pixels are 0..255

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..render import NONFINITE_RGB
-from .framework import irfft2d, resize_bilinear
+from .framework import affine_resample, irfft2d, resize_bilinear
 
 # keras.io: lr 10 on a 180x180x3 canvas scaled to [-1, 1] is an RMS step of this many pixel levels
 _KERAS_IO_PIXELS = 180 * 180 * 3
@@ -135,10 +135,7 @@ def affine_matrix(canvas_hw: tuple[int, int], shift: tuple[float, float], scale:
 def resample(pixels, matrix):
     """``pixels`` seen through ``affine_matrix``: one bilinear resample at the canvas's own size,
     with the edges mirrored, so every step sees a canvas of one shape (one trace, one set of kernels)."""
-    from keras import ops
-
-    transforms = ops.tile(ops.reshape(ops.convert_to_tensor(matrix), (1, 8)), (ops.shape(pixels)[0], 1))
-    return ops.image.affine_transform(pixels, transforms, interpolation="bilinear", fill_mode="reflect")
+    return affine_resample(pixels, matrix)
 
 
 class AffineTransforms:
@@ -185,8 +182,7 @@ def _rotate(x, angle):
     # output (x, y) <- input (a0 x + a1 y + a2, b0 x + b1 y + b2): a rotation about the centre
     zero = ops.zeros_like(cos)
     transform = ops.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, zero, zero])
-    return ops.image.affine_transform(x, ops.tile(transform[None], (shape[0], 1)), interpolation="bilinear",
-                                      fill_mode="reflect")
+    return affine_resample(x, transform)
 
 
 # --------------------------------------------------------------------------- optimisers (they climb)
