@@ -77,6 +77,25 @@ def test_torchvision_pretrained_weights_come_from_torch_hubs_cache(tmp_path, mon
         assert torch.equal(loaded.model.state_dict()[name], tensor), name
 
 
+def test_timm_pretrained_weights_come_from_the_hugging_face_cache_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    torch.manual_seed(12)
+    planted = timm.create_model("resnet18d")
+    snapshot = tmp_path / "hf" / "models--timm--resnet18d.ra2_in1k" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    save_file(planted.state_dict(), str(snapshot / "model.safetensors"))
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # found in the cache: nothing is asked of the Hub
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    loaded = load_torch_model(ReportConfig(model="timm:resnet18d"))
+    assert loaded.weights_label == f"timm/resnet18d.ra2_in1k (timm's default, from {snapshot / 'model.safetensors'})"
+    for name, tensor in _parameters(planted).items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor), name
+
+
 def test_missing_pretrained_weights_name_the_file_looked_for(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ModelLoadError) as caught:  # no internet here: the download fails at once
