@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 if os.environ.get("CNNVIZ_REQUIRE_BACKENDS") == "1":
@@ -45,6 +46,13 @@ def make_net():
     with torch.no_grad():
         net.conv2.weight[0].zero_()
         net.conv2.bias[0] = -1.0  # filter 0 of conv2 sits at its ReLU's floor: dead
+    return net
+
+
+def nan_net():
+    net = make_net()
+    with torch.no_grad():
+        net.conv2.weight[1, 0, 0, 0] = float("nan")  # a broken checkpoint's filter
     return net
 
 
@@ -93,6 +101,30 @@ def test_a_users_module_builds_a_whole_report_on_the_torch_backend(net_file, tmp
     net_file.write_text(NET.replace("return self.head(", "return 2 * self.head("))  # an edited forward()
     edited = cnnviz("build", "net.py:make_net", "--out", "edited", *options[:-1], cwd=tmp_path)
     assert "mosaic cache: 0 reused, 2 computed" in edited.stdout, edited.stdout[-500:]
+
+
+def test_a_modules_nan_kernel_is_flagged_and_its_cards_show_data_set_examples(net_file, tmp_path):
+    """The health and data-set phases read a PyTorch module as they read a Keras model: a NaN in
+    a kernel is flagged (as for Keras models), each card gets its top data-set images and class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for number in range(8):
+        label = ("stripes", "noise")[number % 2]
+        (tmp_path / "data" / label).mkdir(parents=True, exist_ok=True)
+        picture = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        if label == "stripes":
+            picture[:, ::4] = 255
+        Image.fromarray(picture).save(tmp_path / "data" / label / f"{number}.png")
+    done = cnnviz("build", "net.py:nan_net", "--out", "site", "--input-size", "32", "--dataset", "data",
+                  "--max-filters", "4", "--ascent-steps", "2", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    site = tmp_path / "site"
+    rows = {(row["layer"], row["filter"]): row for row in csv.DictReader((site / "health.csv").open())}
+    assert rows[("conv2", "1")]["nonfinite_kernel"] == "1"
+    assert [key for key, row in rows.items() if row["nonfinite_kernel"] == "1"] == [("conv2", "1")]
+    assert rows[("conv1", "0")]["dataset_class"] in ("stripes", "noise") and rows[("conv1", "0")]["dataset_top_image"]
+    assert (site / "layers" / "000-conv1" / "f000-examples.jpg").stat().st_size > 500
 
 
 @pytest.mark.parametrize("model, weights, expected", [
