@@ -47,6 +47,8 @@ def test_torchvision_metadata_gives_size_normalisation_and_class_names():
     other = load_torch_model(ReportConfig(model="torchvision:efficientnet_b1", weights="none", input_size=(160, 192),
                                           preprocess="unit"))
     assert other.input_hw == (160, 192) and other.preprocess_mode == "unit" and other.preprocess_reason == ""
+    resized = load_torch_model(ReportConfig(model="torchvision:efficientnet_b1", weights="none", input_size=(160, 160)))
+    assert resized.preprocess_reason.endswith("transforms (240 × 240); the size from --input-size")
 
 
 def test_timm_metadata_gives_its_own_mean_and_std_and_imagenet_names():

@@ -198,7 +198,8 @@ def load_torch_model(config) -> LoadedModel:
         module, name, digest, libraries = built.module, model, None, (built.library,)
         label, side, names = built.weights_label, built.input_hw, built.class_names
         known_mode, known_preprocess = mean_std_preprocess(built.mean, built.std)
-        reason = f"the size, mean and std of {built.metadata}"
+        reason = f"the mean and std of {built.metadata}; the size from --input-size" if config.input_size \
+            else f"the size, mean and std of {built.metadata}"
     else:
         module, name, digest = _user_module(config)
         libraries, label, side, names = (), "random (seeded by --seed)", (DEFAULT_SIDE, DEFAULT_SIDE), None
