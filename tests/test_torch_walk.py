@@ -109,6 +109,17 @@ def test_a_shared_module_is_one_row_and_transposed_and_1d_convs_get_their_kinds(
     assert [row.name for row in info.layers] == ["conv", "up"]
     up = info.layers[1]
     assert up.conv_kind == "transpose" and up.kernel_shape == (2, 2, 2, 4) and up.output_shape == (None, 2, 16, 16)
+    class Twice(nn.Module):  # the second call is followed by a ReLU, the first is not
+        def __init__(self):
+            super().__init__()
+            self.conv, self.act = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.act(self.conv(y + y))
+
+    # one row, its unit read at the first call, where the probes read the response
+    assert inspect_module(Twice(), (4, 8, 8)).layers[0].unit_layers == ()
     line = inspect_module(nn.Sequential(nn.Conv1d(2, 3, 5), nn.ReLU()), (2, 20))
     assert line.layers[0].conv_kind == "conv1d" and line.layers[0].not_drawn_reason and \
         line.layers[0].unit_layers == ("1",)

@@ -74,10 +74,12 @@ def trace(module):
         graph_module = torch.fx.symbolic_trace(module)
     except Exception:  # data-dependent control flow, unsupported Python: the hooks' walk instead
         return None
-    for node in graph_module.graph.nodes:  # F.relu(x, inplace=True), as the modules below
-        if node.op == "call_function" and node.kwargs.get("inplace") is True:
-            node.kwargs = {**node.kwargs, "inplace": False}
-    graph_module.recompile()
+    in_place = [node for node in graph_module.graph.nodes
+                if node.op == "call_function" and node.kwargs.get("inplace") is True]
+    for node in in_place:  # F.relu(x, inplace=True), as out_of_place does the modules
+        node.kwargs = {**node.kwargs, "inplace": False}
+    if in_place:
+        graph_module.recompile()
     return graph_module
 
 
@@ -173,7 +175,7 @@ def _traced_calls(module, graph_module, input_shape: tuple) -> list[_Call]:
     fields: dict = {}
     calls: list[_Call] = []
     by_node: dict = {}  # graph node -> its row (every call of a module -> the module's one row)
-    first_calls: dict = {}  # module path -> its row
+    first_nodes: dict = {}  # module path -> the node of its first call, where its row (and unit) is read
     for node in graph_module.graph.nodes:
         if node.op == "placeholder":
             fields[node] = ((1,) * spatial, (1,) * spatial)
@@ -181,22 +183,22 @@ def _traced_calls(module, graph_module, input_shape: tuple) -> list[_Call]:
         fields[node] = _field_after(node, modules, fields)
         meta = node.meta.get("tensor_meta")
         shape = (None, *tuple(meta.shape)[1:]) if meta is not None and hasattr(meta, "shape") else ()
-        if node.op == "call_module" and node.target in first_calls:
+        if node.op == "call_module" and node.target in first_nodes:
             # a module called again (ResNet's one ReLU after each BN): one row, its first call's
-            by_node[node] = first_calls[node.target]
+            by_node[node] = by_node[first_nodes[node.target]]
             continue
         if node.op == "call_module":
             call = _Call(node.target, type(modules[node.target]).__name__, modules[node.target], shape, fields[node])
+            first_nodes[node.target] = node
         elif node.op in ("call_function", "call_method") and _is_pointwise(node, modules):
             call = _Call(node.name, f"{_function_name(node)} (function)", None, shape, fields[node])
         else:
             continue
         calls.append(call)
         by_node[node] = call
-        if node.op == "call_module":
-            first_calls[node.target] = call
-    for node, call in by_node.items():
-        if call.module is not None and conv_kind(call.module) is not None and not call.unit:
+    for node in first_nodes.values():  # a conv's unit follows its first call, as the probes do
+        call = by_node[node]
+        if conv_kind(call.module) is not None:
             chain, current = [], node
             while len(current.users) == 1:
                 (user,) = current.users
