@@ -153,3 +153,19 @@ def test_a_torchvision_model_builds_with_its_categories_and_metadata_on_the_inde
     shown = [name for name in names if f"<td>{name}</td>" in image_page]
     assert len(shown) >= 3, "the predictions table names classes from torchvision's categories"
     assert (site / "layers" / "000-features.0" / "mosaic.png").stat().st_size > 500
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("torchvision:resnet5000", "error: MODEL: torchvision:resnet5000: torchvision has no classification model"),
+    ("torchvision:squeezenet1_1", "error: torchvision:squeezenet1_1: pretrained weights "),
+    ("timm:resnet18d", "error: timm:resnet18d: pretrained weights timm/resnet18d.ra2_in1k in the Hugging Face cache"),
+])
+def test_a_bad_library_model_is_one_line_and_leaves_no_site(model, expected, tmp_path):
+    """As a user meets it: the CLI, offline caches of the test's own, a non-zero exit, no folder."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TORCH_HOME=str(tmp_path / "torch"), HF_HOME=str(tmp_path / "hf"),
+               HF_HUB_OFFLINE="1")
+    done = subprocess.run([sys.executable, "-m", "cnnviz_report", "build", model, "--out", "site", "--quiet"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1 and expected in lines[0], done.stderr[-2000:]
+    assert not (tmp_path / "site").exists()
